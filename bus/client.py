@@ -1,0 +1,179 @@
+"""The typed API client: request/reply to the API service over NATS.
+
+Every call has a timeout; error replies come back as the same `bus.errors` exception the API
+raised. Reads go through the API too (a node agent has no JetStream access); watches read the
+store directly (see `bus.store.Store.watch`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from bus import kinds, subjects
+from bus.codec import encode
+from bus.errors import BadRequest, Internal, Status, SteerError, Timeout, TooLarge, Unavailable, from_status
+from bus.meta import Resource
+from bus.protocol import (
+    ERROR_CODE_HEADER,
+    DeleteRequest,
+    GetRequest,
+    ListRequest,
+    ObjectList,
+    PatchRequest,
+    PropagationPolicy,
+)
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Resource)
+
+DEFAULT_TIMEOUT = 10.0
+_status_decoder = msgspec.json.Decoder(Status)
+_list_decoder = msgspec.json.Decoder(ObjectList)
+
+
+class Client:
+    """Talks to the API service. `node` makes requests on the node-scoped subjects instead."""
+
+    def __init__(self, nc: NATS, *, timeout: float = DEFAULT_TIMEOUT, node: str = "") -> None:
+        self.nc = nc
+        self.timeout = timeout
+        self.node = node
+
+    def _subject(self, verb: subjects.ApiVerb, info: kinds.KindInfo, namespace: str) -> str:
+        ns = namespace if info.namespaced else ""
+        if self.node:
+            return subjects.node(self.node, verb, info.plural, ns)
+        return subjects.api(verb, info.plural, ns)
+
+    async def request(
+        self, verb: subjects.ApiVerb, info: kinds.KindInfo, namespace: str, body: bytes
+    ) -> bytes:
+        """One round trip; the raw reply body, or the error the reply stands for."""
+        subject = self._subject(verb, info, namespace)
+        try:
+            msg = await self.nc.request(subject, body, timeout=self.timeout)
+        except nats.errors.NoRespondersError:
+            raise Unavailable("no API server is running (nothing answers on the bus)") from None
+        except nats.errors.TimeoutError:
+            raise Timeout(f"the API did not answer within {self.timeout:g}s") from None
+        except nats.errors.MaxPayloadError:
+            raise TooLarge(f"request is too large ({len(body)} bytes)") from None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+            raise Unavailable("not connected to NATS") from None
+        if msg.headers and ERROR_CODE_HEADER in msg.headers:
+            try:
+                status = _status_decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                raise Internal(f"malformed error reply on {subject}") from None
+            raise from_status(status)
+        return msg.data
+
+    # -- untyped, by kind (the CLI works with whatever kind the user names)
+
+    async def create_raw(self, info: kinds.KindInfo, namespace: str, obj: Any) -> Resource:
+        data = await self.request("create", info, namespace, _encode(obj))
+        return _decode(info, data)
+
+    async def update_raw(self, info: kinds.KindInfo, namespace: str, obj: Any) -> Resource:
+        data = await self.request("update", info, namespace, _encode(obj))
+        return _decode(info, data)
+
+    async def get_kind(self, info: kinds.KindInfo, name: str, namespace: str = "default") -> Resource:
+        data = await self.request("get", info, namespace, encode(GetRequest(name=name)))
+        return _decode(info, data)
+
+    async def list_kind(
+        self, info: kinds.KindInfo, namespace: str = "default", *, label_selector: str = ""
+    ) -> tuple[list[Resource], str]:
+        """Objects of a kind in `namespace` (`*` for all) and the list's resourceVersion."""
+        body = encode(ListRequest(label_selector=label_selector))
+        data = await self.request("list", info, namespace, body)
+        listing = _list_decoder.decode(data)
+        return [_decode(info, raw) for raw in listing.items], listing.metadata.resource_version
+
+    async def patch_kind(
+        self, info: kinds.KindInfo, name: str, patch: dict[str, Any], namespace: str = "default"
+    ) -> Resource:
+        """A JSON merge patch (RFC 7386), applied on the latest version with compare-and-set."""
+        data = await self.request("patch", info, namespace, encode(PatchRequest(name=name, patch=patch)))
+        return _decode(info, data)
+
+    async def delete_kind(
+        self,
+        info: kinds.KindInfo,
+        name: str,
+        namespace: str = "default",
+        *,
+        resource_version: str = "",
+        grace_period_seconds: int | None = None,
+        propagation_policy: PropagationPolicy = "Background",
+    ) -> Resource:
+        """Delete (or begin deleting); returns the object's final or terminating state."""
+        request = DeleteRequest(
+            name=name,
+            resource_version=resource_version,
+            grace_period_seconds=grace_period_seconds,
+            propagation_policy=propagation_policy,
+        )
+        data = await self.request("delete", info, namespace, encode(request))
+        return _decode(info, data)
+
+    # -- typed
+
+    async def get(self, cls: type[R], name: str, namespace: str = "default") -> R:
+        return await self.get_kind(kinds.BY_KIND[cls.__name__], name, namespace)  # type: ignore[return-value]
+
+    async def list(self, cls: type[R], namespace: str = "default", *, label_selector: str = "") -> list[R]:
+        items, _ = await self.list_kind(kinds.BY_KIND[cls.__name__], namespace, label_selector=label_selector)
+        return items  # type: ignore[return-value]
+
+    async def create(self, obj: R) -> R:
+        info = kinds.of(obj)
+        return await self.create_raw(info, obj.metadata.namespace or "default", obj)  # type: ignore[return-value]
+
+    async def update(self, obj: R) -> R:
+        """Replace the object; a stale `metadata.resourceVersion` raises Conflict."""
+        info = kinds.of(obj)
+        return await self.update_raw(info, obj.metadata.namespace or "default", obj)  # type: ignore[return-value]
+
+    async def update_status(self, obj: R) -> R:
+        """Write only `status`, as Kubernetes' status subresource does."""
+        info = kinds.of(obj)
+        data = await self.request("status", info, obj.metadata.namespace or "default", _encode(obj))
+        return _decode(info, data)  # type: ignore[return-value]
+
+    async def patch(self, cls: type[R], name: str, patch: dict[str, Any], namespace: str = "default") -> R:
+        return await self.patch_kind(kinds.BY_KIND[cls.__name__], name, patch, namespace)  # type: ignore[return-value]
+
+    async def delete(self, cls: type[R], name: str, namespace: str = "default", **options: Any) -> R:
+        info = kinds.BY_KIND[cls.__name__]
+        return await self.delete_kind(info, name, namespace, **options)  # type: ignore[return-value]
+
+
+def _encode(obj: Any) -> bytes:
+    try:
+        return encode(obj)
+    except (TypeError, msgspec.EncodeError) as err:
+        raise BadRequest(f"cannot encode object: {err}") from None
+
+
+_decoders: dict[type[Resource], msgspec.json.Decoder[Any]] = {}
+
+
+def _decode(info: kinds.KindInfo, data: bytes | msgspec.Raw) -> Resource:
+    decoder = _decoders.get(info.type)
+    if decoder is None:
+        decoder = _decoders[info.type] = msgspec.json.Decoder(info.type)
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as err:
+        raise Internal(f"malformed {info.kind} in reply: {err}") from None
+
+
+__all__ = ["Client", "SteerError"]

@@ -1,0 +1,77 @@
+"""Encoding resources for the wire (JSON) and for people (YAML), and reading manifests.
+
+The wire format is msgspec JSON, which any NATS client in any language can read. Manifests may be
+multi-document YAML or JSON, and may hold a Kubernetes `List` with `items`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+import yaml
+
+from bus.errors import BadRequest
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_TOP_ORDER = ("apiVersion", "kind", "metadata")
+
+try:  # the C loader is several times faster where libyaml is present
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
+    _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+    _Dumper = yaml.SafeDumper
+
+
+def encode(obj: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+def decode(data: bytes, type_: type[T]) -> T:
+    return msgspec.json.decode(data, type=type_)
+
+
+def to_builtins(obj: Any) -> Any:
+    """Plain dicts and lists, with apiVersion, kind and metadata first as people expect."""
+    value = msgspec.to_builtins(obj)
+    if isinstance(value, dict):
+        ordered = {k: value[k] for k in _TOP_ORDER if k in value}
+        ordered.update((k, v) for k, v in value.items() if k not in ordered)
+        return ordered
+    return value
+
+
+def to_yaml(value: Any) -> str:
+    return yaml.dump(to_builtins(value), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def to_json(value: Any) -> str:
+    return msgspec.json.format(encode(to_builtins(value)), indent=2).decode()
+
+
+def load_documents(text: str, *, source: str = "<stdin>") -> list[dict[str, Any]]:
+    """Every object in a YAML or JSON text; a `List` is flattened into its items."""
+    try:
+        docs = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise BadRequest(f"{source}: malformed YAML{where}: {problem}") from None
+    objects: list[dict[str, Any]] = []
+    for index, doc in enumerate(docs):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise BadRequest(f"{source}: document {index + 1} is a {type(doc).__name__}, not an object")
+        if doc.get("kind") == "List" or (str(doc.get("kind", "")).endswith("List") and "items" in doc):
+            items = doc.get("items") or []
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise BadRequest(f"{source}: document {index + 1}: items must be a list of objects")
+            objects.extend(items)
+        else:
+            objects.append(doc)
+    return objects

@@ -1,0 +1,133 @@
+"""Events: building them, and reading the STEER_EVENTS stream live or from a point in time.
+
+Every Event the API stores is also published on `steer.events.<namespace>.<Kind>.<name>`, which a
+JetStream stream keeps for a retention window. Subject filters pick one namespace or one object,
+so `steer events --for pod/web-1` and `steer describe` read only what they show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+
+from bus import kinds, subjects
+from bus.meta import ObjectMeta, ObjectReference, Resource
+from bus.resources import Event
+from bus.resources.records import EventSource
+from bus.store import translate
+
+DEFAULT_RETENTION = timedelta(hours=1)
+_decoder = msgspec.json.Decoder(Event)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def reference(obj: Resource) -> ObjectReference:
+    return ObjectReference(
+        api_version=obj.api_version,
+        kind=obj.kind,
+        namespace=obj.metadata.namespace,
+        name=obj.metadata.name,
+        uid=obj.metadata.uid,
+        resource_version=obj.metadata.resource_version,
+    )
+
+
+def make_event(
+    involved: ObjectReference,
+    *,
+    reason: str,
+    message: str,
+    type: str = "Normal",
+    component: str,
+    host: str = "",
+) -> Event:
+    """An Event about `involved`, named as Kubernetes names them (`<object>.<random hex>`)."""
+    stamp = now()
+    namespace = involved.namespace or "default"
+    return Event(
+        metadata=ObjectMeta(name=f"{involved.name}.{secrets.token_hex(8)}", namespace=namespace),
+        involved_object=involved,
+        reason=reason,
+        message=message,
+        type="Warning" if type == "Warning" else "Normal",
+        source=EventSource(component=component, host=host),
+        first_timestamp=stamp,
+        last_timestamp=stamp,
+        reporting_component=component,
+        reporting_instance=host,
+    )
+
+
+def subject_of(event: Event) -> str:
+    involved = event.involved_object
+    info = kinds.BY_KIND.get(involved.kind)
+    namespace = involved.namespace if info is None or info.namespaced else ""
+    return subjects.events(namespace or event.metadata.namespace, involved.kind or "Unknown", involved.name)
+
+
+async def ensure_stream(
+    js: JetStreamContext, *, retention: timedelta = DEFAULT_RETENTION, replicas: int = 1
+) -> None:
+    """Create the events stream, or bring its retention and replicas to what is asked."""
+    config = StreamConfig(
+        name=subjects.EVENTS_STREAM,
+        subjects=[subjects.events_all()],
+        max_age=retention.total_seconds(),
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        description="steersman events",
+    )
+    try:
+        info = await js.stream_info(subjects.EVENTS_STREAM)
+    except nats.js.errors.NotFoundError:
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # lost a creation race: fine
+            await js.add_stream(config)
+        return
+    current = info.config
+    if current.max_age != config.max_age or current.num_replicas != replicas:
+        await js.update_stream(config)
+
+
+async def read(
+    js: JetStreamContext,
+    *,
+    subject_filter: str,
+    since: timedelta | None = None,
+    follow: bool = False,
+) -> AsyncIterator[Event]:
+    """Events oldest first from `since` ago (all retained when None); then live ones if `follow`."""
+    if since is None:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    else:
+        start = (now() - since).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+    try:
+        sub = await js.subscribe(
+            subject_filter, stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config
+        )
+        pending = (await sub.consumer_info()).num_pending
+    except (nats.errors.Error, asyncio.TimeoutError) as err:
+        raise translate(err) from err
+    try:
+        if not follow and not pending:
+            return
+        async for msg in sub.messages:
+            with contextlib.suppress(msgspec.DecodeError):
+                yield _decoder.decode(msg.data)
+            if not follow and msg.metadata.num_pending == 0:
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

@@ -1,0 +1,90 @@
+"""Object metadata and the base every resource kind derives from.
+
+Field names are Kubernetes' (camelCase on the wire). Fields that may be absent default to empty
+values and are omitted when encoded, so objects stay small and new fields can be added later
+without breaking stored data (msgspec's schema evolution rules).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+import msgspec
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Base(msgspec.Struct, omit_defaults=True, rename="camel", kw_only=True):
+    """Every nested type: camelCase names, empty fields left out."""
+
+
+class OwnerReference(Base):
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool | None = None
+    block_owner_deletion: bool | None = None
+
+
+class ObjectMeta(Base):
+    name: str = ""
+    generate_name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    generation: int = 0
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    deletion_grace_period_seconds: int | None = None
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    owner_references: list[OwnerReference] = []
+    finalizers: list[str] = []
+
+
+class ListMeta(Base):
+    resource_version: str = ""
+
+
+class LabelSelectorRequirement(Base):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = []
+
+
+class LabelSelector(Base):
+    match_labels: dict[str, str] = {}
+    match_expressions: list[LabelSelectorRequirement] = []
+
+
+class ObjectReference(Base):
+    api_version: str = ""
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    field_path: str = ""
+
+
+class Resource(msgspec.Struct, omit_defaults=True, rename="camel", kw_only=True, tag_field="kind", tag=True):
+    """Base of every top-level kind. `kind` is the msgspec tag, so it is always on the wire.
+
+    `apiVersion` starts empty and is filled in after construction, so that it too is always
+    encoded (an omitted default would be left out).
+    """
+
+    API_VERSION: ClassVar[str] = "v1"
+
+    api_version: str = ""
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+
+    def __post_init__(self) -> None:
+        if not self.api_version:
+            self.api_version = self.API_VERSION
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__

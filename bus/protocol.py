@@ -1,0 +1,55 @@
+"""Request and reply bodies of the API verbs (see docs/protocol.md).
+
+`create`, `update` and `status` carry the object itself; the other verbs carry one of these.
+Every error reply is a Kubernetes `Status` (bus.errors) with the NATS micro error headers set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from bus.meta import ListMeta
+
+ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+ERROR_HEADER = "Nats-Service-Error"
+
+# Kubernetes caps a stored object at about 1.5 MiB (etcd's request limit); we keep to 1 MiB,
+# below the 4 MiB max_payload of nats.conf so the API can answer with a clear error.
+MAX_OBJECT_BYTES = 1024 * 1024
+
+PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
+
+
+class Request(msgspec.Struct, omit_defaults=True, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class GetRequest(Request):
+    name: str
+
+
+class ListRequest(Request):
+    label_selector: str = ""
+
+
+class PatchRequest(Request):
+    name: str
+    patch: dict[str, Any]
+
+
+class DeleteRequest(Request):
+    name: str
+    resource_version: str = ""
+    grace_period_seconds: int | None = None
+    propagation_policy: PropagationPolicy = "Background"
+
+
+class ObjectList(msgspec.Struct, omit_defaults=True, rename="camel", kw_only=True):
+    """`PodList`, `DeploymentList`, ...: items stay raw so each is decoded by its kind."""
+
+    kind: str
+    api_version: str
+    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    items: list[msgspec.Raw] = []

@@ -1,0 +1,274 @@
+"""A typed store over JetStream key-value buckets: the cluster's etcd.
+
+One bucket per kind, key `<namespace>.<name>`. `metadata.resourceVersion` is the KV revision of
+the entry, so every write is a compare-and-set against the revision the writer last read; a lost
+race is a `Conflict`, never a silent overwrite. Deletes write a KV delete marker whose body is the
+object's final state, so watchers see what was deleted (as in a Kubernetes DELETED event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from bus.selectors import Requirement, matches
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+
+from bus import kinds, subjects
+from bus.codec import encode
+from bus.errors import AlreadyExists, Conflict, Internal, NotFound, SteerError, Timeout, Unavailable
+from bus.meta import Resource
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Resource)
+T = TypeVar("T")
+
+WatchType = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
+
+
+class WatchEvent(msgspec.Struct, frozen=True):
+    """One change seen by a watch. SYNCED marks the end of the initial listing (no object)."""
+
+    type: WatchType
+    key: str = ""
+    object: Any = None
+    revision: int = 0
+
+
+@dataclass
+class StoreConfig:
+    """How buckets are created: replicas and history for all, a TTL for liveness-type kinds."""
+
+    replicas: int = 1
+    history: int = 1
+    storage: StorageType = StorageType.FILE
+    ttl: dict[str, float] = field(default_factory=lambda: {"leases": 600.0, "events": 3600.0})
+
+
+def translate(err: BaseException) -> SteerError:
+    """The bus error a NATS failure stands for."""
+    match err:
+        case SteerError():
+            return err
+        case nats.errors.TimeoutError() | asyncio.TimeoutError():
+            return Timeout("the store did not answer in time")
+        case nats.errors.NoRespondersError() | nats.js.errors.ServiceUnavailableError():
+            return Unavailable("JetStream is not available")
+        case nats.errors.ConnectionClosedError() | nats.errors.ConnectionReconnectingError():
+            return Unavailable("not connected to NATS")
+        case nats.errors.OutboundBufferLimitError():
+            return Unavailable("NATS connection is saturated")
+    return Internal(f"store error: {err!r}")
+
+
+def _nats_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except SteerError:
+            raise
+        except (TimeoutError, nats.errors.Error) as err:
+            raise translate(err) from err
+
+    return wrapper
+
+
+class Store:
+    def __init__(self, js: JetStreamContext, config: StoreConfig | None = None) -> None:
+        self._js = js
+        self._config = config or StoreConfig()
+        self._buckets: dict[str, KeyValue] = {}
+        self._lock = asyncio.Lock()
+        self._decoders: dict[type[Resource], msgspec.json.Decoder[Any]] = {}
+
+    # -- buckets
+
+    async def bucket(self, info: kinds.KindInfo) -> KeyValue:
+        """The kind's bucket, created on first use; creation is idempotent across processes."""
+        kv = self._buckets.get(info.plural)
+        if kv is not None:
+            return kv
+        async with self._lock:
+            kv = self._buckets.get(info.plural)
+            if kv is None:
+                kv = await self._open_bucket(info)
+                self._buckets[info.plural] = kv
+        return kv
+
+    @_nats_errors
+    async def _open_bucket(self, info: kinds.KindInfo) -> KeyValue:
+        name = subjects.bucket(info.plural)
+        try:
+            return await self._js.key_value(name)
+        except nats.js.errors.BucketNotFoundError:
+            pass
+        config = KeyValueConfig(
+            bucket=name,
+            history=self._config.history,
+            replicas=self._config.replicas,
+            storage=self._config.storage,
+            ttl=self._config.ttl.get(info.plural),
+            direct=True,
+            description=f"steersman {info.plural}",
+        )
+        try:
+            return await self._js.create_key_value(config)
+        except nats.js.errors.BadRequestError:
+            # Another process created it first with its own settings; use theirs.
+            return await self._js.key_value(name)
+
+    async def ensure_buckets(self) -> None:
+        for info in kinds.KINDS:
+            await self.bucket(info)
+
+    # -- reads
+
+    def _decode(self, info: kinds.KindInfo, data: bytes, revision: int) -> Resource:
+        decoder = self._decoders.get(info.type)
+        if decoder is None:
+            decoder = self._decoders[info.type] = msgspec.json.Decoder(info.type)
+        obj = decoder.decode(data)
+        obj.metadata.resource_version = str(revision)
+        return obj
+
+    @_nats_errors
+    async def get(self, cls: type[R], namespace: str, name: str) -> R:
+        info = kinds.BY_KIND[cls.__name__]
+        kv = await self.bucket(info)
+        try:
+            entry = await kv.get(subjects.key(namespace, name))
+        except nats.js.errors.KeyNotFoundError:
+            raise NotFound(not_found_message(info, name)) from None
+        assert entry.value is not None and entry.revision is not None
+        return self._decode(info, entry.value, entry.revision)  # type: ignore[return-value]
+
+    async def list(
+        self,
+        cls: type[R],
+        namespace: str = subjects.ALL,
+        *,
+        selector: list[Requirement] | None = None,
+    ) -> tuple[list[R], int]:
+        """Objects of a kind in one namespace (or all, with `*`), and the highest revision seen."""
+        items: list[R] = []
+        revision = 0
+        async for event in self.watch(cls, namespace, initial_only=True):
+            if event.type == "SYNCED":
+                break
+            revision = max(revision, event.revision)
+            if selector is None or matches(selector, event.object.metadata.labels):
+                items.append(event.object)
+        items.sort(key=lambda o: (o.metadata.namespace, o.metadata.name))
+        return items, revision
+
+    async def watch(
+        self, cls: type[R], namespace: str = subjects.ALL, *, initial_only: bool = False
+    ) -> AsyncIterator[WatchEvent]:
+        """List-then-watch: ADDED for every current object, SYNCED, then live changes."""
+        info = kinds.BY_KIND[cls.__name__]
+        kv = await self.bucket(info)
+        try:
+            watcher = await kv.watch(subjects.key_filter(namespace), inactive_threshold=60.0)
+        except (TimeoutError, nats.errors.Error) as err:
+            raise translate(err) from err
+        synced = False
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    synced = True
+                    yield WatchEvent("SYNCED")
+                    if initial_only:
+                        return
+                    continue
+                deleted = entry.operation in (KV_DEL, KV_PURGE)
+                if deleted and not synced:
+                    continue  # a tombstone from before the watch began
+                assert entry.revision is not None
+                obj = self._decode(info, entry.value, entry.revision) if entry.value else None
+                kind: WatchType = "DELETED" if deleted else ("MODIFIED" if synced else "ADDED")
+                yield WatchEvent(kind, entry.key, obj, entry.revision)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    # -- writes (compare-and-set)
+
+    @_nats_errors
+    async def create(self, obj: R) -> R:
+        info = kinds.of(obj)
+        kv = await self.bucket(info)
+        try:
+            revision = await kv.create(subjects.key(obj.metadata.namespace, obj.metadata.name), _body(obj))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise AlreadyExists(f'{info.plural} "{obj.metadata.name}" already exists') from None
+        obj.metadata.resource_version = str(revision)
+        return obj
+
+    @_nats_errors
+    async def update(self, obj: R) -> R:
+        """Write `obj` only if the stored revision is still `obj.metadata.resourceVersion`."""
+        info = kinds.of(obj)
+        kv = await self.bucket(info)
+        last = _revision(obj)
+        try:
+            revision = await kv.update(
+                subjects.key(obj.metadata.namespace, obj.metadata.name), _body(obj), last
+            )
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise Conflict(conflict_message(info, obj.metadata.name)) from None
+        obj.metadata.resource_version = str(revision)
+        return obj
+
+    @_nats_errors
+    async def delete(self, obj: Resource) -> None:
+        """Remove `obj` if unchanged since read; the delete marker carries its final state."""
+        info = kinds.of(obj)
+        kv = await self.bucket(info)
+        key = subjects.key(obj.metadata.namespace, obj.metadata.name)
+        headers = {KV_OP: KV_DEL, "Nats-Expected-Last-Subject-Sequence": str(_revision(obj))}
+        try:
+            await self._js.publish(subjects.kv_subject(kv._name, key), _body(obj), headers=headers)
+        except nats.js.errors.APIError as err:
+            if err.err_code in (10071, 10164):
+                raise Conflict(conflict_message(info, obj.metadata.name)) from None
+            raise
+
+
+def _body(obj: Resource) -> bytes:
+    # The revision is assigned by the write itself, so the stored body never carries one.
+    version = obj.metadata.resource_version
+    obj.metadata.resource_version = ""
+    try:
+        return encode(obj)
+    finally:
+        obj.metadata.resource_version = version
+
+
+def _revision(obj: Resource) -> int:
+    try:
+        return int(obj.metadata.resource_version)
+    except ValueError:
+        raise Conflict(f'invalid resourceVersion "{obj.metadata.resource_version}"') from None
+
+
+def not_found_message(info: kinds.KindInfo, name: str) -> str:
+    return f'{info.qualified_plural} "{name}" not found'
+
+
+def conflict_message(info: kinds.KindInfo, name: str) -> str:
+    return (
+        f'Operation cannot be fulfilled on {info.qualified_plural} "{name}": '
+        "the object has been modified; please apply your changes to the latest version and try again"
+    )

@@ -1,0 +1,102 @@
+"""Every NATS subject, stream, bucket and key name steersman uses, and nothing else.
+
+docs/protocol.md is the contract these functions implement; a controller in another language
+can be written from it. Tokens:
+
+    steer.api.<verb>.<plural>.<namespace>        request/reply to the API (namespace `_` when cluster-scoped)
+    steer.node.<node>.<verb>.<plural>.<namespace> requests a node agent makes; the API trusts <node>
+    steer.events.<namespace>.<Kind>.<name>       every Event, captured by the STEER_EVENTS stream
+
+KV buckets are `steer-<plural>`; keys are `<namespace>.<name>`, `_.<name>` for cluster-scoped kinds,
+so that every key has the same shape and `<namespace>.>` filters one namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+PREFIX = "steer"
+CLUSTER_SCOPE = "_"
+ALL = "*"
+
+ApiVerb = Literal["create", "get", "list", "update", "patch", "delete", "status"]
+API_VERBS: tuple[ApiVerb, ...] = ("create", "get", "list", "update", "patch", "delete", "status")
+READ_VERBS: tuple[ApiVerb, ...] = ("get", "list")
+API_QUEUE_GROUP = "steer-api"
+
+EVENTS_STREAM = "STEER_EVENTS"
+
+
+def scope(namespace: str | None) -> str:
+    return namespace or CLUSTER_SCOPE
+
+
+def api(verb: ApiVerb, plural: str, namespace: str | None) -> str:
+    return f"{PREFIX}.api.{verb}.{plural}.{scope(namespace)}"
+
+
+def api_listen(verb: ApiVerb) -> str:
+    """What the API service subscribes to for one verb."""
+    return f"{PREFIX}.api.{verb}.*.*"
+
+
+def parse_api(subject: str) -> tuple[str, str, str]:
+    """(verb, plural, namespace) of an API subject; namespace is "" for cluster scope."""
+    _, _, verb, plural, namespace = subject.split(".", 4)
+    return verb, plural, "" if namespace == CLUSTER_SCOPE else namespace
+
+
+def node(node_name: str, verb: ApiVerb, plural: str, namespace: str | None) -> str:
+    return f"{PREFIX}.node.{node_name}.{verb}.{plural}.{scope(namespace)}"
+
+
+def node_listen() -> str:
+    return f"{PREFIX}.node.*.*.*.*"
+
+
+def parse_node(subject: str) -> tuple[str, str, str, str]:
+    """(node, verb, plural, namespace) of a node-agent request subject."""
+    _, _, node_name, verb, plural, namespace = subject.split(".", 5)
+    return node_name, verb, plural, "" if namespace == CLUSTER_SCOPE else namespace
+
+
+def events(namespace: str | None, kind: str, name: str) -> str:
+    return f"{PREFIX}.events.{scope(namespace)}.{kind}.{name}"
+
+
+def events_filter(namespace: str | None = ALL, kind: str = ALL, name: str = ALL) -> str:
+    """Filter for the events stream; `None` namespace means cluster scope, `*` means any."""
+    ns = ALL if namespace == ALL else scope(namespace)
+    return f"{PREFIX}.events.{ns}.{kind}.{name}"
+
+
+def events_all() -> str:
+    return f"{PREFIX}.events.>"
+
+
+def bucket(plural: str) -> str:
+    return f"{PREFIX}-{plural}"
+
+
+def key(namespace: str | None, name: str) -> str:
+    return f"{scope(namespace)}.{name}"
+
+
+def key_filter(namespace: str | None) -> str:
+    """Keys of one namespace, or of every namespace when `namespace` is `*`."""
+    return ">" if namespace == ALL else f"{scope(namespace)}.>"
+
+
+def kv_subject(bucket_name: str, k: str) -> str:
+    """The subject JetStream stores a KV entry under (NATS' own KV convention)."""
+    return f"$KV.{bucket_name}.{k}"
+
+
+def split_key(k: str) -> tuple[str, str]:
+    namespace, _, name = k.partition(".")
+    return ("" if namespace == CLUSTER_SCOPE else namespace), name
+
+
+def service_name(component: str) -> str:
+    """Name of a component's NATS micro service (`steer-api`, `steer-scheduler`, ...)."""
+    return f"{PREFIX}-{component}"

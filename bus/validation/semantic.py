@@ -1,0 +1,102 @@
+"""Semantic rules of each kind: what a well-typed object must also satisfy to be stored.
+
+The structural walk (`schema.py`) has already vouched for every field's type, so the rules here
+work on typed objects. Each kind's rules live beside its group (`pod.py`, `apps.py`,
+`networking.py`, `autoscaling.py`); the small record and cluster kinds are checked here.
+Every cause is collected, never just the first, so a user fixes a manifest in one round trip.
+"""
+
+from __future__ import annotations
+
+from bus.errors import StatusCause
+from bus.meta import Resource
+from bus.resources import (
+    Deployment,
+    Endpoints,
+    Event,
+    HorizontalPodAutoscaler,
+    Lease,
+    Node,
+    Pod,
+    ReplicaSet,
+    Service,
+)
+from bus.validation import apps, autoscaling, networking, pod
+from bus.validation.rules import (
+    at_least,
+    dns1123_label,
+    dns1123_subdomain,
+    duplicate,
+    formatted,
+    invalid_value,
+    label_value,
+    object_meta,
+    qualified_name,
+    quantity,
+    required,
+)
+
+
+def validate(obj: Resource) -> list[StatusCause]:
+    """Every semantic cause against `obj`; an empty list means it may be stored."""
+    # Event names carry a generated suffix after a dot (`web-1.17a2b3c4`), as in Kubernetes.
+    name_format = dns1123_subdomain if isinstance(obj, Event) else dns1123_label
+    causes = object_meta(obj.metadata, name_format=name_format)
+    match obj:
+        case Pod():
+            causes += pod.pod_spec(obj.spec, "spec")
+        case ReplicaSet():
+            causes += apps.replica_set(obj)
+        case Deployment():
+            causes += apps.deployment(obj)
+        case Service():
+            causes += networking.service(obj)
+        case Endpoints():
+            causes += networking.endpoints(obj)
+        case HorizontalPodAutoscaler():
+            causes += autoscaling.horizontal_pod_autoscaler(obj)
+        case Node():
+            causes += _node(obj)
+        case Lease():
+            causes += _lease(obj)
+        case Event():
+            causes += _event(obj)
+    return causes
+
+
+def _node(node: Node) -> list[StatusCause]:
+    """Taints are matched against tolerations by key and effect, so each pair appears once."""
+    causes: list[StatusCause] = []
+    seen: set[tuple[str, str]] = set()
+    for i, taint in enumerate(node.spec.taints):
+        item = f"spec.taints[{i}]"
+        causes += formatted(f"{item}.key", taint.key, qualified_name)
+        causes += formatted(f"{item}.value", taint.value, label_value)
+        if (taint.key, taint.effect) in seen:
+            causes.append(duplicate(item, {"key": taint.key, "effect": taint.effect}))
+        seen.add((taint.key, taint.effect))
+    for field, amounts in (("capacity", node.status.capacity), ("allocatable", node.status.allocatable)):
+        for name, value in amounts.items():
+            causes += formatted(f"status.{field}", name, qualified_name)
+            causes += quantity(f"status.{field}[{name}]", value)
+    return causes
+
+
+def _lease(lease: Lease) -> list[StatusCause]:
+    causes = at_least("spec.leaseTransitions", lease.spec.lease_transitions, 0)
+    duration = lease.spec.lease_duration_seconds
+    if duration is not None and duration <= 0:
+        causes.append(invalid_value("spec.leaseDurationSeconds", duration, "must be greater than 0"))
+    return causes
+
+
+def _event(event: Event) -> list[StatusCause]:
+    ref = event.involved_object
+    causes = [
+        required(f"involvedObject.{field}")
+        for field, value in (("kind", ref.kind), ("name", ref.name))
+        if not value
+    ]
+    if ref.namespace:
+        causes += formatted("involvedObject.namespace", ref.namespace, dns1123_label)
+    return causes

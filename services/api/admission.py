@@ -1,0 +1,79 @@
+"""What the API decides for the user: server-set metadata, generation, and immutable fields.
+
+Kubernetes' registry strategies, reduced to the rules steersman needs: uid, creationTimestamp
+and generation are the server's; generation moves only when the spec does; status is written
+only through the status verb; some fields cannot change once set.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import uuid
+
+import msgspec
+
+from bus import kinds
+from bus.errors import StatusCause, invalid
+from bus.events import now
+from bus.meta import Resource
+from bus.resources import Deployment, Node, Pod, ReplicaSet
+
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def generated_name(prefix: str) -> str:
+    """`web-` -> `web-x7k2p`, as Kubernetes completes generateName."""
+    return prefix[:58] + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+
+
+def spec_of(obj: Resource) -> object:
+    """What counts as the spec for generation: `spec`, or the whole body for spec-less kinds."""
+    spec = getattr(obj, "spec", None)
+    if spec is not None:
+        return spec
+    return msgspec.structs.replace(obj, metadata=type(obj.metadata)())
+
+
+def prepare_create(obj: Resource, info: kinds.KindInfo) -> None:
+    meta = obj.metadata
+    if not meta.name and meta.generate_name:
+        meta.name = generated_name(meta.generate_name)
+    meta.uid = str(uuid.uuid4())
+    meta.creation_timestamp = now()
+    meta.generation = 1
+    meta.resource_version = ""
+    meta.deletion_timestamp = None
+    meta.deletion_grace_period_seconds = None
+    if info.has_spec and not isinstance(obj, Node) and hasattr(obj, "status"):
+        # Status belongs to controllers and agents; a node agent registers its Node with one.
+        status_type = type(obj.status)
+        obj.status = status_type()
+
+
+def prepare_update(new: Resource, old: Resource) -> None:
+    """Carry the server's fields over from the stored object; reject changes to immutable ones."""
+    meta, old_meta = new.metadata, old.metadata
+    meta.uid = old_meta.uid
+    meta.creation_timestamp = old_meta.creation_timestamp
+    meta.deletion_timestamp = old_meta.deletion_timestamp
+    meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds
+    meta.generate_name = old_meta.generate_name
+    if hasattr(old, "status"):
+        new.status = old.status  # type: ignore[attr-defined]
+    meta.generation = old_meta.generation + (1 if spec_of(new) != spec_of(old) else 0)
+    causes = immutable_changes(new, old)
+    if causes:
+        raise invalid(new.kind, meta.name, causes)
+
+
+def immutable_changes(new: Resource, old: Resource) -> list[StatusCause]:
+    causes = []
+    match new, old:
+        case Pod(), Pod() if old.spec.node_name and new.spec.node_name != old.spec.node_name:
+            causes.append(StatusCause(field="spec.nodeName", message="field is immutable once set"))
+        case (Deployment(), Deployment()) | (ReplicaSet(), ReplicaSet()) if (
+            new.spec.selector != old.spec.selector
+        ):
+            causes.append(StatusCause(field="spec.selector", message="field is immutable"))
+    return causes

@@ -1,0 +1,160 @@
+"""The API service: the only writer of the store.
+
+Replicas share one NATS queue group, so each request reaches exactly one of them. Requests are
+handled concurrently (a bounded number at a time; beyond that the subscription waits, which is
+the backpressure), and events are recorded after the reply has gone out, so they never add to a
+client's latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.micro.request import Request
+
+from bus import events as bus_events
+from bus import kinds, subjects
+from bus.codec import encode
+from bus.connection import Credentials, announce, connect
+from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
+from bus.meta import ObjectMeta
+from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER
+from bus.resources import Event, Namespace
+from bus.store import Store, StoreConfig
+from services.api.verbs import Outcome, Verbs
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 256
+
+
+@dataclass
+class ApiConfig:
+    servers: str = "nats://127.0.0.1:4222"
+    credentials: Credentials = field(default_factory=Credentials)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    event_retention: timedelta = bus_events.DEFAULT_RETENTION
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+class ApiServer:
+    def __init__(self, js: JetStreamContext, store: Store, tasks: asyncio.TaskGroup) -> None:
+        self.js = js
+        self.store = store
+        self.verbs = Verbs(store)
+        self.tasks = tasks
+        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.handlers: dict[str, Callable[[kinds.KindInfo, str, bytes], Awaitable[Outcome]]] = {
+            "create": self.verbs.create,
+            "get": self.verbs.get,
+            "list": self.verbs.list,
+            "update": self.verbs.update,
+            "patch": self.verbs.patch,
+            "delete": self.verbs.delete,
+            "status": self.verbs.status,
+        }
+
+    async def on_request(self, request: Request) -> None:
+        """Admit the request and handle it in its own task, so slow ones don't hold up the rest."""
+        await self.slots.acquire()
+        self.tasks.create_task(self._serve(request))
+
+    async def _serve(self, request: Request) -> None:
+        try:
+            outcome = await self.dispatch(request.subject, request.data)
+        except SteerError as err:
+            await _respond_error(request, err)
+            return
+        except Exception as err:  # a bug must not take the API down: answer 500 and log it
+            log.exception("unhandled error on %s", request.subject)
+            await _respond_error(request, Internal(f"internal error: {type(err).__name__}"))
+            return
+        finally:
+            self.slots.release()
+        with contextlib.suppress(Exception):
+            await request.respond(encode(outcome.reply))
+        await self.record(outcome.events)
+
+    async def dispatch(self, subject: str, body: bytes) -> Outcome:
+        verb, plural, namespace = subjects.parse_api(subject)
+        info = kinds.BY_PLURAL.get(plural)
+        if info is None:
+            raise NotFound(f'the server could not find the requested resource "{plural}"')
+        handler = self.handlers.get(verb)
+        if handler is None:
+            raise NotFound(f'unknown verb "{verb}"')
+        if info.namespaced and not namespace and verb != "list":
+            raise BadRequest(f"{info.plural} are namespaced: the subject must name a namespace")
+        outcome = await handler(info, namespace if info.namespaced else "", body)
+        if info.kind == "Event" and verb in ("create", "update") and isinstance(outcome.reply, Event):
+            await self.publish_events([outcome.reply])
+        return outcome
+
+    async def record(self, events: list[Event]) -> None:
+        """Store lifecycle events and publish them to the events stream; failures are only logged."""
+        for event in events:
+            try:
+                stored = await self.store.create(event)
+                await self.publish_events([stored])
+            except SteerError as err:
+                log.warning("could not record event %s: %s", event.reason, err)
+
+    async def publish_events(self, events: list[Event]) -> None:
+        for event in events:
+            await self.js.publish(bus_events.subject_of(event), encode(event))
+
+    async def seed(self) -> None:
+        """The namespace every cluster starts with."""
+        with contextlib.suppress(AlreadyExists):
+            await self.verbs.create(
+                kinds.BY_KIND["Namespace"], "", encode(Namespace(metadata=ObjectMeta(name="default")))
+            )
+
+
+async def _respond_error(request: Request, err: SteerError) -> None:
+    headers = {ERROR_CODE_HEADER: str(err.code), ERROR_HEADER: err.message[:200]}
+    with contextlib.suppress(Exception):
+        await request.respond(msgspec.json.encode(err.to_status()), headers=headers)
+
+
+async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Serve the API until cancelled."""
+    nc = await connect(config.servers, name=f"steer-api {config.instance}", credentials=config.credentials)
+    try:
+        js = nc.jetstream(timeout=5.0)
+        store = Store(js, config.store)
+        await store.ensure_buckets()
+        await bus_events.ensure_stream(js, retention=config.event_retention, replicas=config.store.replicas)
+        async with asyncio.TaskGroup() as tasks:
+            server = ApiServer(js, store, tasks)
+            await server.seed()
+            service = await announce(
+                nc, "api", description="steersman API server", metadata={"instance": config.instance}
+            )
+            for verb in subjects.API_VERBS:
+                await service.add_endpoint(
+                    name=verb,
+                    subject=subjects.api_listen(verb),
+                    queue_group=subjects.API_QUEUE_GROUP,
+                    handler=server.on_request,
+                )
+            await nc.flush()
+            log.info("API %s serving on %s", config.instance, config.servers)
+            if ready is not None:
+                ready.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await service.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()

@@ -1,0 +1,287 @@
+"""The API verbs: decode, validate, admit, write with compare-and-set, and report what happened.
+
+Each verb takes the kind, the namespace (from the subject) and the raw request body, and returns
+the object to reply with plus the lifecycle events to record once the reply is sent. Nothing is
+written until the request has been fully validated, so bad input never changes stored state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+from bus import kinds, selectors
+from bus.codec import to_builtins
+from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, TooLarge, invalid
+from bus.events import make_event, now, reference
+from bus.meta import Resource
+from bus.protocol import MAX_OBJECT_BYTES, DeleteRequest, GetRequest, ListRequest, ObjectList, PatchRequest
+from bus.resources import Event, Namespace, Pod
+from bus.store import Store, conflict_message
+from bus.validation import decode_object
+from services.api.admission import prepare_create, prepare_update
+from services.api.patch import merge_patch
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMPONENT = "steer-api"
+CONFLICT_RETRIES = 5
+PROTECTED_NAMESPACES = frozenset({"default"})
+
+
+@dataclass
+class Outcome:
+    """What a verb replies with, and the events to record after replying."""
+
+    reply: Any
+    events: list[Event] = field(default_factory=list)
+    stored_events: list[Event] = field(default_factory=list)
+
+
+def parse_json(body: bytes) -> Any:
+    if len(body) > MAX_OBJECT_BYTES:
+        raise TooLarge(f"object is {len(body)} bytes; the limit is {MAX_OBJECT_BYTES} bytes")
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as err:
+        raise BadRequest(f"request body is not valid JSON: {err}") from None
+
+
+def parse_request(body: bytes, type_: type[T]) -> T:
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as err:
+        raise BadRequest(f"malformed {type_.__name__}: {err}") from None
+    except msgspec.DecodeError as err:
+        raise BadRequest(f"request body is not valid JSON: {err}") from None
+
+
+class Verbs:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- helpers
+
+    def _lifecycle(self, obj: Resource, reason: str, message: str) -> list[Event]:
+        if not kinds.of(obj).lifecycle_events:
+            return []
+        return [make_event(reference(obj), reason=reason, message=message, component=COMPONENT)]
+
+    async def _require_namespace(self, info: kinds.KindInfo, namespace: str) -> None:
+        if not info.namespaced:
+            return
+        try:
+            ns = await self.store.get(Namespace, "", namespace)
+        except NotFound:
+            raise NotFound(f'namespaces "{namespace}" not found') from None
+        if ns.metadata.deletion_timestamp is not None and info.kind != "Event":
+            raise Forbidden(
+                f'{info.qualified_plural} is forbidden: unable to create new content in namespace "{namespace}" '
+                "because it is being terminated"
+            )
+
+    def _decode_for(self, info: kinds.KindInfo, namespace: str, raw: Any) -> Resource:
+        if not isinstance(raw, dict):
+            raise BadRequest(f"a {info.kind} must be a JSON object")
+        if "kind" not in raw:
+            raw["kind"] = info.kind
+        if "apiVersion" not in raw:
+            raw["apiVersion"] = info.api_version
+        metadata = raw.get("metadata")
+        if isinstance(metadata, dict) and info.namespaced:
+            given = metadata.get("namespace")
+            if given and given != namespace:
+                raise BadRequest(
+                    f'the namespace of the object ("{given}") does not match the namespace of the request '
+                    f'("{namespace}")'
+                )
+            metadata["namespace"] = namespace
+        elif isinstance(metadata, dict):
+            metadata.pop("namespace", None)
+        return decode_object(raw, expected=info)
+
+    # -- verbs
+
+    async def create(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+        obj = self._decode_for(info, namespace, parse_json(body))
+        if not obj.metadata.name and not obj.metadata.generate_name:
+            raise invalid(info.kind, "", [StatusCause(field="metadata.name", message="Required value")])
+        await self._require_namespace(info, namespace)
+        prepare_create(obj, info)
+        stored = await self.store.create(obj)
+        return Outcome(
+            stored, self._lifecycle(stored, "Created", f"Created {info.singular} {stored.metadata.name}")
+        )
+
+    async def get(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+        request = parse_request(body, GetRequest)
+        return Outcome(await self.store.get(info.type, namespace, request.name))
+
+    async def list(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+        request = parse_request(body, ListRequest) if body else ListRequest()
+        try:
+            requirements = selectors.parse(request.label_selector) if request.label_selector else None
+        except ValueError as err:
+            raise BadRequest(f"invalid label selector: {err}") from None
+        items, revision = await self.store.list(info.type, namespace or "*", selector=requirements)
+        listing = ObjectList(
+            kind=f"{info.kind}List",
+            api_version=info.api_version,
+            items=[msgspec.Raw(msgspec.json.encode(item)) for item in items],
+        )
+        listing.metadata.resource_version = str(revision)
+        return Outcome(listing)
+
+    async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+        new = self._decode_for(info, namespace, parse_json(body))
+        precondition = new.metadata.resource_version
+        for _ in range(CONFLICT_RETRIES):
+            current = await self.store.get(info.type, namespace, new.metadata.name)
+            if precondition and precondition != current.metadata.resource_version:
+                raise Conflict(conflict_message(info, new.metadata.name))
+            try:
+                return await self._replace(info, new, current)
+            except Conflict:
+                if precondition:
+                    raise
+        raise Conflict(conflict_message(info, new.metadata.name))
+
+    async def _replace(self, info: kinds.KindInfo, new: Resource, current: Resource) -> Outcome:
+        """Write `new` over `current` (compare-and-set on current's revision)."""
+        prepare_update(new, current)
+        new.metadata.resource_version = current.metadata.resource_version
+        if new == current:
+            return Outcome(current)  # nothing changed: no write, no new resourceVersion
+        if current.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
+            await self.store.delete(new)
+            return Outcome(
+                new, self._lifecycle(new, "Deleted", f"Deleted {info.singular} {new.metadata.name}")
+            )
+        stored = await self.store.update(new)
+        events = []
+        if stored.metadata.generation != current.metadata.generation:
+            message = (
+                f"Updated {info.singular} {stored.metadata.name} (generation {stored.metadata.generation})"
+            )
+            events = self._lifecycle(stored, "Updated", message)
+        return Outcome(stored, events)
+
+    async def patch(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+        request = parse_request(body, PatchRequest)
+        precondition = str((request.patch.get("metadata") or {}).get("resourceVersion") or "")
+        for _ in range(CONFLICT_RETRIES):
+            current = await self.store.get(info.type, namespace, request.name)
+            if precondition and precondition != current.metadata.resource_version:
+                raise Conflict(conflict_message(info, request.name))
+            patched = merge_patch(to_builtins(current), request.patch)
+            if not isinstance(patched, dict) or patched.get("metadata", {}).get("name") != request.name:
+                raise BadRequest("a patch may not change metadata.name")
+            patched.get("metadata", {}).pop("resourceVersion", None)
+            new = self._decode_for(info, namespace, patched)
+            try:
+                return await self._replace(info, new, current)
+            except Conflict:
+                if precondition:
+                    raise
+        raise Conflict(conflict_message(info, request.name))
+
+    async def status(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+        if "status" not in info.type.__struct_fields__:
+            raise BadRequest(f"{info.plural} have no status")
+        given = self._decode_for(info, namespace, parse_json(body))
+        precondition = given.metadata.resource_version
+        for _ in range(CONFLICT_RETRIES):
+            current = await self.store.get(info.type, namespace, given.metadata.name)
+            if precondition and precondition != current.metadata.resource_version:
+                raise Conflict(conflict_message(info, given.metadata.name))
+            updated = msgspec.structs.replace(current, status=given.status)  # type: ignore[attr-defined]
+            if updated == current:
+                return Outcome(current)
+            try:
+                return Outcome(await self.store.update(updated))
+            except Conflict:
+                if precondition:
+                    raise
+        raise Conflict(conflict_message(info, given.metadata.name))
+
+    async def delete(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+        request = parse_request(body, DeleteRequest)
+        if info.kind == "Namespace" and request.name in PROTECTED_NAMESPACES:
+            raise Forbidden(f'namespaces "{request.name}" is forbidden: this namespace may not be deleted')
+        if request.grace_period_seconds is not None and request.grace_period_seconds < 0:
+            raise invalid(
+                info.kind,
+                request.name,
+                [StatusCause(field="gracePeriodSeconds", message="must be greater than or equal to 0")],
+            )
+        for _ in range(CONFLICT_RETRIES):
+            current = await self.store.get(info.type, namespace, request.name)
+            if request.resource_version and request.resource_version != current.metadata.resource_version:
+                raise Conflict(conflict_message(info, request.name))
+            try:
+                outcome = await self._delete(info, current, request)
+            except Conflict:
+                if request.resource_version:
+                    raise
+                continue
+            if isinstance(current, Namespace):
+                outcome.events += await self._empty_namespace(current.metadata.name)
+            return outcome
+        raise Conflict(conflict_message(info, request.name))
+
+    async def _delete(self, info: kinds.KindInfo, current: Resource, request: DeleteRequest) -> Outcome:
+        """Remove now, or mark for deletion when someone still has work to do first."""
+        meta = current.metadata
+        grace = _grace_period(current, request)
+        if meta.finalizers or grace:
+            if meta.deletion_timestamp is not None and (
+                grace is None or grace >= (meta.deletion_grace_period_seconds or 0)
+            ):
+                return Outcome(current)  # already terminating; a longer grace cannot extend it
+            marked = msgspec.structs.replace(
+                current,
+                metadata=msgspec.structs.replace(
+                    meta,
+                    deletion_timestamp=meta.deletion_timestamp or now(),
+                    deletion_grace_period_seconds=grace,
+                ),
+            )
+            if isinstance(marked, Namespace):
+                marked.status.phase = "Terminating"
+            stored = await self.store.update(marked)
+            message = f"Deleting {info.singular} {meta.name}" + (f" (grace period {grace}s)" if grace else "")
+            return Outcome(stored, self._lifecycle(stored, "Terminating", message))
+        await self.store.delete(current)
+        return Outcome(current, self._lifecycle(current, "Deleted", f"Deleted {info.singular} {meta.name}"))
+
+    async def _empty_namespace(self, namespace: str) -> list[Event]:
+        """Delete everything in a namespace being deleted (Kubernetes' namespace controller)."""
+        events: list[Event] = []
+        for info in kinds.KINDS:
+            if not info.namespaced:
+                continue
+            items, _ = await self.store.list(info.type, namespace)
+            for item in items:
+                try:
+                    outcome = await self._delete(info, item, DeleteRequest(name=item.metadata.name))
+                    events += outcome.events
+                except (Conflict, NotFound):
+                    log.info(
+                        "namespace %s: %s %s changed while emptying", namespace, info.kind, item.metadata.name
+                    )
+        return events
+
+
+def _grace_period(obj: Resource, request: DeleteRequest) -> int | None:
+    """Pods on a node get their grace period, for the node agent to stop them; all else is immediate."""
+    if not isinstance(obj, Pod) or not obj.spec.node_name:
+        return None
+    grace = request.grace_period_seconds
+    if grace is None:
+        grace = obj.spec.termination_grace_period_seconds
+    return grace or None
