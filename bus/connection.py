@@ -54,7 +54,7 @@ async def connect(
         "name": name,
         "connect_timeout": connect_timeout,
         "allow_reconnect": True,
-        "max_reconnect_attempts": -1,
+        "max_reconnect_attempts": 1,
         "reconnect_time_wait": 0.5,
         "user_credentials": creds.creds_file,
         "user": creds.user,
@@ -73,7 +73,7 @@ async def connect(
         )
     except (TimeoutError, OSError, nats.errors.Error) as err:
         raise Unavailable(
-            f"cannot connect to NATS at {', '.join(urls)}: {err or type(err).__name__}"
+            f"cannot connect to NATS at {', '.join(urls)}: {str(err) or type(err).__name__}"
         ) from None
 
 
@@ -95,18 +95,26 @@ class ComponentInfo:
     name: str
     id: str
     version: str
-    description: str = ""
+    started: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     endpoints: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def requests(self) -> int:
+        return sum(int(e.get("num_requests", 0)) for e in self.endpoints)
+
+    @property
+    def errors(self) -> int:
+        return sum(int(e.get("num_errors", 0)) for e in self.endpoints)
+
 
 async def discover(nc: NATS, *, wait: float = 0.5) -> list[ComponentInfo]:
-    """Every live steersman component, from the replies to a micro-service INFO broadcast."""
+    """Every live steersman component, from the replies to a micro-service STATS broadcast."""
     found: list[ComponentInfo] = []
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
     try:
-        await nc.publish("$SRV.INFO", b"", reply=inbox)
+        await nc.publish("$SRV.STATS", b"", reply=inbox)
         async for info in _replies(sub, wait):
             name = str(info.get("name", ""))
             if not name.startswith(subjects.service_name("")):
@@ -116,7 +124,7 @@ async def discover(nc: NATS, *, wait: float = 0.5) -> list[ComponentInfo]:
                     name=name,
                     id=str(info.get("id", "")),
                     version=str(info.get("version", "")),
-                    description=str(info.get("description", "")),
+                    started=str(info.get("started", "")),
                     metadata=dict(info.get("metadata") or {}),
                     endpoints=list(info.get("endpoints") or []),
                 )

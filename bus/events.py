@@ -7,7 +7,6 @@ so `steer events --for pod/web-1` and `steer describe` read only what they show.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -118,7 +117,7 @@ async def read(
             subject_filter, stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config
         )
         pending = (await sub.consumer_info()).num_pending
-    except (nats.errors.Error, asyncio.TimeoutError) as err:
+    except (TimeoutError, nats.errors.Error) as err:
         raise translate(err) from err
     try:
         if not follow and not pending:

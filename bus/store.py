@@ -19,7 +19,6 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import nats.errors
 import nats.js.errors
-from bus.selectors import Requirement, matches
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
@@ -28,6 +27,7 @@ from bus import kinds, subjects
 from bus.codec import encode
 from bus.errors import AlreadyExists, Conflict, Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.meta import Resource
+from bus.selectors import Requirement, matches
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""`steer`, the command-line tool. It talks to the cluster only through `bus`."""

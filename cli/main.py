@@ -1,0 +1,69 @@
+"""The `steer` command: kubectl's verbs for a steersman cluster."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from cli import apply, cluster, eventlog, resources
+from cli.errors import unexpected
+from cli.session import settings
+
+app = typer.Typer(
+    name="steer",
+    help="steersman: a small container orchestrator on NATS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def options(
+    nats: Annotated[
+        str | None, typer.Option("--nats", envvar="STEER_NATS", help="NATS URL(s), comma-separated.")
+    ] = None,
+    creds: Annotated[
+        str | None, typer.Option("--creds", envvar="STEER_CREDS", help="NATS credentials file.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each API request.")] = 10.0,
+) -> None:
+    if nats:
+        settings.servers = nats
+    if creds:
+        settings.credentials = type(settings.credentials)(creds_file=creds)
+    if timeout <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--timeout")
+    settings.timeout = timeout
+
+
+app.command()(resources.get)
+app.command()(resources.describe)
+app.command()(apply.apply)
+app.command()(apply.create)
+app.command()(apply.delete)
+app.command()(eventlog.events)
+app.command()(cluster.up)
+app.command()(cluster.status)
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def api(ctx: typer.Context) -> None:
+    """Run an API server replica (options: steer api --help)."""
+    cluster.exec_service("services.api", ctx.args)
+
+
+def main() -> None:
+    try:
+        app()  # usage errors and exit codes are handled by typer itself (SystemExit passes through)
+    except Exception as err:  # a bug: still no traceback for the user
+        sys.exit(unexpected(err))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Reading manifests from files, directories and stdin, and kubectl's three-way apply patch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bus.codec import load_documents
+from bus.errors import BadRequest
+
+LAST_APPLIED = "steersman.io/last-applied-configuration"
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Manifest:
+    source: str
+    body: dict[str, Any]
+
+
+def read(paths: list[str], *, recursive: bool = False) -> list[Manifest]:
+    """Every object in the given files (`-` is stdin; a directory means its manifest files)."""
+    manifests: list[Manifest] = []
+    for path in paths:
+        for source, text in _texts(path, recursive=recursive):
+            manifests += [Manifest(source, body) for body in load_documents(text, source=source)]
+    return manifests
+
+
+def _texts(path: str, *, recursive: bool) -> list[tuple[str, str]]:
+    if path == "-":
+        return [("<stdin>", sys.stdin.read())]
+    p = Path(path)
+    if p.is_dir():
+        pattern = "**/*" if recursive else "*"
+        files = sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix in _SUFFIXES)
+        return [(str(f), _read_file(f)) for f in files]
+    if not p.exists():
+        raise BadRequest(f'the path "{path}" does not exist')
+    return [(path, _read_file(p))]
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadRequest(f"cannot read {path}: {err}") from None
+
+
+def removals(last: Any, new: Any) -> dict[str, Any]:
+    """Nulls for every field the last applied manifest had and the new one drops."""
+    out: dict[str, Any] = {}
+    if not isinstance(last, dict) or not isinstance(new, dict):
+        return out
+    for key, value in last.items():
+        if key not in new:
+            out[key] = None
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            nested = removals(value, new[key])
+            if nested:
+                out[key] = nested
+    return out
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def with_last_applied(body: dict[str, Any]) -> dict[str, Any]:
+    """The manifest, annotated with itself (as kubectl apply records what it applied)."""
+    record = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    metadata = dict(body.get("metadata") or {})
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), LAST_APPLIED: record}
+    return {**body, "metadata": metadata}
+
+
+def apply_patch(body: dict[str, Any], last_applied: str | None) -> dict[str, Any]:
+    """Merge patch that makes the live object match `body`, dropping what the last apply set."""
+    try:
+        last = json.loads(last_applied) if last_applied else {}
+    except ValueError:
+        last = {}  # a hand-edited record: fall back to a two-way apply
+    return deep_merge(removals(last, body), with_last_applied(body))
