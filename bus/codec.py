@@ -19,8 +19,8 @@ _encoder = msgspec.json.Encoder()
 _TOP_ORDER = ("apiVersion", "kind", "metadata")
 
 try:  # the C loader is several times faster where libyaml is present
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
-    _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper
+    _Loader: Any = yaml.CSafeLoader
+    _Dumper: Any = yaml.CSafeDumper
 except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
     _Dumper = yaml.SafeDumper

@@ -110,8 +110,7 @@ async def read(
     if since is None:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     else:
-        start = (now() - since).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=now() - since)
     try:
         sub = await js.subscribe(
             subject_filter, stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config

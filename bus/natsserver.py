@@ -7,12 +7,12 @@ port and know it is listening.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,7 @@ class NatsServer:
                 self.process.wait()
 
 
-async def start(
+def start(
     data_dir: Path,
     *,
     port: int = -1,
@@ -56,7 +56,10 @@ async def start(
     log_file: Path | None = None,
     timeout: float = 15.0,
 ) -> NatsServer:
-    """Start nats-server with JetStream storing under `data_dir`; port -1 picks a free one."""
+    """Start nats-server with JetStream storing under `data_dir`; port -1 picks a free one.
+
+    Blocking (it waits for the server's ports file): call it from a thread in async code.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     ports_dir = data_dir / "ports"
     ports_dir.mkdir(exist_ok=True)
@@ -82,10 +85,9 @@ async def start(
         process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = time.monotonic() + timeout
     ports_file = ports_dir / f"nats-server_{process.pid}.ports"
-    while loop.time() < deadline:
+    while time.monotonic() < deadline:
         if process.poll() is not None:
             hint = f"; see {log_file}" if log_file else ""
             raise Unavailable(f"nats-server exited with code {process.returncode} at start{hint}")
@@ -95,6 +97,6 @@ async def start(
                 return NatsServer(process, ports["nats"][0], data_dir)
             except (ValueError, KeyError, IndexError):
                 pass  # written but not complete yet
-        await asyncio.sleep(0.02)
+        time.sleep(0.02)  # the server writes its ports file within milliseconds
     process.kill()
     raise Unavailable(f"nats-server did not start within {timeout:g}s")

@@ -27,7 +27,7 @@ from bus import kinds, subjects
 from bus.codec import encode
 from bus.errors import AlreadyExists, Conflict, Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.meta import Resource
-from bus.selectors import Requirement, matches
+from bus.selectors import Selector, matches
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class Store:
         cls: type[R],
         namespace: str = subjects.ALL,
         *,
-        selector: list[Requirement] | None = None,
+        selector: Selector | None = None,
     ) -> tuple[list[R], int]:
         """Objects of a kind in one namespace (or all, with `*`), and the highest revision seen."""
         items: list[R] = []

@@ -27,8 +27,10 @@ def _target(manifest: manifests.Manifest, namespace: str | None) -> tuple[kinds.
     if not isinstance(kind, str) or not kind:
         raise BadRequest(f"{manifest.source}: an object has no kind")
     info = kinds.by_kind(kind)
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    name = metadata.get("name") if isinstance(metadata.get("name"), str) else ""
+    raw_metadata = body.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+    name = metadata.get("name")
+    name = name if isinstance(name, str) else ""
     given = metadata.get("namespace")
     if info.namespaced and given and namespace and given != namespace:
         raise BadRequest(

@@ -33,6 +33,7 @@ from cli.output import stdout
 from cli.session import Session, session, settings
 
 RESTART_LIMIT = 5
+API_START_TIMEOUT = 60.0
 
 
 @dataclass
@@ -95,7 +96,9 @@ async def up(
     data_dir = data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    server = await natsserver.start(data_dir / "nats", port=port, log_file=logs / "nats.log")
+    server = await asyncio.to_thread(
+        natsserver.start, data_dir / "nats", port=port, log_file=logs / "nats.log"
+    )
     settings.servers = server.url
     children = [
         Child(f"api-{i + 1}", ["services.api", "--nats", server.url], logs / f"api-{i + 1}.log")
@@ -134,8 +137,8 @@ def _say(line: str) -> None:
     stdout.print(line, markup=False, highlight=False)
 
 
-async def _wait_for_api(s: Session, stop: asyncio.Event, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
+async def _wait_for_api(s: Session, stop: asyncio.Event) -> None:
+    async with asyncio.timeout(API_START_TIMEOUT):
         while not stop.is_set():
             try:
                 await s.client.get(Namespace, "default", "")

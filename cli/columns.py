@@ -117,7 +117,9 @@ def _namespace(ns: Namespace, wide: bool) -> Row:
 def _hpa(hpa: HorizontalPodAutoscaler, wide: bool) -> Row:
     ref = hpa.spec.scale_target_ref
     targets = []
-    for spec, current in zip(hpa.spec.metrics, hpa.status.current_metrics + [None] * len(hpa.spec.metrics)):
+    for spec, current in zip(
+        hpa.spec.metrics, hpa.status.current_metrics + [None] * len(hpa.spec.metrics), strict=False
+    ):
         targets.append(_metric_target(spec, current))
     return [
         f"{ref.kind}/{ref.name}",

@@ -6,7 +6,6 @@ import sys
 from collections.abc import Sequence
 from typing import Literal
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -57,7 +56,7 @@ def print_objects(
 
 
 def print_table(items: Sequence[Resource], info: kinds.KindInfo, *, wide: bool, all_namespaces: bool) -> None:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for name in columns.header(info, wide=wide, all_namespaces=all_namespaces):
         table.add_column(
             name, overflow="fold" if name == "MESSAGE" else "ellipsis", no_wrap=name != "MESSAGE"
@@ -77,11 +76,14 @@ class RowPrinter:
 
     def print(self, row: list[str]) -> None:
         if not self.printed_header:
-            self.widths = [max(w, len(c)) + 2 for w, c in zip(self.widths, row)]
+            self.widths = [max(w, len(c)) + 2 for w, c in zip(self.widths, row, strict=False)]
             self._line(self.headers)
             self.printed_header = True
         self._line(row)
 
     def _line(self, cells: list[str]) -> None:
-        text = "".join(cell.ljust(width) for cell, width in zip(cells[:-1], self.widths)) + cells[-1]
+        text = (
+            "".join(cell.ljust(width) for cell, width in zip(cells[:-1], self.widths, strict=False))
+            + cells[-1]
+        )
         print(text.rstrip(), flush=True)

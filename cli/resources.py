@@ -29,7 +29,9 @@ def _format(value: str) -> output.Format:
 
 @run_async
 async def get(
-    kind: Annotated[str, typer.Argument(help="Kind (pods, po, deploy, ...) or KIND/NAME.")],
+    kind: Annotated[
+        str, typer.Argument(help="Kind (pods, po, deploy, ...), KIND/NAME, or kinds joined by commas.")
+    ],
     names: Annotated[list[str] | None, typer.Argument(help="Names of objects.")] = None,
     namespace: Namespace = None,
     all_namespaces: AllNamespaces = False,
@@ -38,29 +40,57 @@ async def get(
     watch: Watch = False,
 ) -> int:
     """Show objects of a kind, as a table or as json, yaml or names."""
-    info, wanted = split_target(kind, names or [])
     fmt = _format(out)
-    ns = "*" if all_namespaces and not wanted else namespace_or_default(namespace)
+    if "," in kind:
+        if names or watch or "/" in kind:
+            raise BadRequest("several kinds (a,b) can only be listed, without names and without --watch")
+        targets: list[tuple[kinds.KindInfo, list[str]]] = [
+            (kinds.resolve(k), []) for k in kind.split(",") if k
+        ]
+    else:
+        targets = [split_target(kind, names or [])]
+    ns = "*" if all_namespaces else namespace_or_default(namespace)
     async with session() as s:
-        if wanted:
-            items: list[Resource] = [await s.client.get_kind(info, name, ns) for name in wanted]
-            version = ""
-        else:
-            items, version = await s.client.list_kind(info, ns, label_selector=selector)
         if watch:
+            info, wanted = targets[0]
             await _watch(s, info, ns, set(wanted), selector, fmt, all_namespaces)
             return 0
+        listed = [(info, await _fetch(s, info, ns, wanted, selector)) for info, wanted in targets]
+    single = len(targets) == 1 and len(targets[0][1]) == 1
+    if fmt in ("json", "yaml", "name") or len(listed) == 1:
+        items = [item for _, (found, _) in listed for item in found]
+        version = listed[0][1][1] if len(listed) == 1 else ""
         if not items and fmt in ("table", "wide"):
-            where = "any namespace" if ns == "*" else f"{ns} namespace"
-            print(
-                f"No resources found in {where}." if info.namespaced else "No resources found.",
-                file=sys.stderr,
-            )
+            _nothing_found(targets[0][0], ns)
             return 0
         output.print_objects(
-            items, info, fmt=fmt, single=len(wanted) == 1, all_namespaces=ns == "*", resource_version=version
+            items, listed[0][0], fmt=fmt, single=single, all_namespaces=ns == "*", resource_version=version
         )
+        return 0
+    shown = False
+    for info, (found, _) in listed:
+        if found:
+            if shown:
+                print()
+            output.print_objects(found, info, fmt=fmt, all_namespaces=ns == "*")
+            shown = True
+    if not shown:
+        _nothing_found(targets[0][0], ns)
     return 0
+
+
+async def _fetch(
+    s: Session, info: kinds.KindInfo, ns: str, wanted: list[str], selector: str
+) -> tuple[list[Resource], str]:
+    if wanted:
+        namespace = "default" if ns == "*" else ns
+        return [await s.client.get_kind(info, name, namespace) for name in wanted], ""
+    return await s.client.list_kind(info, ns, label_selector=selector)
+
+
+def _nothing_found(info: kinds.KindInfo, ns: str) -> None:
+    where = "any namespace" if ns == "*" else f"{ns} namespace"
+    print(f"No resources found in {where}." if info.namespaced else "No resources found.", file=sys.stderr)
 
 
 async def _watch(

@@ -29,7 +29,7 @@ API_REPLICAS = 2
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[natsserver.NatsServer]:
     data = tmp_path_factory.mktemp("nats")
-    server = asyncio.run(natsserver.start(data, log_file=data / "nats.log"))
+    server = natsserver.start(data, log_file=data / "nats.log")
     yield server
     server.stop()
 
@@ -47,10 +47,10 @@ def start_service(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]
         )
 
 
-async def wait_for_components(url: str, name: str, count: int, timeout: float = 30.0) -> None:
+async def wait_for_components(url: str, name: str, count: int) -> None:
     nc = await connect(url, name="test-wait")
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(30):
             while len([c for c in await discover(nc, wait=0.3) if c.name == name]) < count:
                 pass
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import msgspec.inspect as mi
 
 from bus import kinds
 from bus.errors import BadRequest, StatusCause, invalid
@@ -29,7 +30,8 @@ __all__ = ["decode_object", "validate", "check_api_version"]
 def check_api_version(info: kinds.KindInfo, api_version: Any) -> None:
     if api_version != info.api_version:
         raise BadRequest(
-            f'no matches for kind "{info.kind}" in version "{api_version}" (use apiVersion: {info.api_version})'
+            f'no matches for kind "{info.kind}" in version "{api_version}" '
+            f"(use apiVersion: {info.api_version})"
         )
 
 
@@ -47,6 +49,7 @@ def decode_object(raw: Any, *, expected: kinds.KindInfo | None = None) -> Resour
     name = _name_of(raw)
     causes: list[StatusCause] = []
     tree = type_tree(info.type)
+    assert isinstance(tree, mi.StructType)
     check_struct(raw, tree, "", causes, skip=frozenset({"apiVersion"}))
     if any(cause.message != FIELD_NOT_SUPPORTED for cause in causes):
         raise invalid(info.kind, name, causes)

@@ -69,11 +69,10 @@ def prepare_update(new: Resource, old: Resource) -> None:
 
 def immutable_changes(new: Resource, old: Resource) -> list[StatusCause]:
     causes = []
-    match new, old:
-        case Pod(), Pod() if old.spec.node_name and new.spec.node_name != old.spec.node_name:
+    if isinstance(new, Pod) and isinstance(old, Pod):
+        if old.spec.node_name and new.spec.node_name != old.spec.node_name:
             causes.append(StatusCause(field="spec.nodeName", message="field is immutable once set"))
-        case (Deployment(), Deployment()) | (ReplicaSet(), ReplicaSet()) if (
-            new.spec.selector != old.spec.selector
-        ):
+    if isinstance(new, Deployment | ReplicaSet) and isinstance(old, Deployment | ReplicaSet):
+        if new.spec.selector != old.spec.selector:
             causes.append(StatusCause(field="spec.selector", message="field is immutable"))
     return causes

@@ -56,7 +56,7 @@ class ApiServer:
         self.handlers: dict[str, Callable[[kinds.KindInfo, str, bytes], Awaitable[Outcome]]] = {
             "create": self.verbs.create,
             "get": self.verbs.get,
-            "list": self.verbs.list,
+            "list": self.verbs.list_objects,
             "update": self.verbs.update,
             "patch": self.verbs.patch,
             "delete": self.verbs.delete,

@@ -45,7 +45,7 @@ class Outcome:
 
 def parse_json(body: bytes) -> Any:
     if len(body) > MAX_OBJECT_BYTES:
-        raise TooLarge(f"object is {len(body)} bytes; the limit is {MAX_OBJECT_BYTES} bytes")
+        raise TooLarge(f"request entity too large: {len(body)} bytes; the limit is {MAX_OBJECT_BYTES} bytes")
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as err:
@@ -81,8 +81,8 @@ class Verbs:
             raise NotFound(f'namespaces "{namespace}" not found') from None
         if ns.metadata.deletion_timestamp is not None and info.kind != "Event":
             raise Forbidden(
-                f'{info.qualified_plural} is forbidden: unable to create new content in namespace "{namespace}" '
-                "because it is being terminated"
+                f"{info.qualified_plural} is forbidden: unable to create new content in namespace "
+                f'"{namespace}" because it is being terminated'
             )
 
     def _decode_for(self, info: kinds.KindInfo, namespace: str, raw: Any) -> Resource:
@@ -122,7 +122,7 @@ class Verbs:
         request = parse_request(body, GetRequest)
         return Outcome(await self.store.get(info.type, namespace, request.name))
 
-    async def list(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+    async def list_objects(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, ListRequest) if body else ListRequest()
         try:
             requirements = selectors.parse(request.label_selector) if request.label_selector else None

@@ -787,3 +787,9 @@ def test_structural_causes_are_reported_together() -> None:
     )
     fields = {cause.field for cause in causes_of(manifest)}
     assert fields == {"spec.volumes", "spec.containers[0].image", "spec.restartPolicy"}
+
+
+def test_unsupported_fields_and_rules_are_reported_together() -> None:
+    manifest = patched(service(), {"spec.clusterIP": "10.0.0.1", "spec.ports[0].port": 0})
+    fields = {cause.field for cause in causes_of(manifest)}
+    assert fields == {"spec.clusterIP", "spec.ports[0].port"}

@@ -1,0 +1,1 @@
+"""The one shared layer: resource types, validation, subjects, store, API client and controller SDK."""

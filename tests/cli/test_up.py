@@ -1,0 +1,74 @@
+"""`steer up`: a whole local cluster from one command, stopped cleanly, with state kept."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.cli.conftest import steer_command
+from tests.cli.test_cli import read_until
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def cluster(data_dir: Path, port: int) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    args = [*steer_command(), "up", "--data-dir", str(data_dir), "--port", str(port), "--api-replicas", "2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        try:
+            yield proc, read_until(proc, "ready:")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def steer(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STEER_NATS": url}
+    return subprocess.run(
+        [*steer_command(), *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: kept}\n"
+
+
+def test_up_runs_stops_cleanly_and_keeps_state(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    with cluster(tmp_path, port) as (proc, lines):
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "".join(lines))]
+        assert len(pids) == 2
+        status = steer(url, "status")
+        assert status.returncode == 0, status.stderr
+        assert sum(line.startswith("steer-api") for line in status.stdout.splitlines()) == 2
+        assert steer(url, "apply", "-f", "-", stdin=NAMESPACE).stdout.strip() == "namespace/kept created"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert proc.stdout is not None and "stopped" in proc.stdout.read()
+    assert not any(alive(pid) for pid in pids)
+    assert steer(url, "get", "ns").returncode == 1  # the bus is gone too
+
+    with cluster(tmp_path, port) as (proc, _):
+        names = steer(url, "get", "ns", "-o", "name").stdout.split()
+        assert "namespace/kept" in names and "namespace/default" in names
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
