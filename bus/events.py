@@ -8,6 +8,7 @@ so `steer events --for pod/web-1` and `steer describe` read only what they show.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,8 @@ from bus.meta import ObjectMeta, ObjectReference, Resource
 from bus.resources import Event
 from bus.resources.records import EventSource
 from bus.store import translate
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = timedelta(hours=1)
 _decoder = msgspec.json.Decoder(Event)
@@ -79,7 +82,8 @@ def subject_of(event: Event) -> str:
 async def ensure_stream(
     js: JetStreamContext, *, retention: timedelta = DEFAULT_RETENTION, replicas: int = 1
 ) -> None:
-    """Create the events stream, or bring its retention and replicas to what is asked."""
+    """Create the events stream if it is missing. An existing stream keeps its settings, so a
+    replica started with other flags never shrinks a production stream."""
     config = StreamConfig(
         name=subjects.EVENTS_STREAM,
         subjects=[subjects.events_all()],
@@ -94,9 +98,12 @@ async def ensure_stream(
         with contextlib.suppress(nats.js.errors.BadRequestError):  # lost a creation race: fine
             await js.add_stream(config)
         return
-    current = info.config
-    if current.max_age != config.max_age or current.num_replicas != replicas:
-        await js.update_stream(config)
+    if info.config.max_age != config.max_age or info.config.num_replicas != replicas:
+        log.info(
+            "events stream exists with retention %ss and %s replicas; keeping them",
+            info.config.max_age,
+            info.config.num_replicas,
+        )
 
 
 async def read(
