@@ -71,14 +71,15 @@ def summary(latencies: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p99
 
 
+def start_api(url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STEER_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen([sys.executable, "-m", "services.api", "--nats", url], env=env, cwd=REPO)
+
+
 async def run(rate: float, seconds: float) -> None:
     data = Path(tempfile.mkdtemp(prefix="steer-bench-"))
     server = natsserver.start(data, log_file=data / "nats.log")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "STEER_LOG_LEVEL": "WARNING"}
-    apis = [
-        subprocess.Popen([sys.executable, "-m", "services.api", "--nats", server.url], env=env, cwd=REPO)
-        for _ in range(2)
-    ]
+    apis = [start_api(server.url) for _ in range(2)]
     nc = await connect(server.url, name="bench")
     try:
         async with asyncio.timeout(30):
@@ -109,9 +110,9 @@ async def run(rate: float, seconds: float) -> None:
             await kv.get(f"{NAMESPACE}.p-{random.randrange(int(rate * seconds))}")
 
         results: dict[str, tuple[float, float]] = {}
-        for name, op in (("kv put", kv_put), ("kv get", kv_get), ("api create", api_create), ("api get", api_get)):
-            latencies = await offered_load(rate, seconds, op)
-            results[name] = summary(latencies)
+        phases = (("kv put", kv_put), ("kv get", kv_get), ("api create", api_create), ("api get", api_get))
+        for name, op in phases:
+            results[name] = summary(await offered_load(rate, seconds, op))
 
         print(f"\nAPI latency at {rate:g} requests/s offered for {seconds:g}s each; {os.cpu_count()} cores")
         print(f"{'operation':<12}{'p50 ms':>10}{'p99 ms':>10}")

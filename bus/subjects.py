@@ -3,7 +3,7 @@
 docs/protocol.md is the contract these functions implement; a controller in another language
 can be written from it. Tokens:
 
-    steer.api.<verb>.<plural>.<namespace>        request/reply to the API (namespace `_` when cluster-scoped)
+    steer.api.<verb>.<plural>.<namespace>        request/reply to the API (`_`: cluster scope, `_all`: list all)
     steer.node.<node>.<verb>.<plural>.<namespace> requests a node agent makes; the API trusts <node>
     steer.events.<namespace>.<Kind>.<name>       every Event, captured by the STEER_EVENTS stream
 
@@ -18,6 +18,9 @@ from typing import Literal
 PREFIX = "steer"
 CLUSTER_SCOPE = "_"
 ALL = "*"
+# The namespace token of a list across every namespace. Not `*`: a published subject must not
+# contain wildcards, and no namespace can be named `_all` (names are DNS labels).
+ALL_NAMESPACES = "_all"
 
 ApiVerb = Literal["create", "get", "list", "update", "patch", "delete", "status"]
 API_VERBS: tuple[ApiVerb, ...] = ("create", "get", "list", "update", "patch", "delete", "status")
@@ -28,7 +31,16 @@ EVENTS_STREAM = "STEER_EVENTS"
 
 
 def scope(namespace: str | None) -> str:
+    if namespace == ALL:
+        return ALL_NAMESPACES
     return namespace or CLUSTER_SCOPE
+
+
+def unscope(token: str) -> str:
+    """The namespace a subject token stands for: "" for cluster scope, `*` for all."""
+    if token == ALL_NAMESPACES:
+        return ALL
+    return "" if token == CLUSTER_SCOPE else token
 
 
 def api(verb: ApiVerb, plural: str, namespace: str | None) -> str:
@@ -43,7 +55,7 @@ def api_listen(verb: ApiVerb) -> str:
 def parse_api(subject: str) -> tuple[str, str, str]:
     """(verb, plural, namespace) of an API subject; namespace is "" for cluster scope."""
     _, _, verb, plural, namespace = subject.split(".", 4)
-    return verb, plural, "" if namespace == CLUSTER_SCOPE else namespace
+    return verb, plural, unscope(namespace)
 
 
 def node(node_name: str, verb: ApiVerb, plural: str, namespace: str | None) -> str:
@@ -57,7 +69,7 @@ def node_listen() -> str:
 def parse_node(subject: str) -> tuple[str, str, str, str]:
     """(node, verb, plural, namespace) of a node-agent request subject."""
     _, _, node_name, verb, plural, namespace = subject.split(".", 5)
-    return node_name, verb, plural, "" if namespace == CLUSTER_SCOPE else namespace
+    return node_name, verb, plural, unscope(namespace)
 
 
 def events(namespace: str | None, kind: str, name: str) -> str:

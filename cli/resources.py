@@ -49,7 +49,7 @@ async def get(
         ]
     else:
         targets = [split_target(kind, names or [])]
-    ns = "*" if all_namespaces else namespace_or_default(namespace)
+    ns = subjects.ALL if all_namespaces else namespace_or_default(namespace)
     async with session() as s:
         if watch:
             info, wanted = targets[0]
@@ -64,7 +64,7 @@ async def get(
             _nothing_found(targets[0][0], ns)
             return 0
         output.print_objects(
-            items, listed[0][0], fmt=fmt, single=single, all_namespaces=ns == "*", resource_version=version
+            items, listed[0][0], fmt=fmt, single=single, all_namespaces=ns == subjects.ALL, resource_version=version
         )
         return 0
     shown = False
@@ -72,7 +72,7 @@ async def get(
         if found:
             if shown:
                 print()
-            output.print_objects(found, info, fmt=fmt, all_namespaces=ns == "*")
+            output.print_objects(found, info, fmt=fmt, all_namespaces=ns == subjects.ALL)
             shown = True
     if not shown:
         _nothing_found(targets[0][0], ns)
@@ -83,13 +83,13 @@ async def _fetch(
     s: Session, info: kinds.KindInfo, ns: str, wanted: list[str], selector: str
 ) -> tuple[list[Resource], str]:
     if wanted:
-        namespace = "default" if ns == "*" else ns
+        namespace = "default" if ns == subjects.ALL else ns
         return [await s.client.get_kind(info, name, namespace) for name in wanted], ""
     return await s.client.list_kind(info, ns, label_selector=selector)
 
 
 def _nothing_found(info: kinds.KindInfo, ns: str) -> None:
-    where = "any namespace" if ns == "*" else f"{ns} namespace"
+    where = "any namespace" if ns == subjects.ALL else f"{ns} namespace"
     print(f"No resources found in {where}." if info.namespaced else "No resources found.", file=sys.stderr)
 
 

@@ -92,8 +92,8 @@ class ApiServer:
         handler = self.handlers.get(verb)
         if handler is None:
             raise NotFound(f'unknown verb "{verb}"')
-        if info.namespaced and not namespace and verb != "list":
-            raise BadRequest(f"{info.plural} are namespaced: the subject must name a namespace")
+        if verb != "list" and info.namespaced and namespace in ("", subjects.ALL):
+            raise BadRequest(f"{info.plural} are namespaced: the subject must name one namespace")
         outcome = await handler(info, namespace if info.namespaced else "", body)
         if info.kind == "Event" and verb in ("create", "update") and isinstance(outcome.reply, Event):
             await self.publish_events([outcome.reply])

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from bus import kinds, selectors
+from bus import kinds, selectors, subjects
 from bus.codec import to_builtins
 from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, TooLarge, invalid
 from bus.events import make_event, now, reference
@@ -128,7 +128,7 @@ class Verbs:
             requirements = selectors.parse(request.label_selector) if request.label_selector else None
         except ValueError as err:
             raise BadRequest(f"invalid label selector: {err}") from None
-        items, revision = await self.store.list(info.type, namespace or "*", selector=requirements)
+        items, revision = await self.store.list(info.type, namespace or subjects.ALL, selector=requirements)
         listing = ObjectList(
             kind=f"{info.kind}List",
             api_version=info.api_version,
