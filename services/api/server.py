@@ -30,6 +30,7 @@ from bus.meta import ObjectMeta
 from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER
 from bus.resources import Event, Namespace
 from bus.store import Store, StoreConfig
+from services.api.namespaces import NamespaceCache
 from services.api.verbs import Outcome, Verbs
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class ApiServer:
     def __init__(self, js: JetStreamContext, store: Store, tasks: asyncio.TaskGroup) -> None:
         self.js = js
         self.store = store
-        self.verbs = Verbs(store)
+        self.namespaces = NamespaceCache(store)
+        self.verbs = Verbs(store, self.namespaces)
         self.tasks = tasks
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.handlers: dict[str, Callable[[kinds.KindInfo, str, bytes], Awaitable[Outcome]]] = {
@@ -136,6 +138,7 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
         await bus_events.ensure_stream(js, retention=config.event_retention, replicas=config.store.replicas)
         async with asyncio.TaskGroup() as tasks:
             server = ApiServer(js, store, tasks)
+            tasks.create_task(server.namespaces.run())
             await server.seed()
             service = await announce(
                 nc, "api", description="steersman API server", metadata={"instance": config.instance}

@@ -23,6 +23,7 @@ from bus.resources import Event, Namespace, Pod
 from bus.store import Store, conflict_message
 from bus.validation import decode_object
 from services.api.admission import prepare_create, prepare_update
+from services.api.namespaces import NamespaceCache
 from services.api.patch import merge_patch
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,9 @@ def parse_request(body: bytes, type_: type[T]) -> T:
 
 
 class Verbs:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, namespaces: NamespaceCache) -> None:
         self.store = store
+        self.namespaces = namespaces
 
     # -- helpers
 
@@ -76,10 +78,10 @@ class Verbs:
         if not info.namespaced:
             return
         try:
-            ns = await self.store.get(Namespace, "", namespace)
+            terminating = await self.namespaces.is_terminating(namespace)
         except NotFound:
             raise NotFound(f'namespaces "{namespace}" not found') from None
-        if ns.metadata.deletion_timestamp is not None and info.kind != "Event":
+        if terminating and info.kind != "Event":
             raise Forbidden(
                 f"{info.qualified_plural} is forbidden: unable to create new content in namespace "
                 f'"{namespace}" because it is being terminated'

@@ -123,3 +123,14 @@ async def test_bucket_creation_is_idempotent_across_stores(nc: object) -> None:
     assert {b._name for b in buckets} == {subjects.bucket("leases")}
     status = await buckets[0].status()
     assert status.bucket == subjects.bucket("leases")
+
+
+async def test_nats_failures_become_bus_errors(nats_url: str, space: str) -> None:
+    from bus.connection import connect
+    from bus.errors import Unavailable
+
+    conn = await connect(nats_url, name="closing")
+    closed = Store(conn.jetstream())
+    await conn.close()
+    with pytest.raises(Unavailable):
+        await closed.get(Pod, space, "a")
