@@ -75,8 +75,11 @@ def make_event(
 def subject_of(event: Event) -> str:
     involved = event.involved_object
     info = kinds.BY_KIND.get(involved.kind)
-    namespace = involved.namespace if info is None or info.namespaced else ""
-    return subjects.events(namespace or event.metadata.namespace, involved.kind or "Unknown", involved.name)
+    if info is not None and not info.namespaced:
+        namespace = None  # cluster-scoped objects: `_`, whatever namespace the Event itself is in
+    else:
+        namespace = involved.namespace or event.metadata.namespace
+    return subjects.events(namespace, involved.kind or "Unknown", involved.name)
 
 
 async def ensure_stream(

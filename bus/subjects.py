@@ -3,7 +3,7 @@
 docs/protocol.md is the contract these functions implement; a controller in another language
 can be written from it. Tokens:
 
-    steer.api.<verb>.<plural>.<namespace>        request/reply to the API (`_`: cluster scope, `_all`: list all)
+    steer.api.<verb>.<plural>.<namespace>        request/reply to the API (`_` cluster scope, `_all` all)
     steer.node.<node>.<verb>.<plural>.<namespace> requests a node agent makes; the API trusts <node>
     steer.events.<namespace>.<Kind>.<name>       every Event, captured by the STEER_EVENTS stream
 

@@ -75,12 +75,29 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def with_last_applied(body: dict[str, Any]) -> dict[str, Any]:
-    """The manifest, annotated with itself (as kubectl apply records what it applied)."""
-    record = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+def _annotated(body: dict[str, Any], record: str | None) -> dict[str, Any]:
+    """`body` with the last-applied annotation set to `record` (or removed when None)."""
     metadata = dict(body.get("metadata") or {})
-    metadata["annotations"] = {**(metadata.get("annotations") or {}), LAST_APPLIED: record}
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k != LAST_APPLIED}
+    if record is not None:
+        annotations[LAST_APPLIED] = record
+    metadata["annotations"] = annotations
     return {**body, "metadata": metadata}
+
+
+def with_last_applied(body: dict[str, Any]) -> dict[str, Any]:
+    """The manifest, annotated with itself (as kubectl apply records what it applied).
+
+    A record already in the manifest (say, from `steer get -o yaml`) is left out of the new one,
+    so records never nest.
+    """
+    clean = body
+    if LAST_APPLIED in ((body.get("metadata") or {}).get("annotations") or {}):
+        clean = _annotated(body, None)
+        if not clean["metadata"]["annotations"]:
+            del clean["metadata"]["annotations"]
+    record = json.dumps(clean, sort_keys=True, separators=(",", ":"), default=str)
+    return _annotated(body, record)
 
 
 def apply_patch(body: dict[str, Any], last_applied: str | None) -> dict[str, Any]:
@@ -89,4 +106,9 @@ def apply_patch(body: dict[str, Any], last_applied: str | None) -> dict[str, Any
         last = json.loads(last_applied) if last_applied else {}
     except ValueError:
         last = {}  # a hand-edited record: fall back to a two-way apply
-    return deep_merge(removals(last, body), with_last_applied(body))
+    if not isinstance(last, dict):
+        last = {}
+    new = with_last_applied(body)
+    # Both sides carry the annotation map, so dropped annotations come out as nulls inside it
+    # instead of a null for the whole map that the new record would override.
+    return deep_merge(removals(_annotated(last, ""), new), new)

@@ -64,7 +64,12 @@ async def get(
             _nothing_found(targets[0][0], ns)
             return 0
         output.print_objects(
-            items, listed[0][0], fmt=fmt, single=single, all_namespaces=ns == subjects.ALL, resource_version=version
+            items,
+            listed[0][0],
+            fmt=fmt,
+            single=single,
+            all_namespaces=ns == subjects.ALL,
+            resource_version=version,
         )
         return 0
     shown = False

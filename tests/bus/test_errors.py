@@ -124,7 +124,7 @@ def test_causes_read_from_details() -> None:
 @pytest.mark.parametrize(
     ("causes", "lines"),
     [
-        ([], ["Pod \"web\" is invalid"]),
+        ([], ['Pod "web" is invalid']),
         ([StatusCause(field="spec.x", message="bad")], ["spec.x: bad"]),
         ([StatusCause(message="bad")], ['Pod "web" is invalid: bad']),
         (

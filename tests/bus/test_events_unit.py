@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from bus import events, subjects
-from bus.meta import ObjectMeta, ObjectReference, Resource
+from bus.meta import LabelSelector, ObjectMeta, ObjectReference, Resource
 from bus.resources import Deployment, Event, Namespace, Node, Pod
 from bus.resources.apps import DeploymentSpec
-from bus.meta import LabelSelector
 from bus.resources.pod import PodSpec, PodTemplateSpec
 
 STAMP = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -23,8 +22,10 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pod(name: str = "web-1", namespace: str = "prod") -> Pod:
-    return Pod(metadata=ObjectMeta(name=name, namespace=namespace, uid="u-1", resource_version="7"),
-               spec=PodSpec(containers=[]))
+    return Pod(
+        metadata=ObjectMeta(name=name, namespace=namespace, uid="u-1", resource_version="7"),
+        spec=PodSpec(containers=[]),
+    )
 
 
 def deployment() -> Deployment:
@@ -63,7 +64,13 @@ def test_make_event_names_are_unique() -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("Warning", "Warning"), ("Normal", "Normal"), ("warning", "Normal"), ("Error", "Normal"), ("", "Normal")],
+    [
+        ("Warning", "Warning"),
+        ("Normal", "Normal"),
+        ("warning", "Normal"),
+        ("Error", "Normal"),
+        ("", "Normal"),
+    ],
 )
 def test_make_event_type(given: str, expected: str) -> None:
     ref = ObjectReference(kind="Pod", namespace="prod", name="p")
@@ -118,17 +125,11 @@ def test_subject_of_edge_cases(involved: ObjectReference, event_namespace: str, 
     assert events.subject_of(event) == subject
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bus/events.py subject_of: for a cluster-scoped kind it falls back to the event's own "
-        "namespace ('default', set by make_event), so Node/Namespace events go to "
-        "steer.events.default.<Kind>.<name>, while docs/protocol.md and the readers "
-        "(steer describe, steer events --for node/x) use steer.events._.<Kind>.<name>"
-    ),
+@pytest.mark.parametrize(
+    "obj",
+    [Node(metadata=ObjectMeta(name="n1")), Namespace(metadata=ObjectMeta(name="prod"))],
+    ids=["node", "namespace"],
 )
-@pytest.mark.parametrize("obj", [Node(metadata=ObjectMeta(name="n1")), Namespace(metadata=ObjectMeta(name="prod"))],
-                         ids=["node", "namespace"])
 def test_subject_of_cluster_scoped_objects_uses_underscore(obj: Resource) -> None:
     event = event_about(obj)
     assert event.metadata.namespace == "default"  # Kubernetes keeps Node events in "default"

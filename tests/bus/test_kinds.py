@@ -61,7 +61,17 @@ def test_resolve(typed: str, kind: str) -> None:
 
 @pytest.mark.parametrize(
     "typed",
-    ["", "pdo", "pod.apps", "deployment.core", "deployments.", "apps", "p", "pods.v1", "deployment.extensions"],
+    [
+        "",
+        "pdo",
+        "pod.apps",
+        "deployment.core",
+        "deployments.",
+        "apps",
+        "p",
+        "pods.v1",
+        "deployment.extensions",
+    ],
 )
 def test_resolve_unknown(typed: str) -> None:
     with pytest.raises(BadRequest) as caught:
@@ -88,8 +98,14 @@ def test_resolve_unknown(typed: str) -> None:
             "horizontalpodautoscalers.autoscaling",
         ),
         ("Event", "v1", "", True, "event", "events"),
-        ("Lease", "coordination.k8s.io/v1", "coordination.k8s.io", True, "lease.coordination.k8s.io",
-         "leases.coordination.k8s.io"),
+        (
+            "Lease",
+            "coordination.k8s.io/v1",
+            "coordination.k8s.io",
+            True,
+            "lease.coordination.k8s.io",
+            "leases.coordination.k8s.io",
+        ),
     ],
 )
 def test_kind_info(

@@ -94,7 +94,12 @@ def test_events_filter_for_one_object_matches_its_subject() -> None:
         ("default", "web", "default.web", ("default", "web")),
         (None, "n1", "_.n1", ("", "n1")),
         ("", "prod", "_.prod", ("", "prod")),
-        ("default", "web-1.17a2b3c4d5e6f708", "default.web-1.17a2b3c4d5e6f708", ("default", "web-1.17a2b3c4d5e6f708")),
+        (
+            "default",
+            "web-1.17a2b3c4d5e6f708",
+            "default.web-1.17a2b3c4d5e6f708",
+            ("default", "web-1.17a2b3c4d5e6f708"),
+        ),
     ],
 )
 def test_key_round_trip(namespace: str | None, name: str, key: str, split: tuple[str, str]) -> None:
@@ -130,9 +135,7 @@ def test_kv_subject(bucket: str, key: str, subject: str) -> None:
     assert subjects.kv_subject(bucket, key) == subject
 
 
-@pytest.mark.parametrize(
-    ("component", "name"), [("api", "steer-api"), ("scheduler", "steer-scheduler")]
-)
+@pytest.mark.parametrize(("component", "name"), [("api", "steer-api"), ("scheduler", "steer-scheduler")])
 def test_service_name(component: str, name: str) -> None:
     assert subjects.service_name(component) == name
 
