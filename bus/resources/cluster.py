@@ -15,7 +15,11 @@ class NamespaceSpec(Base):
 
 
 class NamespaceStatus(Base):
-    phase: Literal["Active", "Terminating"] = "Active"
+    phase: Literal["", "Active", "Terminating"] = ""  # always written out: see PodStatus
+
+    def __post_init__(self) -> None:
+        if not self.phase:
+            self.phase = "Active"
 
 
 class Namespace(Resource):

@@ -170,8 +170,13 @@ class ContainerStatus(Base):
     started: bool | None = None
 
 
+PodPhase = Literal["", "Pending", "Running", "Succeeded", "Failed", "Unknown"]
+
+
 class PodStatus(Base):
-    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"] = "Pending"
+    # Empty until filled in below, so that the phase is always written out (an omitted
+    # default would leave readers of the JSON guessing).
+    phase: PodPhase = ""
     conditions: list[PodCondition] = []
     message: str = ""
     reason: str = ""
@@ -179,6 +184,10 @@ class PodStatus(Base):
     pod_ip: str = msgspec.field(default="", name="podIP")
     start_time: datetime | None = None
     container_statuses: list[ContainerStatus] = []
+
+    def __post_init__(self) -> None:
+        if not self.phase:
+            self.phase = "Pending"
 
 
 class Pod(Resource):

@@ -317,3 +317,18 @@ async def test_lifecycle_events_are_recorded(client: Client, ns: str) -> None:
         while not {"Created", "Deleted"} <= reasons:
             events = await client.list(Event, ns)
             reasons = {e.reason for e in events if e.involved_object.name == "a"}
+
+
+async def test_created_events_reach_the_stream(client: Client, nc: Any, ns: str) -> None:
+    from bus import events as bus_events
+    from bus.meta import ObjectReference
+
+    involved = ObjectReference(kind="Pod", namespace=ns, name="web-1", api_version="v1")
+    event = bus_events.make_event(
+        involved, reason="BackOff", message="restarting", type="Warning", component="t"
+    )
+    stored = await client.create(event)
+    assert stored.metadata.uid
+    js = nc.jetstream()
+    seen = [e async for e in bus_events.read(js, subject_filter=subjects.events_filter(ns, "Pod", "web-1"))]
+    assert [(e.reason, e.type, e.message) for e in seen] == [("BackOff", "Warning", "restarting")]
