@@ -8,6 +8,7 @@ written until the request has been fully validated, so bad input never changes s
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -141,17 +142,35 @@ class Verbs:
 
     async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         new = self._decode_for(info, namespace, parse_json(body))
-        precondition = new.metadata.resource_version
+
+        async def write(current: Resource) -> Outcome:
+            return await self._replace(info, new, current)
+
+        return await self._retrying(info, namespace, new.metadata.name, new.metadata.resource_version, write)
+
+    async def _retrying(
+        self,
+        info: kinds.KindInfo,
+        namespace: str,
+        name: str,
+        precondition: str,
+        write: Callable[[Resource], Awaitable[Outcome]],
+    ) -> Outcome:
+        """Read the object and `write` it; after a lost compare-and-set, read again and retry.
+
+        With a `precondition` (the resourceVersion the client read) there is no retry: a stale
+        version is the client's Conflict, as in Kubernetes.
+        """
         for _ in range(CONFLICT_RETRIES):
-            current = await self.store.get(info.type, namespace, new.metadata.name)
+            current = await self.store.get(info.type, namespace, name)
             if precondition and precondition != current.metadata.resource_version:
-                raise Conflict(conflict_message(info, new.metadata.name))
+                break
             try:
-                return await self._replace(info, new, current)
+                return await write(current)
             except Conflict:
                 if precondition:
                     raise
-        raise Conflict(conflict_message(info, new.metadata.name))
+        raise Conflict(conflict_message(info, name))
 
     async def _replace(self, info: kinds.KindInfo, new: Resource, current: Resource) -> Outcome:
         """Write `new` over `current` (compare-and-set on current's revision)."""
@@ -176,40 +195,30 @@ class Verbs:
     async def patch(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, PatchRequest)
         precondition = str((request.patch.get("metadata") or {}).get("resourceVersion") or "")
-        for _ in range(CONFLICT_RETRIES):
-            current = await self.store.get(info.type, namespace, request.name)
-            if precondition and precondition != current.metadata.resource_version:
-                raise Conflict(conflict_message(info, request.name))
+
+        async def write(current: Resource) -> Outcome:
             patched = merge_patch(to_builtins(current), request.patch)
             if not isinstance(patched, dict) or patched.get("metadata", {}).get("name") != request.name:
                 raise BadRequest("a patch may not change metadata.name")
             patched.get("metadata", {}).pop("resourceVersion", None)
-            new = self._decode_for(info, namespace, patched)
-            try:
-                return await self._replace(info, new, current)
-            except Conflict:
-                if precondition:
-                    raise
-        raise Conflict(conflict_message(info, request.name))
+            return await self._replace(info, self._decode_for(info, namespace, patched), current)
+
+        return await self._retrying(info, namespace, request.name, precondition, write)
 
     async def status(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         if "status" not in info.type.__struct_fields__:
             raise BadRequest(f"{info.plural} have no status")
         given = self._decode_for(info, namespace, parse_json(body))
-        precondition = given.metadata.resource_version
-        for _ in range(CONFLICT_RETRIES):
-            current = await self.store.get(info.type, namespace, given.metadata.name)
-            if precondition and precondition != current.metadata.resource_version:
-                raise Conflict(conflict_message(info, given.metadata.name))
+
+        async def write(current: Resource) -> Outcome:
             updated = msgspec.structs.replace(current, status=given.status)  # type: ignore[attr-defined]
             if updated == current:
                 return Outcome(current)
-            try:
-                return Outcome(await self.store.update(updated))
-            except Conflict:
-                if precondition:
-                    raise
-        raise Conflict(conflict_message(info, given.metadata.name))
+            return Outcome(await self.store.update(updated))
+
+        return await self._retrying(
+            info, namespace, given.metadata.name, given.metadata.resource_version, write
+        )
 
     async def delete(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, DeleteRequest)
@@ -221,20 +230,14 @@ class Verbs:
                 request.name,
                 [StatusCause(field="gracePeriodSeconds", message="must be greater than or equal to 0")],
             )
-        for _ in range(CONFLICT_RETRIES):
-            current = await self.store.get(info.type, namespace, request.name)
-            if request.resource_version and request.resource_version != current.metadata.resource_version:
-                raise Conflict(conflict_message(info, request.name))
-            try:
-                outcome = await self._delete(info, current, request)
-            except Conflict:
-                if request.resource_version:
-                    raise
-                continue
+
+        async def write(current: Resource) -> Outcome:
+            outcome = await self._delete(info, current, request)
             if isinstance(current, Namespace):
                 outcome.events += await self._empty_namespace(current.metadata.name)
             return outcome
-        raise Conflict(conflict_message(info, request.name))
+
+        return await self._retrying(info, namespace, request.name, request.resource_version, write)
 
     async def _delete(self, info: kinds.KindInfo, current: Resource, request: DeleteRequest) -> Outcome:
         """Remove now, or mark for deletion when someone still has work to do first."""
