@@ -125,11 +125,14 @@ async def read(
         sub = await js.subscribe(
             subject_filter, stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config
         )
-        pending = (await sub.consumer_info()).num_pending
+        info = await sub.consumer_info()
     except (TimeoutError, nats.errors.Error) as err:
         raise translate(err) from err
     try:
-        if not follow and not pending:
+        # Messages may already be on their way to us (delivered, so no longer pending) by the
+        # time the consumer info arrives: only "nothing pending and nothing delivered" is empty.
+        delivered = info.delivered.consumer_seq if info.delivered else 0
+        if not follow and not info.num_pending and not delivered:
             return
         async for msg in sub.messages:
             with contextlib.suppress(msgspec.DecodeError):
