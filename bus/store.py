@@ -20,8 +20,8 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
 from bus import kinds, subjects
 from bus.codec import encode
@@ -176,32 +176,56 @@ class Store:
     async def watch(
         self, cls: type[R], namespace: str = subjects.ALL, *, initial_only: bool = False
     ) -> AsyncIterator[WatchEvent]:
-        """List-then-watch: ADDED for every current object, SYNCED, then live changes."""
+        """List-then-watch: ADDED for every current object, SYNCED, then live changes.
+
+        An ordered consumer with deliver policy last-per-subject. The initial listing ends with the
+        message after which nothing was pending; when the consumer info shows nothing pending and
+        nothing delivered, the bucket (or namespace) was empty. Keys seen are remembered, so that
+        a later put is ADDED for a new key and MODIFIED for a known one.
+        """
         info = kinds.BY_KIND[cls.__name__]
         kv = await self.bucket(info)
+        prefix = subjects.kv_subject(kv._name, "")
         try:
-            watcher = await kv.watch(subjects.key_filter(namespace), inactive_threshold=60.0)
+            sub = await self._js.subscribe(
+                subjects.kv_subject(kv._name, subjects.key_filter(namespace)),
+                stream=kv._stream,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                inactive_threshold=60.0,
+            )
+            consumer = await sub.consumer_info()
         except (TimeoutError, nats.errors.Error) as err:
             raise translate(err) from err
-        synced = False
+        known: set[str] = set()
         try:
-            async for entry in watcher:
-                if entry is None:
+            delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
+            synced = not consumer.num_pending and not delivered
+            if synced:
+                yield WatchEvent("SYNCED")
+                if initial_only:
+                    return
+            async for msg in sub.messages:
+                key = msg.subject[len(prefix) :]
+                revision = msg.metadata.sequence.stream
+                deleted = _is_delete(msg.headers)
+                if deleted:
+                    if synced and key in known:
+                        known.discard(key)
+                        obj = self._decode(info, msg.data, revision) if msg.data else None
+                        yield WatchEvent("DELETED", key, obj, revision)
+                elif msg.data:
+                    kind: WatchType = "MODIFIED" if key in known else "ADDED"
+                    known.add(key)
+                    yield WatchEvent(kind, key, self._decode(info, msg.data, revision), revision)
+                if not synced and msg.metadata.num_pending == 0:
                     synced = True
                     yield WatchEvent("SYNCED")
                     if initial_only:
                         return
-                    continue
-                deleted = entry.operation in (KV_DEL, KV_PURGE)
-                if deleted and not synced:
-                    continue  # a tombstone from before the watch began
-                assert entry.revision is not None
-                obj = self._decode(info, entry.value, entry.revision) if entry.value else None
-                kind: WatchType = "DELETED" if deleted else ("MODIFIED" if synced else "ADDED")
-                yield WatchEvent(kind, entry.key, obj, entry.revision)
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await sub.unsubscribe()
 
     # -- writes (compare-and-set)
 
@@ -244,6 +268,15 @@ class Store:
             if err.err_code in (10071, 10164):
                 raise Conflict(conflict_message(info, obj.metadata.name)) from None
             raise
+
+
+def _is_delete(headers: dict[str, str] | None) -> bool:
+    """A KV delete or purge marker, including the server's own TTL-expiry markers."""
+    if not headers:
+        return False
+    if headers.get(KV_OP) in (KV_DEL, KV_PURGE):
+        return True
+    return headers.get(KV_MARKER_REASON) in ("MaxAge", "Purge", "Remove")
 
 
 def _body(obj: Resource) -> bytes:

@@ -96,7 +96,7 @@ async def test_watch_lists_then_syncs_then_streams_changes(store: Store, space: 
     assert (await anext(events)).type == "SYNCED"
     b = await store.create(pod("b", space))
     added = await anext(events)
-    assert (added.type, added.object.metadata.name) == ("MODIFIED", "b")
+    assert (added.type, added.object.metadata.name) == ("ADDED", "b")
     b.metadata.labels = {"k": "v"}
     await store.update(b)
     modified = await anext(events)
@@ -134,3 +134,12 @@ async def test_nats_failures_become_bus_errors(nats_url: str, space: str) -> Non
     await conn.close()
     with pytest.raises(Unavailable):
         await closed.get(Pod, space, "a")
+
+
+async def test_listing_never_ends_before_its_items(store: Store, space: str) -> None:
+    # The items may reach us before the consumer info does; the synced point must follow them.
+    for name in ("a", "b", "c"):
+        await store.create(pod(name, space))
+    for _ in range(20):
+        items, _ = await store.list(Pod, space)
+        assert [p.metadata.name for p in items] == ["a", "b", "c"]
