@@ -1,0 +1,29 @@
+"""Container runtimes behind one protocol: docker, process and fake."""
+
+from nodeagent.runtime.base import (
+    ContainerInfo,
+    ContainerNotFound,
+    ContainerSpec,
+    ContainerStats,
+    ExecResult,
+    ImageNeverPullError,
+    ImagePullError,
+    PortBinding,
+    Runtime,
+    RuntimeFailure,
+    StartError,
+)
+
+__all__ = [
+    "ContainerInfo",
+    "ContainerNotFound",
+    "ContainerSpec",
+    "ContainerStats",
+    "ExecResult",
+    "ImageNeverPullError",
+    "ImagePullError",
+    "PortBinding",
+    "Runtime",
+    "RuntimeFailure",
+    "StartError",
+]

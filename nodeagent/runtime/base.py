@@ -1,0 +1,188 @@
+"""The Runtime protocol: what the node agent needs from whatever runs containers.
+
+Three implementations stand behind it: `docker` (a real Docker engine through aiodocker),
+`process` (plain host processes; the image is ignored) and `fake` (hollow containers in memory,
+for scale tests and benchmarks). One contract test suite runs against each.
+
+Every container a runtime starts carries the labels below, so a restarted agent finds (adopts)
+its own containers, and several agents sharing one engine never touch each other's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+LABEL_NODE = "steersman.io/node"
+LABEL_POD_UID = "steersman.io/pod-uid"
+LABEL_POD_NAMESPACE = "steersman.io/pod-namespace"
+LABEL_POD_NAME = "steersman.io/pod-name"
+LABEL_CONTAINER = "steersman.io/container"
+LABEL_ATTEMPT = "steersman.io/attempt"
+
+ContainerStatus = Literal["created", "running", "exited"]
+
+
+class RuntimeFailure(Exception):
+    """Root of runtime failures; `reason` is the Kubernetes waiting/terminated reason to report."""
+
+    reason = "RunContainerError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ImagePullError(RuntimeFailure):
+    """The image is not present and cannot be pulled (Kubernetes: ErrImagePull)."""
+
+    reason = "ErrImagePull"
+
+
+class ImageNeverPullError(RuntimeFailure):
+    """imagePullPolicy Never and the image is absent (Kubernetes: ErrImageNeverPull)."""
+
+    reason = "ErrImageNeverPull"
+
+
+class StartError(RuntimeFailure):
+    """The container could not start, e.g. its command does not exist (Kubernetes: StartError)."""
+
+    reason = "StartError"
+
+
+class ContainerNotFound(RuntimeFailure):
+    reason = "ContainerNotFound"
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """A declared container port and the host port the agent allocated for it."""
+
+    container_port: int
+    host_port: int
+    name: str = ""
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to start one container of one pod, attempt `attempt` (0 first)."""
+
+    node: str
+    pod_uid: str
+    pod_namespace: str
+    pod_name: str
+    name: str
+    image: str
+    command: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str = ""
+    cpu_millis: int | None = None  # limit
+    memory_bytes: int | None = None  # limit
+    image_pull_policy: str = "IfNotPresent"
+    host_ip: str = "127.0.0.1"
+    ports: tuple[PortBinding, ...] = ()
+    attempt: int = 0
+
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_NODE: self.node,
+            LABEL_POD_UID: self.pod_uid,
+            LABEL_POD_NAMESPACE: self.pod_namespace,
+            LABEL_POD_NAME: self.pod_name,
+            LABEL_CONTAINER: self.name,
+            LABEL_ATTEMPT: str(self.attempt),
+        }
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What a runtime knows of one container it started (now or before a restart of the agent)."""
+
+    id: str
+    pod_uid: str
+    pod_namespace: str
+    pod_name: str
+    name: str
+    attempt: int
+    status: ContainerStatus
+    image: str = ""
+    image_id: str = ""
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    oom_killed: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: bytes
+
+
+@dataclass(frozen=True)
+class ContainerStats:
+    cpu_nanos: int  # cumulative CPU time used
+    memory_bytes: int  # current resident memory
+
+
+class Runtime(Protocol):
+    """How the node agent runs containers. All methods are safe to call concurrently."""
+
+    name: str
+
+    async def version(self) -> str:
+        """`docker://20.10.24`, `process://linux-6.1`, `fake://1`: shown as the node's runtime."""
+        ...
+
+    async def ensure_image(self, image: str, policy: str) -> str:
+        """Make `image` present (pulling per `policy`); its id. ImagePullError if impossible."""
+        ...
+
+    async def start(self, spec: ContainerSpec) -> str:
+        """Create and start a container; its id. StartError (or ImagePullError) on failure."""
+        ...
+
+    async def wait(self, container_id: str) -> int:
+        """Block until the container exits; its exit code (returns at once if already exited)."""
+        ...
+
+    async def stop(self, container_id: str, grace_seconds: float) -> None:
+        """SIGTERM, then SIGKILL after `grace_seconds` if still running. No error if not running."""
+        ...
+
+    async def remove(self, container_id: str) -> None:
+        """Remove a stopped container and what it left (logs included). No error if absent."""
+        ...
+
+    async def inspect(self, container_id: str) -> ContainerInfo:
+        """Current state; ContainerNotFound if unknown."""
+        ...
+
+    async def containers(self, node: str) -> list[ContainerInfo]:
+        """Every container this runtime started for `node`, running or not."""
+        ...
+
+    def logs(
+        self, container_id: str, *, follow: bool = False, tail: int | None = None, since: datetime | None = None
+    ) -> AsyncIterator[bytes]:
+        """The container's output (stdout and stderr interleaved), as chunks of whole lines."""
+        ...
+
+    async def exec(self, container_id: str, command: list[str], *, timeout: float) -> ExecResult:
+        """Run `command` inside the running container; its exit code and output.
+
+        TimeoutError if it runs longer than `timeout`; StartError if it cannot be run.
+        """
+        ...
+
+    async def stats(self, container_id: str) -> ContainerStats:
+        ...
+
+    async def close(self) -> None:
+        ...
