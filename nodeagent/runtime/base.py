@@ -169,20 +169,24 @@ class Runtime(Protocol):
         ...
 
     def logs(
-        self, container_id: str, *, follow: bool = False, tail: int | None = None, since: datetime | None = None
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
     ) -> AsyncIterator[bytes]:
         """The container's output (stdout and stderr interleaved), as chunks of whole lines."""
         ...
 
-    async def exec(self, container_id: str, command: list[str], *, timeout: float) -> ExecResult:
+    async def exec(self, container_id: str, command: list[str]) -> ExecResult:
         """Run `command` inside the running container; its exit code and output.
 
-        TimeoutError if it runs longer than `timeout`; StartError if it cannot be run.
+        StartError if it cannot be run. Callers bound it with `asyncio.timeout`; on cancellation
+        the runtime stops the command.
         """
         ...
 
-    async def stats(self, container_id: str) -> ContainerStats:
-        ...
+    async def stats(self, container_id: str) -> ContainerStats: ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...
