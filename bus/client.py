@@ -89,10 +89,15 @@ class Client:
         return _decode(info, data)
 
     async def list_kind(
-        self, info: kinds.KindInfo, namespace: str = "default", *, label_selector: str = ""
+        self,
+        info: kinds.KindInfo,
+        namespace: str = "default",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> tuple[list[Resource], str]:
         """Objects of a kind in `namespace` (`*` for all) and the list's resourceVersion."""
-        body = encode(ListRequest(label_selector=label_selector))
+        body = encode(ListRequest(label_selector=label_selector, field_selector=field_selector))
         data = await self.request("list", info, namespace, body)
         listing = _list_decoder.decode(data)
         return [_decode(info, raw) for raw in listing.items], listing.metadata.resource_version
@@ -129,8 +134,13 @@ class Client:
     async def get(self, cls: type[R], name: str, namespace: str = "default") -> R:
         return await self.get_kind(kinds.BY_KIND[cls.__name__], name, namespace)  # type: ignore[return-value]
 
-    async def list(self, cls: type[R], namespace: str = "default", *, label_selector: str = "") -> list[R]:
-        items, _ = await self.list_kind(kinds.BY_KIND[cls.__name__], namespace, label_selector=label_selector)
+    async def list(
+        self, cls: type[R], namespace: str = "default", *, label_selector: str = "", field_selector: str = ""
+    ) -> list[R]:
+        info = kinds.BY_KIND[cls.__name__]
+        items, _ = await self.list_kind(
+            info, namespace, label_selector=label_selector, field_selector=field_selector
+        )
         return items  # type: ignore[return-value]
 
     async def create(self, obj: R) -> R:

@@ -19,6 +19,11 @@ ERROR_HEADER = "Nats-Service-Error"
 # below the 4 MiB max_payload of nats.conf so the API can answer with a clear error.
 MAX_OBJECT_BYTES = 1024 * 1024
 
+# Node agents keep their heartbeat Lease here (Kubernetes: kube-node-lease).
+NODE_LEASE_NAMESPACE = "steer-node-lease"
+# Header of a node feed message: ADDED, MODIFIED or DELETED.
+FEED_EVENT_HEADER = "Steer-Event"
+
 PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
 
 
@@ -32,6 +37,7 @@ class GetRequest(Request):
 
 class ListRequest(Request):
     label_selector: str = ""
+    field_selector: str = ""
 
 
 class PatchRequest(Request):

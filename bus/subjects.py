@@ -5,6 +5,8 @@ can be written from it. Tokens:
 
     steer.api.<verb>.<plural>.<namespace>        request/reply to the API (`_` cluster scope, `_all` all)
     steer.node.<node>.<verb>.<plural>.<namespace> requests a node agent makes; the API trusts <node>
+    steer.node.<node>.feed.pods                   the API tells a node of changes to its pods
+    steer.node.<node>.logs | .exec                served by the node agent itself
     steer.events.<namespace>.<Kind>.<name>       every Event, captured by the STEER_EVENTS stream
 
 KV buckets are `steer-<plural>`; keys are `<namespace>.<name>`, `_.<name>` for cluster-scoped kinds,
@@ -64,6 +66,16 @@ def node(node_name: str, verb: ApiVerb, plural: str, namespace: str | None) -> s
 
 def node_listen() -> str:
     return f"{PREFIX}.node.*.*.*.*"
+
+
+def node_feed(node_name: str, plural: str = "pods") -> str:
+    """Where the API tells a node agent of changes to the objects bound to it."""
+    return f"{PREFIX}.node.{node_name}.feed.{plural}"
+
+
+def node_stream(node_name: str, action: str) -> str:
+    """Requests a node agent serves itself: `logs`, `exec`."""
+    return f"{PREFIX}.node.{node_name}.{action}"
 
 
 def parse_node(subject: str) -> tuple[str, str, str, str]:

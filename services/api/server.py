@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import msgspec
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NATS
 from nats.micro.request import Request
 
 from bus import events as bus_events
@@ -27,9 +27,10 @@ from bus.codec import encode
 from bus.connection import Credentials, announce, connect
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
 from bus.meta import ObjectMeta
-from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER
-from bus.resources import Event, Namespace
+from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER, FEED_EVENT_HEADER, NODE_LEASE_NAMESPACE
+from bus.resources import Event, Namespace, Pod
 from bus.store import Store, StoreConfig
+from services.api import nodes
 from services.api.namespaces import NamespaceCache
 from services.api.verbs import Outcome, Verbs
 
@@ -48,8 +49,9 @@ class ApiConfig:
 
 
 class ApiServer:
-    def __init__(self, js: JetStreamContext, store: Store, tasks: asyncio.TaskGroup) -> None:
-        self.js = js
+    def __init__(self, nc: NATS, store: Store, tasks: asyncio.TaskGroup) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=5.0)
         self.store = store
         self.namespaces = NamespaceCache(store)
         self.verbs = Verbs(store, self.namespaces)
@@ -68,11 +70,15 @@ class ApiServer:
     async def on_request(self, request: Request) -> None:
         """Admit the request and handle it in its own task, so slow ones don't hold up the rest."""
         await self.slots.acquire()
-        self.tasks.create_task(self._serve(request))
+        self.tasks.create_task(self._serve(request, self.dispatch))
 
-    async def _serve(self, request: Request) -> None:
+    async def on_node_request(self, request: Request) -> None:
+        await self.slots.acquire()
+        self.tasks.create_task(self._serve(request, self.dispatch_node))
+
+    async def _serve(self, request: Request, dispatch: Callable[[str, bytes], Awaitable[Outcome]]) -> None:
         try:
-            outcome = await self.dispatch(request.subject, request.data)
+            outcome = await dispatch(request.subject, request.data)
         except SteerError as err:
             await _respond_error(request, err)
             return
@@ -84,13 +90,32 @@ class ApiServer:
             self.slots.release()
         with contextlib.suppress(Exception):
             await request.respond(encode(outcome.reply))
-        await self.record(outcome.events)
+        for done in outcome.all():
+            await self.feed(done)
+            await self.record(done.events)
 
     async def dispatch(self, subject: str, body: bytes) -> Outcome:
         verb, plural, namespace = subjects.parse_api(subject)
+        return await self._handle(verb, plural, namespace, body)
+
+    async def dispatch_node(self, subject: str, body: bytes) -> Outcome:
+        """A node agent's request: the node-restriction rules first, then the same verbs."""
+        node, verb, plural, namespace = subjects.parse_node(subject)
+        info = self._kind(plural)
+        body = await nodes.admit(self.store, node, verb, info, namespace if info.namespaced else "", body)
+        outcome = await self._handle(verb, plural, namespace, body)
+        if verb == "status":
+            outcome.written = False  # the agent knows its own status; do not echo it back
+        return outcome
+
+    def _kind(self, plural: str) -> kinds.KindInfo:
         info = kinds.BY_PLURAL.get(plural)
         if info is None:
             raise NotFound(f'the server could not find the requested resource "{plural}"')
+        return info
+
+    async def _handle(self, verb: str, plural: str, namespace: str, body: bytes) -> Outcome:
+        info = self._kind(plural)
         handler = self.handlers.get(verb)
         if handler is None:
             raise NotFound(f'unknown verb "{verb}"')
@@ -100,6 +125,18 @@ class ApiServer:
         if info.kind == "Event" and verb in ("create", "update") and isinstance(outcome.reply, Event):
             await self.publish_events([outcome.reply])
         return outcome
+
+    async def feed(self, outcome: Outcome) -> None:
+        """Tell the node a changed pod is bound to (the agent re-lists now and then, so a lost
+        message only delays it)."""
+        pod = outcome.reply
+        if not outcome.written or not isinstance(pod, Pod) or not pod.spec.node_name:
+            return
+        event = "DELETED" if outcome.deleted else "MODIFIED"
+        with contextlib.suppress(Exception):
+            await self.nc.publish(
+                subjects.node_feed(pod.spec.node_name), encode(pod), headers={FEED_EVENT_HEADER: event}
+            )
 
     async def record(self, events: list[Event]) -> None:
         """Store lifecycle events and publish them to the events stream; failures are only logged."""
@@ -115,11 +152,12 @@ class ApiServer:
             await self.js.publish(bus_events.subject_of(event), encode(event))
 
     async def seed(self) -> None:
-        """The namespace every cluster starts with."""
-        with contextlib.suppress(AlreadyExists):
-            await self.verbs.create(
-                kinds.BY_KIND["Namespace"], "", encode(Namespace(metadata=ObjectMeta(name="default")))
-            )
+        """The namespaces every cluster starts with."""
+        for name in ("default", NODE_LEASE_NAMESPACE):
+            with contextlib.suppress(AlreadyExists):
+                await self.verbs.create(
+                    kinds.BY_KIND["Namespace"], "", encode(Namespace(metadata=ObjectMeta(name=name)))
+                )
 
 
 async def _respond_error(request: Request, err: SteerError) -> None:
@@ -137,7 +175,7 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
         await store.ensure_buckets()
         await bus_events.ensure_stream(js, retention=config.event_retention, replicas=config.store.replicas)
         async with asyncio.TaskGroup() as tasks:
-            server = ApiServer(js, store, tasks)
+            server = ApiServer(nc, store, tasks)
             tasks.create_task(server.namespaces.run())
             await server.seed()
             service = await announce(
@@ -150,6 +188,12 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
                     queue_group=subjects.API_QUEUE_GROUP,
                     handler=server.on_request,
                 )
+            await service.add_endpoint(
+                name="node",
+                subject=subjects.node_listen(),
+                queue_group=subjects.API_QUEUE_GROUP,
+                handler=server.on_node_request,
+            )
             await nc.flush()
             log.info("API %s serving on %s", config.instance, config.servers)
             if ready is not None:

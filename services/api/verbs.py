@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from bus import kinds, selectors, subjects
+from bus import fields, kinds, selectors, subjects
 from bus.codec import to_builtins
 from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, TooLarge, invalid
 from bus.events import make_event, now, reference
@@ -38,11 +38,20 @@ PROTECTED_NAMESPACES = frozenset({"default"})
 
 @dataclass
 class Outcome:
-    """What a verb replies with, and the events to record after replying."""
+    """What a verb replies with, and what to do once the reply is out.
+
+    `written` is set when the store changed (so node agents may need to hear of it), and
+    `deleted` when the object was removed rather than written.
+    """
 
     reply: Any
     events: list[Event] = field(default_factory=list)
-    stored_events: list[Event] = field(default_factory=list)
+    written: bool = False
+    deleted: bool = False
+    related: list[Outcome] = field(default_factory=list)  # writes this one caused (namespace content)
+
+    def all(self) -> list[Outcome]:
+        return [self, *(o for related in self.related for o in related.all())]
 
 
 def parse_json(body: bytes) -> Any:
@@ -118,7 +127,9 @@ class Verbs:
         prepare_create(obj, info)
         stored = await self.store.create(obj)
         return Outcome(
-            stored, self._lifecycle(stored, "Created", f"Created {info.singular} {stored.metadata.name}")
+            stored,
+            self._lifecycle(stored, "Created", f"Created {info.singular} {stored.metadata.name}"),
+            written=True,
         )
 
     async def get(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
@@ -131,7 +142,13 @@ class Verbs:
             requirements = selectors.parse(request.label_selector) if request.label_selector else None
         except ValueError as err:
             raise BadRequest(f"invalid label selector: {err}") from None
+        try:
+            field_selector = fields.parse(request.field_selector, info.kind)
+        except ValueError as err:
+            raise BadRequest(f"invalid field selector: {err}") from None
         items, revision = await self.store.list(info.type, namespace or subjects.ALL, selector=requirements)
+        if field_selector:
+            items = [item for item in items if fields.matches(field_selector, item)]
         listing = ObjectList(
             kind=f"{info.kind}List",
             api_version=info.api_version,
@@ -180,9 +197,8 @@ class Verbs:
             return Outcome(current)  # nothing changed: no write, no new resourceVersion
         if current.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
             await self.store.delete(new)
-            return Outcome(
-                new, self._lifecycle(new, "Deleted", f"Deleted {info.singular} {new.metadata.name}")
-            )
+            deleted = self._lifecycle(new, "Deleted", f"Deleted {info.singular} {new.metadata.name}")
+            return Outcome(new, deleted, written=True, deleted=True)
         stored = await self.store.update(new)
         events = []
         if stored.metadata.generation != current.metadata.generation:
@@ -190,7 +206,7 @@ class Verbs:
                 f"Updated {info.singular} {stored.metadata.name} (generation {stored.metadata.generation})"
             )
             events = self._lifecycle(stored, "Updated", message)
-        return Outcome(stored, events)
+        return Outcome(stored, events, written=True)
 
     async def patch(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, PatchRequest)
@@ -214,7 +230,7 @@ class Verbs:
             updated = msgspec.structs.replace(current, status=given.status)  # type: ignore[attr-defined]
             if updated == current:
                 return Outcome(current)
-            return Outcome(await self.store.update(updated))
+            return Outcome(await self.store.update(updated), written=True)
 
         return await self._retrying(
             info, namespace, given.metadata.name, given.metadata.resource_version, write
@@ -234,7 +250,7 @@ class Verbs:
         async def write(current: Resource) -> Outcome:
             outcome = await self._delete(info, current, request)
             if isinstance(current, Namespace):
-                outcome.events += await self._empty_namespace(current.metadata.name)
+                outcome.related = await self._empty_namespace(current.metadata.name)
             return outcome
 
         return await self._retrying(info, namespace, request.name, request.resource_version, write)
@@ -260,26 +276,26 @@ class Verbs:
                 marked.status.phase = "Terminating"
             stored = await self.store.update(marked)
             message = f"Deleting {info.singular} {meta.name}" + (f" (grace period {grace}s)" if grace else "")
-            return Outcome(stored, self._lifecycle(stored, "Terminating", message))
+            return Outcome(stored, self._lifecycle(stored, "Terminating", message), written=True)
         await self.store.delete(current)
-        return Outcome(current, self._lifecycle(current, "Deleted", f"Deleted {info.singular} {meta.name}"))
+        deleted = self._lifecycle(current, "Deleted", f"Deleted {info.singular} {meta.name}")
+        return Outcome(current, deleted, written=True, deleted=True)
 
-    async def _empty_namespace(self, namespace: str) -> list[Event]:
+    async def _empty_namespace(self, namespace: str) -> list[Outcome]:
         """Delete everything in a namespace being deleted (Kubernetes' namespace controller)."""
-        events: list[Event] = []
+        outcomes: list[Outcome] = []
         for info in kinds.KINDS:
             if not info.namespaced:
                 continue
             items, _ = await self.store.list(info.type, namespace)
             for item in items:
                 try:
-                    outcome = await self._delete(info, item, DeleteRequest(name=item.metadata.name))
-                    events += outcome.events
+                    outcomes.append(await self._delete(info, item, DeleteRequest(name=item.metadata.name)))
                 except (Conflict, NotFound):
                     log.info(
                         "namespace %s: %s %s changed while emptying", namespace, info.kind, item.metadata.name
                     )
-        return events
+        return outcomes
 
 
 def _grace_period(obj: Resource, request: DeleteRequest) -> int | None:
