@@ -170,6 +170,19 @@ class ContainerStatus(Base):
     started: bool | None = None
 
 
+class HostPortMapping(Base):
+    """Where a declared container port is reachable: host networking gives each its own host port.
+
+    A steersman extension of PodStatus (Kubernetes' pods have their own IPs instead).
+    """
+
+    container: str
+    container_port: int
+    host_port: int
+    name: str = ""
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
 PodPhase = Literal["", "Pending", "Running", "Succeeded", "Failed", "Unknown"]
 
 
@@ -184,6 +197,7 @@ class PodStatus(Base):
     pod_ip: str = msgspec.field(default="", name="podIP")
     start_time: datetime | None = None
     container_statuses: list[ContainerStatus] = []
+    host_ports: list[HostPortMapping] = []
 
     def __post_init__(self) -> None:
         if not self.phase:
