@@ -1,0 +1,132 @@
+"""Registering the Node and keeping it alive: the node's Lease is renewed every few seconds, its
+status (with the Ready condition) rewritten now and then, as Kubernetes' kubelet does.
+
+Everything goes through the node-scoped subjects, so the API knows which node is speaking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+
+from bus.client import Client
+from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
+from bus.events import now
+from bus.meta import ObjectMeta
+from bus.protocol import NODE_LEASE_NAMESPACE
+from bus.resources import Lease, Node
+from bus.resources.cluster import NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo
+from bus.resources.records import LeaseSpec
+from nodeagent.config import AgentConfig
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "steersman/0.1.0"
+
+
+def node_status(config: AgentConfig, runtime_version: str, previous: NodeStatus | None = None) -> NodeStatus:
+    stamp = now()
+    ready = NodeCondition(
+        type="Ready",
+        status="True",
+        reason="AgentReady",
+        message="node agent is posting ready status",
+        last_heartbeat_time=stamp,
+        last_transition_time=stamp,
+    )
+    if previous is not None:
+        for condition in previous.conditions:
+            if condition.type == "Ready" and condition.status == "True" and condition.last_transition_time:
+                ready.last_transition_time = condition.last_transition_time
+    uname = platform.uname()
+    return NodeStatus(
+        capacity=dict(config.capacity),
+        allocatable=dict(config.capacity),
+        conditions=[ready],
+        addresses=[
+            NodeAddress(type="InternalIP", address=config.address),
+            NodeAddress(type="Hostname", address=config.name),
+        ],
+        node_info=NodeSystemInfo(
+            container_runtime_version=runtime_version,
+            kernel_version=uname.release,
+            os_image=platform.platform(terse=True),
+            operating_system=uname.system.lower(),
+            architecture=uname.machine,
+            kubelet_version=AGENT_VERSION,
+        ),
+    )
+
+
+class Registration:
+    def __init__(self, client: Client, config: AgentConfig, runtime_version: str) -> None:
+        self.client = client
+        self.config = config
+        self.runtime_version = runtime_version
+        self.node: Node | None = None
+        self.lease: Lease | None = None
+
+    async def register(self) -> Node:
+        """Create our Node, or take over the existing one (keeping what users set, like cordons)."""
+        labels = {"kubernetes.io/hostname": self.config.name, **self.config.labels}
+        fresh = Node(
+            metadata=ObjectMeta(name=self.config.name, labels=labels),
+            spec=NodeSpec(taints=list(self.config.taints)),
+            status=node_status(self.config, self.runtime_version),
+        )
+        try:
+            self.node = await self.client.create(fresh)
+        except AlreadyExists:
+            current = await self.client.get(Node, self.config.name, "")
+            current.metadata.labels = {**current.metadata.labels, **labels}
+            known = {(t.key, t.effect) for t in current.spec.taints}
+            current.spec.taints += [t for t in self.config.taints if (t.key, t.effect) not in known]
+            current = await self.client.update(current)
+            current.status = node_status(self.config, self.runtime_version, current.status)
+            self.node = await self.client.update_status(current)
+        log.info("registered node %s (%s, %s)", self.config.name, self.config.address, self.runtime_version)
+        return self.node
+
+    async def keep_alive(self) -> None:
+        """Renew the Lease and refresh the status until cancelled; failures are retried."""
+        loop = asyncio.get_running_loop()
+        next_status = loop.time() + self.config.status_interval
+        while True:
+            try:
+                await self.renew_lease()
+                if loop.time() >= next_status:
+                    await self.refresh_status()
+                    next_status = loop.time() + self.config.status_interval
+            except SteerError as err:
+                log.warning("heartbeat failed: %s", err)
+            await asyncio.sleep(self.config.lease_renew)
+
+    async def renew_lease(self) -> None:
+        """One write per renewal: update the Lease we hold; re-read it only after a Conflict."""
+        stamp = now()
+        if self.lease is None:
+            try:
+                self.lease = await self.client.get(Lease, self.config.name, NODE_LEASE_NAMESPACE)
+            except NotFound:
+                spec = LeaseSpec(
+                    holder_identity=self.config.name,
+                    lease_duration_seconds=int(self.config.lease_duration),
+                    acquire_time=stamp,
+                    renew_time=stamp,
+                )
+                meta = ObjectMeta(name=self.config.name, namespace=NODE_LEASE_NAMESPACE)
+                self.lease = await self.client.create(Lease(metadata=meta, spec=spec))
+                return
+        self.lease.spec.renew_time = stamp
+        self.lease.spec.holder_identity = self.config.name
+        self.lease.spec.lease_duration_seconds = int(self.config.lease_duration)
+        try:
+            self.lease = await self.client.update(self.lease)
+        except (Conflict, NotFound):
+            self.lease = None  # changed or expired under us: start again from the store
+
+    async def refresh_status(self) -> None:
+        node = await self.client.get(Node, self.config.name, "")
+        node.status = node_status(self.config, self.runtime_version, node.status)
+        self.node = await self.client.update_status(node)
