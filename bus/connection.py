@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ async def connect(
     name: str,
     credentials: Credentials | None = None,
     connect_timeout: float = 5.0,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
 ) -> NATS:
     """A connection that reconnects forever once established; a clear error if none can be made."""
     urls = [s.strip() for s in servers.split(",")] if isinstance(servers, str) else servers
@@ -61,6 +62,8 @@ async def connect(
         "password": creds.password,
         "token": creds.token,
     }
+    if on_reconnect is not None:
+        options["reconnected_cb"] = on_reconnect
 
     async def on_error(err: Exception) -> None:
         log.debug("nats: %s", err)

@@ -9,9 +9,17 @@ hears nothing for a while ends the stream, so a client that died never leaves a 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Literal
 
 import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from bus import subjects
+from bus.codec import encode
+from bus.errors import Internal, Status, SteerError, Timeout, Unavailable, from_status
 
 STREAM_HEADER = "Steer-Stream"  # open | data | end | error
 CONTROL_HEADER = "Steer-Control"  # on `open`: where to send keepalive/cancel
@@ -46,3 +54,63 @@ class ExecRequest(
 class ExecReply(msgspec.Struct, rename="camel", kw_only=True):
     exit_code: int
     output: bytes = b""
+
+
+async def read_logs(
+    nc: NATS, node: str, request: LogsRequest, *, answer_within: float = 10.0
+) -> AsyncIterator[bytes]:
+    """The log chunks a node agent streams for `request`; raises the agent's error, if any.
+
+    While following, waiting for output doubles as the keepalive timer: every quiet
+    KEEPALIVE_INTERVAL the agent is told we are still here.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    control = ""
+    try:
+        await nc.publish(subjects.node_stream(node, "logs"), encode(request), reply=inbox)
+        while True:
+            following = bool(control) and request.follow
+            try:
+                msg = await sub.next_msg(timeout=KEEPALIVE_INTERVAL if following else answer_within)
+            except nats.errors.TimeoutError:
+                if not following:
+                    raise Timeout(f"node {node} did not answer within {answer_within:g}s") from None
+                await nc.publish(control, b"keepalive")
+                continue
+            match (msg.headers or {}).get(STREAM_HEADER):
+                case "open":
+                    control = (msg.headers or {}).get(CONTROL_HEADER, "")
+                case "data":
+                    yield msg.data
+                case "error":
+                    raise _error(msg.data)
+                case _:
+                    return
+    finally:
+        if control:
+            with contextlib.suppress(Exception):
+                await nc.publish(control, b"cancel")
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def run_exec(nc: NATS, node: str, request: ExecRequest) -> ExecReply:
+    try:
+        msg = await nc.request(
+            subjects.node_stream(node, "exec"), encode(request), timeout=request.timeout_seconds + 5.0
+        )
+    except nats.errors.NoRespondersError:
+        raise Unavailable(f"node {node} does not answer (is its agent running?)") from None
+    except nats.errors.TimeoutError:
+        raise Timeout(f"node {node} did not answer") from None
+    if (msg.headers or {}).get(STREAM_HEADER) == "error":
+        raise _error(msg.data)
+    return msgspec.json.decode(msg.data, type=ExecReply)
+
+
+def _error(data: bytes) -> SteerError:
+    try:
+        return from_status(msgspec.json.decode(data, type=Status))
+    except msgspec.DecodeError:
+        return Internal("malformed error from node agent")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, eventlog, resources
+from cli import apply, cluster, eventlog, podio, resources
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -46,6 +46,8 @@ app.command()(apply.apply)
 app.command()(apply.create)
 app.command()(apply.delete)
 app.command()(eventlog.events)
+app.command()(podio.logs)
+app.command(name="exec")(podio.exec_)
 app.command()(cluster.up)
 app.command()(cluster.status)
 
@@ -56,6 +58,12 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help
 def api(ctx: typer.Context) -> None:
     """Run an API server replica (options: steer api --help)."""
     cluster.exec_service("services.api", ctx.args)
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def nodeagent(ctx: typer.Context) -> None:
+    """Run a node agent (options: steer nodeagent --help)."""
+    cluster.exec_service("nodeagent", ctx.args)
 
 
 def main() -> None:

@@ -131,6 +131,31 @@ class ContainerStats:
     memory_bytes: int  # current resident memory
 
 
+class LineBuffer:
+    """Regroups raw output chunks at line breaks: `logs` promises chunks of whole lines.
+
+    A line longer than `limit` is passed on in pieces rather than held in memory without bound.
+    """
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self._pending = b""
+        self._limit = limit
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The whole lines completed by `chunk` (possibly b""); the rest waits for more."""
+        self._pending += chunk
+        cut = self._pending.rfind(b"\n") + 1
+        if not cut and len(self._pending) >= self._limit:
+            cut = len(self._pending)
+        ready, self._pending = self._pending[:cut], self._pending[cut:]
+        return ready
+
+    def flush(self) -> bytes:
+        """What is left at the end of the output: a last line without its line break."""
+        rest, self._pending = self._pending, b""
+        return rest
+
+
 class Runtime(Protocol):
     """How the node agent runs containers. All methods are safe to call concurrently."""
 

@@ -1,0 +1,77 @@
+"""`python -m nodeagent`: run one node agent (or many hollow ones, for scale tests)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from bus.connection import Credentials
+from bus.runner import run_service
+from nodeagent.agent import run
+from nodeagent.config import AgentConfig, default_capacity, parse_capacity, parse_pairs, parse_taints
+
+
+def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
+    parser = argparse.ArgumentParser(prog="steer nodeagent", description="Run a node agent.")
+    parser.add_argument("--name", required=True, help="node name (a DNS-1123 label)")
+    parser.add_argument("--address", default="127.0.0.1", help="the node's address (loopback here)")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "docker", "process", "fake"])
+    parser.add_argument("--capacity", default="", help="e.g. cpu=2,memory=4Gi,pods=110")
+    parser.add_argument("--labels", default="", help="k=v,...")
+    parser.add_argument("--taints", default="", help="k=v:NoSchedule,...")
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
+    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument("--data-dir", default=".steer/nodes", help="where the process runtime keeps its files")
+    parser.add_argument("--backoff", default="10,300,600", help="restart back-off: initial,cap,reset seconds")
+    parser.add_argument("--lease", default="12,3", help="lease duration,renew interval in seconds")
+    parser.add_argument("--resync", type=float, default=30.0, help="seconds between full re-listings of pods")
+    parser.add_argument("--hollow", type=int, default=1, help="run N agents (names NAME-0..N-1) in this process")
+    args = parser.parse_args(argv)
+    try:
+        backoff = [float(x) for x in args.backoff.split(",")]
+        lease = [float(x) for x in args.lease.split(",")]
+        if len(backoff) != 3 or len(lease) != 2 or min(backoff + lease) <= 0:
+            raise ValueError("--backoff takes three positive numbers, --lease two")
+        config = AgentConfig(
+            name=args.name,
+            address=args.address,
+            runtime=args.runtime,
+            servers=args.nats,
+            credentials=Credentials(creds_file=args.creds),
+            capacity=parse_capacity(args.capacity) if args.capacity else default_capacity(),
+            labels=parse_pairs(args.labels, "--labels"),
+            taints=parse_taints(args.taints),
+            data_dir=Path(args.data_dir),
+            backoff_initial=backoff[0],
+            backoff_cap=backoff[1],
+            backoff_reset=backoff[2],
+            lease_duration=lease[0],
+            lease_renew=lease[1],
+            resync_interval=args.resync,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    if args.hollow < 1:
+        parser.error("--hollow must be at least 1")
+    return config, args.hollow
+
+
+async def run_many(config: AgentConfig, count: int) -> None:
+    """Hollow agents: `count` nodes in one process, sharing one event loop."""
+    from dataclasses import replace
+
+    async with asyncio.TaskGroup() as tasks:
+        for i in range(count):
+            tasks.create_task(run(replace(config, name=f"{config.name}-{i}")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, count = parse_args(sys.argv[1:] if argv is None else argv)
+    name = f"steer nodeagent {config.name}"
+    return run_service(name, run(config) if count == 1 else run_many(config, count))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The node agent: registers its Node, keeps it alive, and runs the pods bound to it.
+
+Which pods are bound here comes from two sources: the API's feed on `steer.node.<node>.feed.pods`
+(every change, as it happens) and a full listing at start, after a reconnect, and every
+`resync_interval` (so a lost feed message only delays things). Each pod gets one PodWorker,
+keyed by uid; a worker is level-based: it is handed the newest version of its pod and converges.
+
+At start the agent adopts what the runtime already runs for this node: containers of pods that
+still exist keep running (no restart), the others are stopped and removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from bus import subjects
+from bus.client import Client
+from bus.connection import announce, connect
+from bus.errors import NotFound, SteerError
+from bus.protocol import FEED_EVENT_HEADER
+from bus.resources import Pod
+from nodeagent.backoff import BackoffPolicy
+from nodeagent.config import AgentConfig
+from nodeagent.ports import PortAllocator
+from nodeagent.recorder import Recorder
+from nodeagent.registration import Registration
+from nodeagent.runtime import ContainerInfo, Runtime
+from nodeagent.runtime.factory import make_runtime
+from nodeagent.streaming import StreamServer
+from nodeagent.worker import PodWorker, WorkerContext
+
+log = logging.getLogger(__name__)
+
+ORPHAN_GRACE = 2.0
+_pod_decoder = msgspec.json.Decoder(Pod)
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    nc: NATS
+    client: Client
+    runtime: Runtime
+    tasks: asyncio.TaskGroup
+
+    resync_now: asyncio.Event
+
+    def __post_init__(self) -> None:
+        self.workers: dict[str, PodWorker] = {}
+        self.context = WorkerContext(
+            node=self.config.name,
+            address=self.config.address,
+            client=self.client,
+            runtime=self.runtime,
+            ports=PortAllocator(self.config.address, *self.config.port_range),
+            recorder=Recorder(self.client, component="steer-nodeagent", host=self.config.name),
+            backoff=BackoffPolicy(
+                self.config.backoff_initial, self.config.backoff_cap, self.config.backoff_reset
+            ),
+        )
+
+    # -- pods
+
+    def _start_worker(self, pod: Pod, adopted: list[ContainerInfo]) -> None:
+        worker = PodWorker(self.context, pod, adopted)
+        self.workers[pod.metadata.uid] = worker
+        self.tasks.create_task(self._run_worker(worker))
+
+    async def _run_worker(self, worker: PodWorker) -> None:
+        try:
+            await worker.run()
+        except Exception:  # one pod's bug must not stop the others
+            log.exception("worker for pod %s failed", worker.key)
+        finally:
+            if self.workers.get(worker.uid) is worker:
+                del self.workers[worker.uid]
+
+    def observe(self, pod: Pod) -> None:
+        """The newest known version of a pod bound here."""
+        worker = self.workers.get(pod.metadata.uid)
+        if worker is not None:
+            worker.update(pod)
+        else:
+            self._start_worker(pod, [])  # a terminating one is finished off by its worker
+
+    def forget(self, pod: Pod) -> None:
+        """The pod is gone from the store."""
+        worker = self.workers.get(pod.metadata.uid)
+        if worker is not None:
+            worker.gone()
+
+    async def on_feed(self, msg: Msg) -> None:
+        try:
+            pod = _pod_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("malformed pod on the feed; ignored")
+            return
+        if pod.spec.node_name != self.config.name:
+            return
+        if (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED":
+            self.forget(pod)
+        else:
+            self.observe(pod)
+
+    async def resync(self) -> None:
+        """List our pods and reconcile the workers with the list."""
+        pods = await self.client.list(Pod, subjects.ALL)
+        listed = {pod.metadata.uid: pod for pod in pods}
+        for pod in pods:
+            self.observe(pod)
+        for uid, worker in list(self.workers.items()):
+            if uid in listed:
+                continue
+            # Not listed: make sure it is really gone (the listing may predate its creation).
+            try:
+                current = await self.client.get(Pod, worker.name, worker.namespace)
+            except NotFound:
+                worker.gone()
+                continue
+            if current.metadata.uid != uid:
+                worker.gone()
+
+    async def resync_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.resync_interval):
+                    await self.resync_now.wait()
+            self.resync_now.clear()
+            try:
+                await self.resync()
+            except SteerError as err:
+                log.warning("resync failed: %s", err)
+
+    # -- start-up
+
+    async def adopt(self) -> None:
+        """Take over the containers a previous agent left running; remove the orphans."""
+        pods = await self.client.list(Pod, subjects.ALL)
+        by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
+        for info in await self.runtime.containers(self.config.name):
+            by_pod[info.pod_uid].append(info)
+        for pod in pods:
+            self._start_worker(pod, by_pod.pop(pod.metadata.uid, []))
+        for uid, containers in by_pod.items():
+            log.info("removing %d container(s) of pod %s, which no longer exists", len(containers), uid)
+            self.tasks.create_task(self._remove_orphans(containers))
+
+    async def _remove_orphans(self, containers: list[ContainerInfo]) -> None:
+        for info in containers:
+            with contextlib.suppress(Exception):
+                await self.runtime.stop(info.id, ORPHAN_GRACE)
+                await self.runtime.remove(info.id)
+
+    def find(self, namespace: str, name: str) -> PodWorker | None:
+        for worker in self.workers.values():
+            if worker.namespace == namespace and worker.name == name:
+                return worker
+        return None
+
+
+async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Run the node agent until cancelled."""
+    runtime = await make_runtime(config.runtime, root_dir=config.data_dir / config.name)
+    resync_now = asyncio.Event()
+
+    async def reconnected() -> None:
+        log.info("reconnected to NATS; re-listing pods")
+        resync_now.set()
+
+    nc = await connect(
+        config.servers,
+        name=f"steer-nodeagent {config.name}",
+        credentials=config.credentials,
+        on_reconnect=reconnected,
+    )
+    try:
+        client = Client(nc, node=config.name)
+        registration = Registration(client, config, await runtime.version())
+        await registration.register()
+        async with asyncio.TaskGroup() as tasks:
+            agent = Agent(config, nc, client, runtime, tasks, resync_now)
+            feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
+            await agent.adopt()
+            streams = StreamServer(nc, config.name, agent.find, runtime, tasks)
+            await streams.start()
+            await announce(
+                nc,
+                "nodeagent",
+                description="steersman node agent",
+                metadata={"instance": config.name, "node": config.name, "runtime": await runtime.version()},
+            )
+            tasks.create_task(registration.keep_alive())
+            tasks.create_task(agent.resync_loop())
+            log.info("node agent %s ready on %s", config.name, config.address)
+            if ready is not None:
+                ready.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await feed.unsubscribe()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        await runtime.close()
