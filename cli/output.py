@@ -82,8 +82,9 @@ class RowPrinter:
         self._line(row)
 
     def _line(self, cells: list[str]) -> None:
-        text = (
-            "".join(cell.ljust(width) for cell, width in zip(cells[:-1], self.widths, strict=False))
-            + cells[-1]
-        )
-        print(text.rstrip(), flush=True)
+        # A cell wider than its column still keeps two spaces before the next one.
+        padded = [
+            cell.ljust(width) if len(cell) < width else cell + "  "
+            for cell, width in zip(cells[:-1], self.widths, strict=False)
+        ]
+        print(("".join(padded) + cells[-1]).rstrip(), flush=True)

@@ -23,11 +23,15 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     parser.add_argument("--taints", default="", help="k=v:NoSchedule,...")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
     parser.add_argument("--creds", help="NATS credentials file")
-    parser.add_argument("--data-dir", default=".steer/nodes", help="where the process runtime keeps its files")
+    parser.add_argument(
+        "--data-dir", default=".steer/nodes", help="where the process runtime keeps its files"
+    )
     parser.add_argument("--backoff", default="10,300,600", help="restart back-off: initial,cap,reset seconds")
     parser.add_argument("--lease", default="12,3", help="lease duration,renew interval in seconds")
     parser.add_argument("--resync", type=float, default=30.0, help="seconds between full re-listings of pods")
-    parser.add_argument("--hollow", type=int, default=1, help="run N agents (names NAME-0..N-1) in this process")
+    parser.add_argument(
+        "--hollow", type=int, default=1, help="run N agents (names NAME-0..N-1) in this process"
+    )
     args = parser.parse_args(argv)
     try:
         backoff = [float(x) for x in args.backoff.split(",")]

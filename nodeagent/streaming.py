@@ -69,7 +69,9 @@ class StreamServer:
         except SteerError as err:
             await _fail(self.nc, msg.reply, err)
             return
-        since = datetime.now(UTC) - timedelta(seconds=request.since_seconds) if request.since_seconds else None
+        since = (
+            datetime.now(UTC) - timedelta(seconds=request.since_seconds) if request.since_seconds else None
+        )
         control = self.nc.new_inbox()
         cancelled = asyncio.Event()
         heard = asyncio.Event()
@@ -96,10 +98,16 @@ class StreamServer:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _copy(self, reply: str, container_id: str, request: LogsRequest, since: datetime | None) -> None:
-        async for chunk in self.runtime.logs(container_id, follow=request.follow, tail=request.tail, since=since):
+    async def _copy(
+        self, reply: str, container_id: str, request: LogsRequest, since: datetime | None
+    ) -> None:
+        async for chunk in self.runtime.logs(
+            container_id, follow=request.follow, tail=request.tail, since=since
+        ):
             for start in range(0, len(chunk), MAX_CHUNK):
-                await self.nc.publish(reply, chunk[start : start + MAX_CHUNK], headers={STREAM_HEADER: "data"})
+                await self.nc.publish(
+                    reply, chunk[start : start + MAX_CHUNK], headers={STREAM_HEADER: "data"}
+                )
 
     # -- exec
 
@@ -123,7 +131,9 @@ class StreamServer:
             async with asyncio.timeout(request.timeout_seconds):
                 result = await self.runtime.exec(container_id, request.command)
         except TimeoutError:
-            await _fail(self.nc, msg.reply, BadRequest(f"command did not finish within {request.timeout_seconds:g}s"))
+            await _fail(
+                self.nc, msg.reply, BadRequest(f"command did not finish within {request.timeout_seconds:g}s")
+            )
             return
         except RuntimeFailure as err:
             await _fail(self.nc, msg.reply, BadRequest(err.message))

@@ -2,6 +2,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 
+import msgspec
 import pytest
 
 from bus.resources.pod import (
@@ -29,8 +30,12 @@ LIVE, READY, START = ProbeKind.LIVENESS, ProbeKind.READINESS, ProbeKind.STARTUP
 HOST = "127.0.0.1"
 
 
-def exec_probe(command: str = "check", **thresholds: int) -> Probe:
-    return Probe(exec=ExecAction(command=[command]), **thresholds)
+def exec_probe(command: str = "check", /, **thresholds: int) -> Probe:
+    return msgspec.structs.replace(Probe(exec=ExecAction(command=[command])), **thresholds)
+
+
+def container(**probes: Probe) -> Container:
+    return msgspec.structs.replace(Container(name="web", image="web"), **probes)
 
 
 # -- the state machine
@@ -114,7 +119,7 @@ def test_startup_gating(kind: ProbeKind, started: bool, runs: bool) -> None:
     ],
 )
 def test_probes_of(probes: dict[str, Probe], kinds: list[ProbeKind]) -> None:
-    assert list(probes_of(Container(name="c", image="i", **probes))) == kinds
+    assert list(probes_of(container(**probes))) == kinds
 
 
 # -- ports
@@ -384,9 +389,14 @@ async def run_until(prober: Prober, count: int) -> list[Change]:
 
 
 def prober(runtime: FakeExec, time: FakeTime, **probes: Probe) -> Prober:
-    container = Container(name="web", image="web", **probes)
     return Prober(
-        container, container_id="c1", runtime=runtime, host=HOST, ports={}, clock=time.clock, sleep=time.sleep
+        container(**probes),
+        container_id="c1",
+        runtime=runtime,
+        host=HOST,
+        ports={},
+        clock=time.clock,
+        sleep=time.sleep,
     )
 
 

@@ -1,0 +1,283 @@
+"""One pod on this node: its containers, its status, and its end.
+
+The worker owns everything about its pod in one TaskGroup: a `ContainerRun` loop per container,
+their probes, and one status writer that writes the pod status only when it changed (and never
+two writes at once). When the pod gets a deletionTimestamp, the worker stops the containers
+(SIGTERM, the grace period, SIGKILL), removes them, and then deletes the pod for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from bus.client import Client
+from bus.errors import Conflict, NotFound, SteerError
+from bus.events import now
+from bus.quantity import cpu_millis, memory_bytes
+from bus.resources import Pod
+from bus.resources.pod import Container, HostPortMapping, PodStatus
+from nodeagent import podstatus
+from nodeagent.backoff import BackoffPolicy
+from nodeagent.containers import ContainerRun
+from nodeagent.ports import PortAllocator, PortInUse, port_env
+from nodeagent.recorder import Recorder
+from nodeagent.runtime import ContainerInfo, PortBinding, Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    """What every pod worker of a node shares."""
+
+    node: str
+    address: str
+    client: Client
+    runtime: Runtime
+    ports: PortAllocator
+    recorder: Recorder
+    backoff: BackoffPolicy
+
+
+class PodWorker:
+    def __init__(self, ctx: WorkerContext, pod: Pod, adopted: list[ContainerInfo]) -> None:
+        self.ctx = ctx
+        self.pod = pod
+        self.uid = pod.metadata.uid
+        self.namespace = pod.metadata.namespace
+        self.name = pod.metadata.name
+        self.key = f"{self.namespace}/{self.name}"
+        self.runs = {c.name: ContainerRun(c, self) for c in pod.spec.containers}
+        self.bindings: list[tuple[str, PortBinding]] = []
+        self.stopping = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.dirty = asyncio.Event()
+        self.removed = False
+        self.failure: tuple[str, str] | None = None  # (reason, message) of a pod that cannot run here
+        self.written: PodStatus | None = pod.status if pod.status.container_statuses else None
+        self._adopted = adopted
+        self._tasks: asyncio.TaskGroup | None = None
+
+    # -- told by the agent
+
+    def update(self, pod: Pod) -> None:
+        """A newer version of the pod (older ones, from a late feed message, are ignored)."""
+        if _revision(pod) >= _revision(self.pod):
+            self.pod = pod
+            self.wake.set()
+
+    def gone(self) -> None:
+        self.removed = True
+        self.wake.set()
+
+    # -- used by the container runs
+
+    def changed(self) -> None:
+        self.dirty.set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Work that must not block the caller, owned by this pod's task group."""
+        assert self._tasks is not None
+        self._tasks.create_task(coro)
+
+    async def sleep_unless_stopping(self, seconds: float) -> bool:
+        """Sleep; True if the pod started stopping meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
+        return self.stopping.is_set()
+
+    def bindings_of(self, container: str) -> list[PortBinding]:
+        return [b for name, b in self.bindings if name == container]
+
+    def environment(self, container: Container) -> dict[str, str]:
+        """The container's env, plus where it must listen and who it is."""
+        env = {
+            "POD_NAME": self.name,
+            "POD_NAMESPACE": self.namespace,
+            "POD_UID": self.uid,
+            "NODE_NAME": self.ctx.node,
+            "HOST_IP": self.ctx.address,
+            **port_env(self.bindings_of(container.name)),
+        }
+        env.update({var.name: var.value for var in container.env})
+        return env
+
+    def limit_cpu(self, container: Container) -> int | None:
+        value = container.resources.limits.get("cpu")
+        return cpu_millis(value) if value else None
+
+    def limit_memory(self, container: Container) -> int | None:
+        value = container.resources.limits.get("memory")
+        return memory_bytes(value) if value else None
+
+    def container_id(self, container: str, *, previous: bool = False) -> str:
+        run = self.runs.get(container or next(iter(self.runs)))
+        if run is None:
+            raise NotFound(f'container "{container}" is not in pod "{self.name}"')
+        found = run.previous_id if previous else run.container_id
+        if not found:
+            what = "previous terminated container" if previous else "container"
+            raise NotFound(f'{what} "{run.spec.name}" in pod "{self.name}" not found')
+        return found
+
+    # -- the pod's life
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            writer = tasks.create_task(self._write_status())
+            if self.pod.metadata.deletion_timestamp is None and not self.removed:
+                self._adopt()
+                if self._take_ports():
+                    for run in self.runs.values():
+                        tasks.create_task(run.run())
+            await self._until_stop()
+            await self._terminate()
+            writer.cancel()
+        await self._finish()
+
+    def _adopt(self) -> None:
+        counts = {s.name: s.restart_count for s in self.pod.status.container_statuses}
+        latest: dict[str, ContainerInfo] = {}
+        for info in self._adopted:
+            if info.name not in self.runs:
+                continue
+            if info.name not in latest or info.attempt > latest[info.name].attempt:
+                latest[info.name] = info
+        for name, info in latest.items():
+            self.runs[name].adopt(info, counts.get(name, max(0, info.attempt)))
+            log.info("pod %s: adopted container %s (%s)", self.key, name, info.status)
+        stale = [info for info in self._adopted if latest.get(info.name) is not info]
+        if stale:
+            self.spawn(self._remove(stale))
+
+    async def _remove(self, containers: list[ContainerInfo]) -> None:
+        for info in containers:
+            with contextlib.suppress(Exception):
+                await self.ctx.runtime.remove(info.id)
+
+    def _take_ports(self) -> bool:
+        """Allocate (or, after an agent restart, re-take) the pod's host ports."""
+        known = {(m.container, m.container_port): m.host_port for m in self.pod.status.host_ports}
+        wanted = []
+        owners = []
+        for container in self.pod.spec.containers:
+            for port in container.ports:
+                fixed = port.host_port or known.get((container.name, port.container_port))
+                wanted.append((port.name, port.container_port, fixed))
+                owners.append(container.name)
+        try:
+            bindings = self.ctx.ports.allocate(self.uid, wanted)
+        except PortInUse as err:
+            self.failure = ("HostPortConflict", str(err))
+            self.spawn(self.ctx.recorder.warning(self.pod, "FailedHostPort", str(err)))
+            self.changed()
+            return False
+        self.bindings = list(zip(owners, bindings, strict=True))
+        return True
+
+    async def _until_stop(self) -> None:
+        while not self.removed and self.pod.metadata.deletion_timestamp is None:
+            self.wake.clear()
+            await self.wake.wait()
+
+    async def _terminate(self) -> None:
+        """Stop every container: SIGTERM, the grace period, then SIGKILL."""
+        grace = self.pod.metadata.deletion_grace_period_seconds
+        if grace is None:
+            grace = 0 if self.removed else self.pod.spec.termination_grace_period_seconds
+        running = [run for run in self.runs.values() if run.status.state.running is not None]
+        for run in running:
+            self.spawn(
+                self.ctx.recorder.normal(
+                    self.pod, "Killing", f"Stopping container {run.spec.name}", field_path=run_path(run)
+                )
+            )
+        self.stopping.set()
+        await asyncio.gather(*(run.stop(float(grace)) for run in self.runs.values()))
+
+    async def _finish(self) -> None:
+        """Containers are gone: free what they held and delete the pod for good."""
+        await asyncio.gather(*(run.remove() for run in self.runs.values()))
+        self.ctx.ports.release(self.uid)
+        if self.removed:
+            return
+        try:
+            await self.ctx.client.delete(Pod, self.name, self.namespace, grace_period_seconds=0)
+        except NotFound:
+            pass
+        except SteerError as err:
+            log.warning("pod %s: could not finish deletion: %s (the next resync retries)", self.key, err)
+
+    # -- status
+
+    def compute_status(self) -> PodStatus:
+        statuses = [msgspec.structs.replace(self.runs[c.name].status) for c in self.pod.spec.containers]
+        terminating = self.stopping.is_set() or self.pod.metadata.deletion_timestamp is not None
+        status = podstatus.assemble(
+            self.pod.spec,
+            statuses,
+            previous=self.written or self.pod.status,
+            now=now(),
+            terminating=terminating,
+            terminal=self.stopping.is_set(),
+            host_ip=self.ctx.address,
+            pod_ip=self.ctx.address,
+            reason=self.failure[0] if self.failure else "",
+            message=self.failure[1] if self.failure else "",
+            failed=self.failure is not None,
+        )
+        status.host_ports = [
+            HostPortMapping(
+                container=owner,
+                container_port=b.container_port,
+                host_port=b.host_port,
+                name=b.name,
+                protocol="UDP" if b.protocol == "UDP" else "TCP",
+            )
+            for owner, b in self.bindings
+        ]
+        return status
+
+    async def _write_status(self) -> None:
+        """Write the pod status whenever it changed; one write at a time."""
+        self.dirty.set()
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            status = self.compute_status()
+            if self.written is not None and not podstatus.changed(self.written, status):
+                continue
+            # No resourceVersion, so no precondition: the status is ours alone.
+            meta = msgspec.structs.replace(self.pod.metadata, resource_version="")
+            pod = Pod(metadata=meta, spec=self.pod.spec, status=status)
+            try:
+                stored = await self.ctx.client.update_status(pod)
+            except (NotFound, Conflict):
+                return  # the pod is gone; the agent will tell us
+            except SteerError as err:
+                log.warning("pod %s: status write failed: %s; retrying", self.key, err)
+                await asyncio.sleep(1.0)
+                self.dirty.set()
+                continue
+            self.written = status
+            self.update(stored)
+
+
+def run_path(run: ContainerRun) -> str:
+    return f"spec.containers{{{run.spec.name}}}"
+
+
+def _revision(pod: Pod) -> int:
+    try:
+        return int(pod.metadata.resource_version)
+    except ValueError:
+        return 0
