@@ -24,7 +24,7 @@ from rich.table import Table
 from bus import natsserver
 from bus.connection import ComponentInfo, connect, discover
 from bus.errors import SteerError, Unavailable
-from bus.resources import Namespace
+from bus.resources import Namespace, Node
 from cli import manifests
 from cli.apply import apply_manifest
 from cli.columns import age
@@ -86,6 +86,10 @@ async def up(
     ),
     port: Annotated[int, typer.Option(help="Port of the embedded NATS server.")] = 4222,
     api_replicas: Annotated[int, typer.Option(help="API server replicas.")] = 1,
+    nodes: Annotated[int, typer.Option(help="Node agents, each on its own loopback address.")] = 3,
+    runtime: Annotated[
+        str, typer.Option(help="auto (docker if an engine answers, else process), docker, process or fake.")
+    ] = "auto",
     apply: Annotated[
         list[str] | None, typer.Option("--apply", "-f", help="Manifests to apply once the API is up.")
     ] = None,
@@ -93,6 +97,10 @@ async def up(
     """Run a local cluster: embedded NATS, then every service, until Ctrl-C."""
     if not 1 <= api_replicas <= 8:
         raise SteerError("--api-replicas must be between 1 and 8")
+    if not 0 <= nodes <= 50:
+        raise SteerError("--nodes must be between 0 and 50")
+    if runtime not in ("auto", "docker", "process", "fake"):
+        raise SteerError(f'unknown --runtime "{runtime}": use auto, docker, process or fake')
     data_dir = data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -100,23 +108,30 @@ async def up(
         natsserver.start, data_dir / "nats", port=port, log_file=logs / "nats.log"
     )
     settings.servers = server.url
-    children = [
+    services = [
         Child(f"api-{i + 1}", ["services.api", "--nats", server.url], logs / f"api-{i + 1}.log")
         for i in range(api_replicas)
     ]
+    agents = []
+    for i in range(nodes):
+        name = f"node-{i + 1}"
+        args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
+        args += ["--nats", server.url, "--data-dir", str(data_dir / "nodes")]
+        agents.append(Child(name, args, logs / f"{name}.log"))
+    children = services + agents
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         _say(f"nats: listening on {server.url} (data in {data_dir})")
-        for child in children:
-            child.start()
-            _say(
-                f"{child.name}: started (pid {child.process.pid if child.process else '?'}), log {child.log}"
-            )
+        for child in services:
+            _launch(child)
         async with session() as s:
             await _wait_for_api(s, stop)
+            for child in agents:  # after the API, so that they register at once
+                _launch(child)
+            await _wait_for_nodes(s, [child.name for child in agents], stop)
             for manifest in apply or []:
                 await _apply(s, manifest)
             _say(
@@ -124,13 +139,38 @@ async def up(
             )
             await _supervise(s, children, stop)
     finally:
-        for child in children:
-            child.stop()
-        for child in children:
-            child.wait(15)
+        for group in (agents, services):  # node agents first, then the API, the bus last
+            for child in group:
+                child.stop()
+            for child in group:
+                child.wait(40)
         server.stop()
         _say("stopped")
     return 0
+
+
+def _launch(child: Child) -> None:
+    child.start()
+    _say(f"{child.name}: started (pid {child.process.pid if child.process else '?'}), log {child.log}")
+
+
+async def _wait_for_nodes(s: Session, names: list[str], stop: asyncio.Event) -> None:
+    """Until every node agent has registered a Ready Node (or a minute has passed)."""
+    waiting = set(names)
+    if not waiting:
+        return
+    try:
+        async with asyncio.timeout(API_START_TIMEOUT):
+            async for event in s.store.watch(Node):
+                node = event.object
+                if node is not None and any(
+                    c.type == "Ready" and c.status == "True" for c in node.status.conditions
+                ):
+                    waiting.discard(node.metadata.name)
+                if not waiting or stop.is_set():
+                    return
+    except TimeoutError:
+        _say(f"warning: nodes not ready yet: {', '.join(sorted(waiting))} (see their logs)")
 
 
 def _say(line: str) -> None:

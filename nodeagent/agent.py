@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Client
 from bus.connection import announce, connect
-from bus.errors import NotFound, SteerError
+from bus.errors import NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.resources import Pod
 from nodeagent.backoff import BackoffPolicy
@@ -184,7 +184,7 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
     try:
         client = Client(nc, node=config.name)
         registration = Registration(client, config, await runtime.version())
-        await registration.register()
+        await _register(registration)
         async with asyncio.TaskGroup() as tasks:
             agent = Agent(config, nc, client, runtime, tasks, resync_now)
             feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
@@ -210,3 +210,16 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         with contextlib.suppress(Exception):
             await nc.drain()
         await runtime.close()
+
+
+async def _register(registration: Registration) -> None:
+    """Register, waiting for the API if it is not up yet (as when a whole cluster starts)."""
+    delay = 0.5
+    while True:
+        try:
+            await registration.register()
+            return
+        except (Unavailable, Timeout) as err:
+            log.info("cannot register yet (%s); retrying in %.1fs", err, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def cluster(data_dir: Path, port: int) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     args = [*steer_command(), "up", "--data-dir", str(data_dir), "--port", str(port), "--api-replicas", "2"]
+    args += ["--nodes", "2"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         try:
@@ -56,10 +58,16 @@ def test_up_runs_stops_cleanly_and_keeps_state(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{port}"
     with cluster(tmp_path, port) as (proc, lines):
         pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "".join(lines))]
-        assert len(pids) == 2
+        assert len(pids) == 4  # two API replicas, two node agents
         status = steer(url, "status")
         assert status.returncode == 0, status.stderr
         assert sum(line.startswith("steer-api") for line in status.stdout.splitlines()) == 2
+        assert sum(line.startswith("steer-nodeagent") for line in status.stdout.splitlines()) == 2
+        nodes = json.loads(steer(url, "get", "nodes", "-o", "json").stdout)["items"]
+        addresses = {n["metadata"]["name"]: n["status"]["addresses"][0]["address"] for n in nodes}
+        assert addresses == {"node-1": "127.0.0.11", "node-2": "127.0.0.12"}
+        runtimes = {n["status"]["nodeInfo"]["containerRuntimeVersion"].split(":")[0] for n in nodes}
+        assert runtimes <= {"docker", "process"}
         assert steer(url, "apply", "-f", "-", stdin=NAMESPACE).stdout.strip() == "namespace/kept created"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

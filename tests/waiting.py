@@ -1,0 +1,61 @@
+"""Waiting for conditions the way the cluster reports them: through watches, never by sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from bus.meta import Resource
+from bus.store import Store
+
+R = TypeVar("R", bound=Resource)
+
+
+async def wait_for(
+    store: Store,
+    cls: type[R],
+    namespace: str,
+    name: str,
+    predicate: Callable[[R], bool],
+    *,
+    within: float = 60.0,
+) -> R:
+    """The first version of the object (from the watch) that satisfies `predicate`."""
+    last: R | None = None
+    try:
+        async with asyncio.timeout(within):
+            async for event in store.watch(cls, namespace):
+                obj = event.object
+                if obj is None or obj.metadata.name != name or event.type == "DELETED":
+                    continue
+                last = obj
+                if predicate(obj):
+                    return obj
+    except TimeoutError:
+        raise AssertionError(
+            f"{cls.__name__} {namespace}/{name} never met the condition; last seen: {last}"
+        ) from None
+    raise AssertionError("the watch ended")
+
+
+async def wait_gone(
+    store: Store, cls: type[R], namespace: str, name: str, *, within: float = 60.0
+) -> R | None:
+    """Wait until the object is deleted; its final state (if it existed)."""
+    seen = False
+    try:
+        async with asyncio.timeout(within):
+            async for event in store.watch(cls, namespace):
+                if event.type == "SYNCED" and not seen:
+                    return None
+                if event.object is None or event.object.metadata.name != name:
+                    continue
+                seen = True
+                if event.type == "DELETED":
+                    return event.object
+    except TimeoutError:
+        raise AssertionError(
+            f"{cls.__name__} {namespace}/{name} was not deleted within {within:g}s"
+        ) from None
+    raise AssertionError("the watch ended")
