@@ -37,7 +37,6 @@ from nodeagent.runtime.base import (
     StartError,
 )
 
-
 SIGTERM_EXIT = 143
 SIGKILL_EXIT = 137
 
