@@ -80,6 +80,19 @@ async def connect(
         ) from None
 
 
+async def close(nc: NATS, *, drain_for: float = 5.0) -> None:
+    """Drain the connection (in-flight messages are finished), but never wait longer than
+    `drain_for`: a shutdown must not hang on a peer that stopped reading."""
+    try:
+        async with asyncio.timeout(drain_for):
+            await nc.drain()
+    except (TimeoutError, nats.errors.Error):
+        pass
+    if not nc.is_closed:
+        with contextlib.suppress(nats.errors.Error):
+            await nc.close()
+
+
 async def announce(
     nc: NATS, component: str, *, description: str, metadata: dict[str, str] | None = None
 ) -> Service:

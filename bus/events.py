@@ -23,7 +23,7 @@ from bus import kinds, subjects
 from bus.meta import ObjectMeta, ObjectReference, Resource
 from bus.resources import Event
 from bus.resources.records import EventSource
-from bus.store import translate
+from bus.store import ONE_SHOT_CONSUMER_TTL, WATCH_CONSUMER_TTL, translate
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,8 @@ async def read(
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     else:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=now() - since)
+    # Dropped by the server soon after we unsubscribe (a replay is one-shot; a follow may reconnect).
+    config.inactive_threshold = WATCH_CONSUMER_TTL if follow else ONE_SHOT_CONSUMER_TTL
     try:
         sub = await js.subscribe(
             subject_filter, stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config

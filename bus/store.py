@@ -36,6 +36,9 @@ T = TypeVar("T")
 
 WatchType = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
 
+ONE_SHOT_CONSUMER_TTL = 2.0
+WATCH_CONSUMER_TTL = 60.0
+
 
 class WatchEvent(msgspec.Struct, frozen=True):
     """One change seen by a watch. SYNCED marks the end of the initial listing (no object)."""
@@ -192,7 +195,9 @@ class Store:
                 stream=kv._stream,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                inactive_threshold=60.0,
+                # Once unsubscribed, the server drops the consumer after this long: short for a
+                # one-shot listing (the API lists often), longer for a watch that may reconnect.
+                inactive_threshold=ONE_SHOT_CONSUMER_TTL if initial_only else WATCH_CONSUMER_TTL,
             )
             consumer = await sub.consumer_info()
         except (TimeoutError, nats.errors.Error) as err:

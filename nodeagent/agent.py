@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.client import Client
-from bus.connection import announce, connect
+from bus.connection import announce, close, connect
 from bus.errors import NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.resources import Pod
@@ -55,6 +55,9 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
+        # Feed messages wait until adoption is done: a worker started from the feed first would
+        # not know the containers a previous agent left running, and would start them again.
+        self.adopted = asyncio.Event()
         self.context = WorkerContext(
             node=self.config.name,
             address=self.config.address,
@@ -98,6 +101,7 @@ class Agent:
             worker.gone()
 
     async def on_feed(self, msg: Msg) -> None:
+        await self.adopted.wait()
         try:
             pod = _pod_decoder.decode(msg.data)
         except msgspec.DecodeError:
@@ -152,6 +156,7 @@ class Agent:
         for uid, containers in by_pod.items():
             log.info("removing %d container(s) of pod %s, which no longer exists", len(containers), uid)
             self.tasks.create_task(self._remove_orphans(containers))
+        self.adopted.set()
 
     async def _remove_orphans(self, containers: list[ContainerInfo]) -> None:
         for info in containers:
@@ -207,8 +212,7 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
             finally:
                 await feed.unsubscribe()
     finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
+        await close(nc)
         await runtime.close()
 
 

@@ -81,6 +81,11 @@ class ProbeState:
         self._last: bool | None = None
         self._run = 0
 
+    @property
+    def just_failed(self) -> bool:
+        """Whether the last result completed a run of exactly failureThreshold failures."""
+        return self._last is False and self._run == self.probe.failure_threshold
+
     def record(self, success: bool) -> bool:
         """Feed one result; whether the verdict changed (kubelet `prober/worker.go`, doProbe)."""
         if success == self._last:
@@ -341,7 +346,10 @@ class Prober:
             )
             if not ok:
                 log.debug("%s: %s", self.container.name, failure_message(state.kind, detail))
-            if not state.record(ok):
+            changed = state.record(ok)
+            # A probe failing from the start never changes verdict (readiness begins False), but
+            # reaching failureThreshold is still worth saying (the kubelet's Unhealthy event).
+            if not changed and not state.just_failed:
                 continue
             on_change(state.kind, state.ok, "" if state.ok else failure_message(state.kind, detail))
             if state.kind is ProbeKind.STARTUP or (state.kind is ProbeKind.LIVENESS and not state.ok):

@@ -17,10 +17,10 @@ import math
 import os
 import re
 import signal
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiodocker
 import aiohttp
@@ -150,20 +150,22 @@ class DockerRuntime:
 
     async def start(self, spec: ContainerSpec) -> str:
         name = container_name(spec)
-        try:
-            container = await self._docker.containers.create(container_config(spec), name=name)
-        except DockerError as err:
-            if err.status == 404:  # the image
-                raise ImagePullError(f"image {spec.image} is not present: {err.message}") from err
-            if err.status in (400, 409):  # e.g. no command at all, or the name is taken
-                raise StartError(f"cannot create container {name}: {err.message}") from err
-            raise _failure(err, f"create container {name}") from err
+        with _errors(f"create container {name}"):
+            try:
+                container = await self._docker.containers.create(container_config(spec), name=name)
+            except DockerError as err:
+                if err.status == 404:  # the image
+                    raise ImagePullError(f"image {spec.image} is not present: {err.message}") from err
+                if err.status in (400, 409):  # e.g. no command at all, or the name is taken
+                    raise StartError(f"cannot create container {name}: {err.message}") from err
+                raise
         try:
             await container.start()
-        except DockerError as err:
+        except (DockerError, aiohttp.ClientError) as err:
             # e.g. "OCI runtime create failed: ... executable file not found in $PATH"
             await self._discard(container.id)
-            raise StartError(f"cannot start container {spec.name}: {err.message}") from err
+            detail = err.message if isinstance(err, DockerError) else str(err)
+            raise StartError(f"cannot start container {spec.name}: {detail}") from err
         except asyncio.CancelledError:
             await asyncio.shield(self._discard(container.id))
             raise
@@ -177,9 +179,28 @@ class DockerRuntime:
             log.warning("cannot remove failed container %s: %s", container_id[:12], failure)
 
     async def wait(self, container_id: str) -> int:
+        # The engine sends the headers at once and the body when the container exits: a
+        # cancelled wait is a stream abandoned halfway, hence `_stream`.
         with _errors("wait for the container", container_id):
-            result = await self._docker.containers.container(container_id).wait()
+            async with self._stream(f"containers/{container_id}/wait", method="POST") as response:
+                result = await response.json()
         return int(result["StatusCode"])
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self, path: str, *, method: str = "GET", params: dict[str, Any] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A long request whose response is closed however the caller leaves it.
+
+        aiodocker's own calls for these (`log`, `wait`) leave an abandoned response (a follow
+        given up, a wait cancelled) to the garbage collector, and its connection open until then.
+        """
+        unbounded = aiohttp.ClientTimeout()  # callers bound these with asyncio.timeout if they wish
+        async with self._docker._query(path, method, params=params, timeout=unbounded) as response:
+            try:
+                yield response
+            finally:
+                response.close()
 
     async def stop(self, container_id: str, grace_seconds: float) -> None:
         # Docker counts the grace period in whole seconds; rounding up never cuts it short.
@@ -217,24 +238,18 @@ class DockerRuntime:
         tail: int | None = None,
         since: datetime | None = None,
     ) -> AsyncIterator[bytes]:
-        # The engine's log stream ends by itself when a followed container exits.
-        params: dict[str, Any] = {"tail": "all" if tail is None else str(max(tail, 0))}
+        # Read here rather than through aiodocker's `log`, which decodes the output as UTF-8
+        # (dropping what is not) and leaks the connection of a follow given up (see `_stream`).
+        # The engine ends a followed stream by itself when the container exits.
+        params: dict[str, Any] = {"stdout": True, "stderr": True, "follow": follow}
+        params["tail"] = "all" if tail is None else str(max(tail, 0))
         if since is not None:
             params["since"] = f"{since.timestamp():.9f}"
-        container = self._docker.containers.container(container_id)
         lines = LineBuffer()
         with _errors("read the logs", container_id):
-            if follow:
-                stream = cast(
-                    AsyncGenerator[str, None], container.log(stdout=True, stderr=True, follow=True, **params)
-                )
-                async with contextlib.aclosing(stream):
-                    async for text in stream:  # aiodocker decodes the bytes; encoding them back is exact
-                        if ready := lines.feed(text.encode()):
-                            yield ready
-            else:
-                for text in await container.log(stdout=True, stderr=True, follow=False, **params):
-                    if ready := lines.feed(text.encode()):
+            async with self._stream(f"containers/{container_id}/logs", params=params) as response:
+                while (frame := await _frame(response.content)) is not None:
+                    if ready := lines.feed(frame):
                         yield ready
         if rest := lines.flush():
             yield rest
@@ -243,12 +258,13 @@ class DockerRuntime:
         if not command:
             raise StartError("exec needs a command")
         container = self._docker.containers.container(container_id)
-        try:
-            execution = await container.exec(command, stdout=True, stderr=True, tty=False)
-        except DockerError as err:
-            if err.status == 409:
-                raise StartError(f"cannot exec in container {container_id[:12]}: {err.message}") from err
-            raise _failure(err, "exec", container_id) from err
+        with _errors("exec", container_id):
+            try:
+                execution = await container.exec(command, stdout=True, stderr=True, tty=False)
+            except DockerError as err:
+                if err.status == 409:  # not running
+                    raise StartError(f"cannot exec in container {container_id[:12]}: {err.message}") from err
+                raise
         output = bytearray()
         try:
             with _errors("exec", container_id):
@@ -316,6 +332,19 @@ class DockerRuntime:
 
     async def close(self) -> None:
         await self._docker.close()
+
+
+async def _frame(content: aiohttp.StreamReader) -> bytes | None:
+    """The payload of the next frame of a non-TTY container's output, None at the end.
+
+    Each frame is an 8-byte header (stream: 1 stdout, 2 stderr; three zero bytes; the payload's
+    length, big-endian) and the payload. Containers made here never have a TTY.
+    """
+    try:
+        header = await content.readexactly(8)
+        return await content.readexactly(int.from_bytes(header[4:8], "big"))
+    except asyncio.IncompleteReadError:
+        return None
 
 
 def _kill_local(pid: int, container_id: str) -> None:

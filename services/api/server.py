@@ -24,7 +24,7 @@ from nats.micro.request import Request
 from bus import events as bus_events
 from bus import kinds, subjects
 from bus.codec import encode
-from bus.connection import Credentials, announce, connect
+from bus.connection import Credentials, announce, close, connect
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
 from bus.meta import ObjectMeta
 from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER, FEED_EVENT_HEADER, NODE_LEASE_NAMESPACE
@@ -203,5 +203,4 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
             finally:
                 await service.stop()
     finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
+        await close(nc)

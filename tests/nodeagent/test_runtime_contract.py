@@ -168,6 +168,8 @@ async def test_the_exit_code_is_reported_by_wait_and_inspect(runtime: Runtime, n
         assert await runtime.wait(container_id) == 3
         info = await runtime.inspect(container_id)
         assert await runtime.wait(container_id) == 3  # at once, now that it has exited
+        with pytest.raises(StartError):
+            await runtime.exec(container_id, ["true"])  # nothing to exec in
     assert (info.status, info.exit_code) == ("exited", 3)
     assert info.started_at is not None and info.finished_at is not None
     assert info.started_at <= info.finished_at
