@@ -116,7 +116,9 @@ async def up(
     for i in range(nodes):
         name = f"node-{i + 1}"
         args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
-        args += ["--nats", server.url, "--data-dir", str(data_dir / "nodes")]
+        # Separate port ranges: a container that binds 0.0.0.0 cannot collide with another node's.
+        ports = f"{20000 + 500 * i}-{20000 + 500 * i + 499}"
+        args += ["--nats", server.url, "--data-dir", str(data_dir / "nodes"), "--ports", ports]
         agents.append(Child(name, args, logs / f"{name}.log"))
     children = services + agents
     stop = asyncio.Event()

@@ -28,12 +28,17 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     )
     parser.add_argument("--backoff", default="10,300,600", help="restart back-off: initial,cap,reset seconds")
     parser.add_argument("--lease", default="12,3", help="lease duration,renew interval in seconds")
+    parser.add_argument("--ports", default="20000-29999", help="host ports to allocate from, FIRST-LAST")
     parser.add_argument("--resync", type=float, default=30.0, help="seconds between full re-listings of pods")
     parser.add_argument(
         "--hollow", type=int, default=1, help="run N agents (names NAME-0..N-1) in this process"
     )
     args = parser.parse_args(argv)
     try:
+        first, _, last = args.ports.partition("-")
+        port_range = (int(first), int(last))
+        if not 1024 <= port_range[0] <= port_range[1] <= 65535:
+            raise ValueError("--ports must be FIRST-LAST within 1024-65535")
         backoff = [float(x) for x in args.backoff.split(",")]
         lease = [float(x) for x in args.lease.split(",")]
         if len(backoff) != 3 or len(lease) != 2 or min(backoff + lease) <= 0:
@@ -54,6 +59,7 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
             lease_duration=lease[0],
             lease_renew=lease[1],
             resync_interval=args.resync,
+            port_range=port_range,
         )
     except ValueError as err:
         parser.error(str(err))
