@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bus import kinds
+from bus import kinds, subjects
 from bus.errors import BadRequest, NotFound, SteerError
 from bus.meta import ObjectMeta
 from bus.resources import Namespace as NamespaceKind
@@ -129,6 +129,9 @@ async def delete(
     ] = None,
     cascade: Annotated[str, typer.Option(help="background, foreground or orphan.")] = "background",
     ignore_not_found: Annotated[bool, typer.Option("--ignore-not-found")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the object is really gone (pods stop gracefully first).")
+    ] = True,
 ) -> int:
     """Delete objects by name, by selector, or as listed in manifests."""
     policy = cascade.capitalize()
@@ -141,11 +144,13 @@ async def delete(
 
         async def one(info: kinds.KindInfo, ns: str, name: str, body: object = None) -> str:
             try:
-                await s.client.delete_kind(info, name, ns, **options)
+                last = await s.client.delete_kind(info, name, ns, **options)
             except NotFound:
                 if not ignore_not_found:
                     raise
                 return ""
+            if wait and last.metadata.deletion_timestamp is not None:
+                await _until_gone(s, info, ns, name)
             return f'{info.qualified} "{name}" deleted'
 
         if filename:
@@ -168,3 +173,15 @@ async def delete(
                 report(err)
                 failed += 1
         return 1 if failed else 0
+
+
+async def _until_gone(s: Session, info: kinds.KindInfo, ns: str, name: str) -> None:
+    """Follow the object until the store no longer has it (its finalizers and grace period done)."""
+    async for event in s.store.watch(info.type, ns if info.namespaced else subjects.ALL):
+        if event.type == "SYNCED":
+            try:
+                await s.client.get_kind(info, name, ns)
+            except NotFound:
+                return  # gone before the watch began
+        elif event.type == "DELETED" and event.object is not None and event.object.metadata.name == name:
+            return

@@ -272,3 +272,24 @@ def docker_containers(node: str) -> list[str]:
         check=True,
     )
     return listed.stdout.split()
+
+
+async def test_logs_of_many_pods_with_prefix_and_previous(
+    client: Client, store: Store, ns: str, start_agent: StartAgent, nats_url: str
+) -> None:
+    agent = await start_agent()
+    for name in ("a", "b"):
+        body = container(f"echo hello from {name}; sleep 600")
+        obj = pod(name, ns, agent.name, body)
+        obj.metadata.labels = {"app": "many"}
+        await client.create(obj)
+    await client.create(pod("crash", ns, agent.name, container("echo run $(date +%s%N); exit 1")))
+    for name in ("a", "b"):
+        await wait_for(store, Pod, ns, name, running)
+    await wait_for(store, Pod, ns, "crash", lambda p: restarts(p) >= 1)
+    env = {**os.environ, "STEER_NATS": nats_url}
+    code, out = await run_steer(env, "logs", "-l", "app=many", "-n", ns, "--prefix")
+    assert code == 0
+    assert sorted(out.splitlines()) == ["[pod/a/main] hello from a", "[pod/b/main] hello from b"]
+    code, previous = await run_steer(env, "logs", "crash", "-n", ns, "--previous")
+    assert code == 0 and previous.startswith("run ")
