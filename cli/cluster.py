@@ -112,6 +112,7 @@ async def up(
         Child(f"api-{i + 1}", ["services.api", "--nats", server.url], logs / f"api-{i + 1}.log")
         for i in range(api_replicas)
     ]
+    services.append(Child("scheduler", ["services.scheduler", "--nats", server.url], logs / "scheduler.log"))
     agents = []
     for i in range(nodes):
         name = f"node-{i + 1}"

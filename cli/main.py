@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, eventlog, podio, resources
+from cli import apply, cluster, eventlog, nodes, podio, resources
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -48,6 +48,8 @@ app.command()(apply.delete)
 app.command()(eventlog.events)
 app.command()(podio.logs)
 app.command(name="exec")(podio.exec_)
+app.command()(nodes.cordon)
+app.command()(nodes.uncordon)
 app.command()(cluster.up)
 app.command()(cluster.status)
 
@@ -58,6 +60,12 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help
 def api(ctx: typer.Context) -> None:
     """Run an API server replica (options: steer api --help)."""
     cluster.exec_service("services.api", ctx.args)
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def scheduler(ctx: typer.Context) -> None:
+    """Run a scheduler (options: steer scheduler --help)."""
+    cluster.exec_service("services.scheduler", ctx.args)
 
 
 @app.command(context_settings=_PASS_THROUGH, add_help_option=False)

@@ -25,6 +25,7 @@ from bus.resources.pod import (
     ContainerStatus,
 )
 from nodeagent.backoff import Backoff, ImagePullBackoff, crash_loop_back_off, image_pull_back_off
+from nodeagent.podstatus import terminated_reason
 from nodeagent.probes import ProbeKind, Prober, host_ports
 from nodeagent.runtime import (
     ContainerInfo,
@@ -250,11 +251,7 @@ class ContainerRun:
             finally:
                 probing.cancel()
         info = await self._inspect()
-        reason = (
-            "OOMKilled"
-            if info is not None and info.oom_killed
-            else ("Completed" if exit_code == 0 else "Error")
-        )
+        reason = terminated_reason(exit_code, oom_killed=info is not None and info.oom_killed)
         started = info.started_at if info is not None else None
         self._record_exit(exit_code, reason=reason, message="", started_at=started)
 
@@ -275,10 +272,12 @@ class ContainerRun:
     def _exited_before_adoption(self) -> None:
         info = self.adopted
         code = info.exit_code if info is not None and info.exit_code is not None else 0
-        reason = "Completed" if code == 0 else "Error"
         started = info.started_at if info is not None else None
         self._record_exit(
-            code, reason=reason, message="exited while the node agent was away", started_at=started
+            code,
+            reason=terminated_reason(code, oom_killed=info is not None and info.oom_killed),
+            message="exited while the node agent was away",
+            started_at=started,
         )
 
     def _record_exit(self, exit_code: int, *, reason: str, message: str, started_at: datetime | None) -> None:

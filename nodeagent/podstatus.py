@@ -1,85 +1,27 @@
 """The status a node agent reports for a pod, computed as the kubelet computes it.
 
-Pure: the spec, what the agent observed of each container, and the previous status go in; the
-new status comes out. The rules (phase, conditions) are then tested by table, and deciding
-whether to write is a plain comparison (`changed`): the agent writes only when the status
-differs, so nothing here may vary between two computations of the same situation. Transition
-times are carried over from the previous status for that reason, and `now` is a parameter.
+Pure: the spec, the container statuses the agent keeps as it runs them (containers.py), and the
+previous status go in; the new status comes out. The rules (phase, conditions) are then tested
+by table, and deciding whether to write is a plain comparison (`changed`): the agent writes only
+when the status differs, so nothing here may vary between two computations of the same
+situation. Transition times are carried over from the previous status for that reason, and
+`now` is a parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
 from bus.meta import ConditionStatus
-from bus.resources.pod import (
-    Container,
-    ContainerState,
-    ContainerStateRunning,
-    ContainerStateTerminated,
-    ContainerStateWaiting,
-    ContainerStatus,
-    PodCondition,
-    PodPhase,
-    PodSpec,
-    PodStatus,
-)
+from bus.resources.pod import ContainerStatus, PodCondition, PodPhase, PodSpec, PodStatus
 
 INITIALIZED = "Initialized"
 READY = "Ready"
 CONTAINERS_READY = "ContainersReady"
 POD_SCHEDULED = "PodScheduled"
-
-# kubelet `convertToAPIContainerStatuses` / status manager `TerminatePod`
-CONTAINER_CREATING = "ContainerCreating"
-STATUS_UNKNOWN = "ContainerStatusUnknown"
-STATUS_UNKNOWN_MESSAGE = "The container could not be located when the pod was terminated"
-
-
-@dataclass(frozen=True)
-class Waiting:
-    reason: str = CONTAINER_CREATING
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Running:
-    started_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Terminated:
-    """A finished run. An empty `reason` is filled in from the exit (see `terminated_reason`)."""
-
-    exit_code: int
-    reason: str = ""
-    message: str = ""
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    signal: int = 0
-    oom_killed: bool = False
-    container_id: str = ""
-
-
-ObservedState = Waiting | Running | Terminated
-
-
-@dataclass(frozen=True)
-class ContainerObservation:
-    """What the agent knows of one container. `started` None: no startup probe, started once running."""
-
-    state: ObservedState
-    ready: bool = False
-    started: bool | None = None
-    restart_count: int = 0
-    last_terminated: Terminated | None = None
-    image: str = ""
-    image_id: str = ""
-    container_id: str = ""
 
 
 def terminated_reason(exit_code: int, *, oom_killed: bool = False) -> str:
@@ -87,59 +29,6 @@ def terminated_reason(exit_code: int, *, oom_killed: bool = False) -> str:
     if oom_killed:
         return "OOMKilled"
     return "Completed" if exit_code == 0 else "Error"
-
-
-def _terminated(t: Terminated, container_id: str) -> ContainerStateTerminated:
-    return ContainerStateTerminated(
-        exit_code=t.exit_code,
-        signal=t.signal,
-        reason=t.reason or terminated_reason(t.exit_code, oom_killed=t.oom_killed),
-        message=t.message,
-        started_at=t.started_at,
-        finished_at=t.finished_at,
-        container_id=t.container_id or container_id,
-    )
-
-
-def _state(observed: ObservedState, container_id: str) -> ContainerState:
-    match observed:
-        case Waiting(reason=reason, message=message):
-            return ContainerState(waiting=ContainerStateWaiting(reason=reason, message=message))
-        case Running(started_at=started_at):
-            return ContainerState(running=ContainerStateRunning(started_at=started_at))
-        case Terminated():
-            return ContainerState(terminated=_terminated(observed, container_id))
-
-
-def container_status(
-    container: Container, seen: ContainerObservation | None, *, terminal: bool
-) -> ContainerStatus:
-    """One container's status; a container not seen yet is waiting in ContainerCreating.
-
-    Only a running container can be ready or started. Once the pod is terminal, a container
-    with no terminated state is reported as failed with ContainerStatusUnknown (exit 137): it
-    will never run, and nobody knows how it would have ended.
-    """
-    seen = seen or ContainerObservation(state=Waiting())
-    state = _state(seen.state, seen.container_id)
-    if terminal and state.terminated is None:
-        unknown = ContainerStateTerminated(
-            exit_code=137, reason=STATUS_UNKNOWN, message=STATUS_UNKNOWN_MESSAGE
-        )
-        state = ContainerState(terminated=unknown)
-    running = state.running is not None
-    last = seen.last_terminated
-    return ContainerStatus(
-        name=container.name,
-        ready=seen.ready and running,
-        restart_count=seen.restart_count,
-        state=state,
-        last_state=ContainerState(terminated=_terminated(last, "")) if last else ContainerState(),
-        image=seen.image or container.image,
-        image_id=seen.image_id,
-        container_id=seen.container_id,
-        started=running and (seen.started is None or seen.started),
-    )
 
 
 def pod_phase(spec: PodSpec, statuses: Sequence[ContainerStatus], *, terminal: bool = False) -> PodPhase:
@@ -238,35 +127,6 @@ def carry_transition_times(
     return result + [c for c in previous if c.type not in ours]
 
 
-def pod_status(
-    spec: PodSpec,
-    observed: Mapping[str, ContainerObservation],
-    *,
-    previous: PodStatus,
-    now: datetime,
-    terminating: bool = False,
-    terminal: bool = False,
-    host_ip: str = "",
-    pod_ip: str = "",
-    reason: str = "",
-    message: str = "",
-) -> PodStatus:
-    """The status to report, from the containers observed by name (in spec order)."""
-    statuses = [container_status(c, observed.get(c.name), terminal=terminal) for c in spec.containers]
-    return assemble(
-        spec,
-        statuses,
-        previous=previous,
-        now=now,
-        terminating=terminating,
-        terminal=terminal,
-        host_ip=host_ip,
-        pod_ip=pod_ip,
-        reason=reason,
-        message=message,
-    )
-
-
 def assemble(
     spec: PodSpec,
     statuses: list[ContainerStatus],
@@ -310,7 +170,7 @@ def assemble(
 def changed(old: PodStatus, new: PodStatus) -> bool:
     """Whether `new` is worth writing: any difference at all, times included.
 
-    `pod_status` is deterministic for a given situation, so an unchanged pod computes an equal
+    `assemble` is deterministic for a given situation, so an unchanged pod computes an equal
     status and costs no write; a change anywhere (a restart count, a message) must be written.
     """
     return old != new

@@ -102,3 +102,8 @@ async def ns(client: Client) -> str:
     name = f"t-{uuid.uuid4().hex[:10]}"
     await client.create(Namespace(metadata=ObjectMeta(name=name)))
     return name
+
+
+from tests.agents import start_agent  # noqa: E402  (the fixture, shared by every test package)
+
+__all__ = ["start_agent"]

@@ -1,0 +1,95 @@
+"""Informers: a local cache of one kind, fed by a watch, kept whole across reconnects.
+
+The watch lists everything, marks the synced point, then streams changes. If the watch breaks
+(the server restarted, the consumer was lost), the informer watches again: the new listing
+is compared with the cache, so objects deleted while we were away are reported as deleted and
+nothing goes silently stale. Handlers are told of every change; they must be quick and must not
+block (put a key on a queue, set a flag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Generic, Literal, TypeVar
+
+from bus import subjects
+from bus.errors import SteerError
+from bus.meta import Resource
+from bus.store import Store
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Resource)
+Change = Literal["ADDED", "MODIFIED", "DELETED"]
+
+RETRY_DELAY = 1.0
+
+
+def key_of(obj: Resource) -> str:
+    return f"{obj.metadata.namespace}/{obj.metadata.name}" if obj.metadata.namespace else obj.metadata.name
+
+
+class Informer(Generic[R]):
+    def __init__(self, store: Store, cls: type[R], namespace: str = subjects.ALL) -> None:
+        self.store = store
+        self.cls = cls
+        self.namespace = namespace
+        self.cache: dict[str, R] = {}
+        self.synced = asyncio.Event()
+        self._handlers: list[Callable[[Change, R | None, R | None], None]] = []
+
+    def on_change(self, handler: Callable[[Change, R | None, R | None], None]) -> None:
+        """`handler(change, old, new)` on every change after (and during) the initial listing."""
+        self._handlers.append(handler)
+
+    def get(self, key: str) -> R | None:
+        return self.cache.get(key)
+
+    def items(self) -> list[R]:
+        return list(self.cache.values())
+
+    def _tell(self, change: Change, old: R | None, new: R | None) -> None:
+        for handler in self._handlers:
+            try:
+                handler(change, old, new)
+            except Exception:  # a handler's bug must not stop the informer
+                log.exception("informer handler failed")
+
+    async def run(self) -> None:
+        """Keep the cache current until cancelled."""
+        while True:
+            try:
+                await self._watch()
+            except SteerError as err:
+                log.warning("%s watch failed: %s; watching again", self.cls.__name__, err)
+            await asyncio.sleep(RETRY_DELAY)
+
+    async def _watch(self) -> None:
+        listed: set[str] = set()
+        listing = True
+        async for event in self.store.watch(self.cls, self.namespace):
+            if event.type == "SYNCED":
+                if listing:
+                    for key in [k for k in self.cache if k not in listed]:
+                        self._tell("DELETED", self.cache.pop(key), None)  # gone while we were away
+                    listing = False
+                    self.synced.set()
+                continue
+            obj = event.object
+            if obj is None:
+                continue
+            key = key_of(obj)
+            old = self.cache.get(key)
+            if event.type == "DELETED":
+                if old is not None:
+                    del self.cache[key]
+                    self._tell("DELETED", old, None)
+                continue
+            if listing:
+                listed.add(key)
+            if old is not None and old.metadata.resource_version == obj.metadata.resource_version:
+                continue  # seen already (a re-listing after a reconnect)
+            self.cache[key] = obj
+            self._tell("ADDED" if old is None else "MODIFIED", old, obj)

@@ -1,0 +1,46 @@
+"""The scheduler service: informers, the scheduling loop, and its micro-service announcement."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+from bus.client import Client
+from bus.connection import Credentials, announce, close, connect
+from bus.store import Store
+from services.scheduler.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SchedulerConfig:
+    servers: str = "nats://127.0.0.1:4222"
+    credentials: Credentials = field(default_factory=Credentials)
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+async def run(config: SchedulerConfig, *, ready: asyncio.Event | None = None) -> None:
+    nc = await connect(
+        config.servers, name=f"steer-scheduler {config.instance}", credentials=config.credentials
+    )
+    try:
+        store = Store(nc.jetstream(timeout=5.0))
+        async with asyncio.TaskGroup() as tasks:
+            scheduler = Scheduler(Client(nc), store, tasks)
+            tasks.create_task(scheduler.nodes.run())
+            tasks.create_task(scheduler.pods.run())
+            tasks.create_task(scheduler.run())
+            await scheduler.nodes.synced.wait()
+            await scheduler.pods.synced.wait()
+            await announce(
+                nc, "scheduler", description="steersman scheduler", metadata={"instance": config.instance}
+            )
+            log.info("scheduler %s ready", config.instance)
+            if ready is not None:
+                ready.set()
+    finally:
+        await close(nc)

@@ -1,0 +1,103 @@
+"""Node agents as real processes against the session's control plane (any runtime)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bus.resources import Node
+from bus.store import Store
+from tests.waiting import wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+_addresses = itertools.count(2)
+_subnet = 20 + os.getpid() % 200
+
+
+def node_ready(node: Node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+@dataclass
+class AgentProcess:
+    name: str
+    address: str
+    args: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "STEER_LOG_LEVEL": "INFO"}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nodeagent", *self.args],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: the agent dies without cleaning anything up."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+StartAgent = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_agent(
+    nats_url: str, api_servers: object, store: Store, tmp_path: Path
+) -> AsyncIterator[StartAgent]:
+    """Start a node agent; returns once its Node is Ready. Stops them and their containers after."""
+    agents: list[AgentProcess] = []
+
+    async def start(
+        runtime: str = "docker", *, extra: tuple[str, ...] = (), wait: bool = True
+    ) -> AgentProcess:
+        name = f"n{uuid.uuid4().hex[:8]}"
+        address = f"127.0.{_subnet}.{next(_addresses)}"
+        args = ["--name", name, "--address", address, "--runtime", runtime, "--nats", nats_url]
+        args += ["--backoff", "0.5,4,60", "--resync", "5", "--data-dir", str(tmp_path / "nodes"), *extra]
+        agent = AgentProcess(name, address, args, tmp_path / f"{name}.log")
+        agent.start()
+        agents.append(agent)
+        if wait:
+            await wait_for(store, Node, "", name, node_ready)
+        return agent
+
+    yield start
+    for agent in agents:
+        agent.stop()
+    for agent in agents:
+        remove_containers(agent.name)
+
+
+def remove_containers(node: str) -> None:
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=steersman.io/node={node}"], capture_output=True, text=True
+    )
+    ids = listed.stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
