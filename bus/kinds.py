@@ -34,6 +34,9 @@ class KindInfo:
     has_spec: bool = True
     # Whether the API emits Created/Updated/Deleted events for objects of this kind.
     lifecycle_events: bool = True
+    # Whether spec changes get an Updated event too (not for pods: their one spec change is the
+    # binding, which the scheduler reports as Scheduled).
+    update_events: bool = True
 
     @property
     def api_version(self) -> str:
@@ -61,7 +64,7 @@ class KindInfo:
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Namespace", "namespaces", Namespace, namespaced=False, short_names=("ns",)),
     KindInfo("Node", "nodes", Node, namespaced=False, short_names=("no",)),
-    KindInfo("Pod", "pods", Pod, short_names=("po",)),
+    KindInfo("Pod", "pods", Pod, short_names=("po",), update_events=False),
     KindInfo("ReplicaSet", "replicasets", ReplicaSet, short_names=("rs",)),
     KindInfo("Deployment", "deployments", Deployment, short_names=("deploy",)),
     KindInfo("Service", "services", Service, short_names=("svc",)),

@@ -272,12 +272,10 @@ class ContainerRun:
     def _exited_before_adoption(self) -> None:
         info = self.adopted
         code = info.exit_code if info is not None and info.exit_code is not None else 0
+        reason = terminated_reason(code, oom_killed=info is not None and info.oom_killed)
         started = info.started_at if info is not None else None
         self._record_exit(
-            code,
-            reason=terminated_reason(code, oom_killed=info is not None and info.oom_killed),
-            message="exited while the node agent was away",
-            started_at=started,
+            code, reason=reason, message="exited while the node agent was away", started_at=started
         )
 
     def _record_exit(self, exit_code: int, *, reason: str, message: str, started_at: datetime | None) -> None:

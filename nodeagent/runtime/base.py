@@ -10,10 +10,10 @@ its own containers, and several agents sharing one engine never touch each other
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict
 
 LABEL_NODE = "steersman.io/node"
 LABEL_POD_UID = "steersman.io/pod-uid"
@@ -97,6 +97,35 @@ class ContainerSpec:
             LABEL_CONTAINER: self.name,
             LABEL_ATTEMPT: str(self.attempt),
         }
+
+
+class Owner(TypedDict):
+    """Whose container it is: the fields of ContainerInfo that its labels hold."""
+
+    pod_uid: str
+    pod_namespace: str
+    pod_name: str
+    name: str
+    attempt: int
+
+
+def owner(labels: Mapping[str, str]) -> Owner:
+    """Read back what `ContainerSpec.labels` wrote, for `ContainerInfo(..., **owner(labels))`.
+
+    The labels come from outside (an engine, a file): one missing reads as empty, an attempt
+    that is not a number as 0.
+    """
+    try:
+        attempt = int(labels.get(LABEL_ATTEMPT, "0"))
+    except ValueError:
+        attempt = 0
+    return Owner(
+        pod_uid=labels.get(LABEL_POD_UID, ""),
+        pod_namespace=labels.get(LABEL_POD_NAMESPACE, ""),
+        pod_name=labels.get(LABEL_POD_NAME, ""),
+        name=labels.get(LABEL_CONTAINER, ""),
+        attempt=attempt,
+    )
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,7 @@ from aiodocker.exceptions import DockerError
 from aiodocker.execs import Exec
 
 from nodeagent.runtime.base import (
-    LABEL_ATTEMPT,
-    LABEL_CONTAINER,
     LABEL_NODE,
-    LABEL_POD_NAME,
-    LABEL_POD_NAMESPACE,
-    LABEL_POD_UID,
     ContainerInfo,
     ContainerNotFound,
     ContainerSpec,
@@ -45,6 +40,7 @@ from nodeagent.runtime.base import (
     LineBuffer,
     RuntimeFailure,
     StartError,
+    owner,
 )
 
 log = logging.getLogger(__name__)
@@ -360,10 +356,6 @@ def _info(data: dict[str, Any]) -> ContainerInfo:
     config, state = data["Config"], data["State"]
     labels: dict[str, str] = config.get("Labels") or {}
     status = _STATUS.get(state["Status"], "exited")  # restarting, removing, dead: not running
-    try:
-        attempt = int(labels.get(LABEL_ATTEMPT, "0"))
-    except ValueError:
-        attempt = 0
     started_at = _time(state.get("StartedAt"))
     finished_at = _time(state.get("FinishedAt")) if status == "exited" else None
     if started_at and finished_at and finished_at < started_at:
@@ -372,11 +364,7 @@ def _info(data: dict[str, Any]) -> ContainerInfo:
         finished_at = started_at
     return ContainerInfo(
         id=data["Id"],
-        pod_uid=labels.get(LABEL_POD_UID, ""),
-        pod_namespace=labels.get(LABEL_POD_NAMESPACE, ""),
-        pod_name=labels.get(LABEL_POD_NAME, ""),
-        name=labels.get(LABEL_CONTAINER, ""),
-        attempt=attempt,
+        **owner(labels),
         status=status,
         image=config.get("Image", ""),
         image_id=data.get("Image", ""),

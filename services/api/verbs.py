@@ -201,7 +201,7 @@ class Verbs:
             return Outcome(new, deleted, written=True, deleted=True)
         stored = await self.store.update(new)
         events = []
-        if stored.metadata.generation != current.metadata.generation:
+        if stored.metadata.generation != current.metadata.generation and info.update_events:
             message = (
                 f"Updated {info.singular} {stored.metadata.name} (generation {stored.metadata.generation})"
             )

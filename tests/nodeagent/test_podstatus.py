@@ -3,24 +3,23 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from bus.resources.pod import Container, PodCondition, PodPhase, PodSpec, PodStatus
-from nodeagent.podstatus import (
-    ContainerObservation,
-    Running,
-    Terminated,
-    Waiting,
-    changed,
-    container_status,
-    pod_phase,
-    pod_status,
-    terminated_reason,
+from bus.resources.pod import (
+    Container,
+    ContainerState,
+    ContainerStateRunning,
+    ContainerStateTerminated,
+    ContainerStateWaiting,
+    ContainerStatus,
+    PodCondition,
+    PodSpec,
+    PodStatus,
 )
+from nodeagent.podstatus import assemble, changed, pod_phase, terminated_reason
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)
 T2 = T0 + timedelta(minutes=2)
-
-Obs = ContainerObservation
+POLICIES = ("Always", "OnFailure", "Never")
 
 
 def spec(*names: str, policy: str = "Always", node: str = "n1") -> PodSpec:
@@ -31,60 +30,98 @@ def spec(*names: str, policy: str = "Always", node: str = "n1") -> PodSpec:
     )
 
 
-RUNNING = Obs(Running(T0), ready=True)
-RUNNING_UNREADY = Obs(Running(T0))
-EXIT_0 = Obs(Terminated(0))
-EXIT_1 = Obs(Terminated(1))
-CREATING = Obs(Waiting())
-BACKOFF_AFTER_0 = Obs(Waiting("CrashLoopBackOff"), restart_count=1, last_terminated=Terminated(0))
-BACKOFF_AFTER_1 = Obs(Waiting("CrashLoopBackOff"), restart_count=1, last_terminated=Terminated(1))
+def spec_of(statuses: list[ContainerStatus], *, policy: str = "Always") -> PodSpec:
+    """The pod whose containers are those of `statuses`, in that order."""
+    return spec(*(s.name for s in statuses), policy=policy)
 
 
-def phase(observed: dict[str, Obs], policy: str, *, terminal: bool = False) -> PodPhase:
-    s = spec(*observed, policy=policy)
-    statuses = [container_status(c, observed[c.name], terminal=terminal) for c in s.containers]
-    return pod_phase(s, statuses, terminal=terminal)
+# Container statuses as the agent keeps them (nodeagent/containers.py), built directly.
+
+
+def running(name: str, *, ready: bool = True, restarts: int = 0) -> ContainerStatus:
+    state = ContainerState(running=ContainerStateRunning(started_at=T0))
+    return ContainerStatus(
+        name=name, image=f"{name}:1", ready=ready, started=True, restart_count=restarts, state=state
+    )
+
+
+def unready(name: str) -> ContainerStatus:
+    return running(name, ready=False)
+
+
+def ended(exit_code: int) -> ContainerState:
+    return ContainerState(
+        terminated=ContainerStateTerminated(exit_code=exit_code, reason=terminated_reason(exit_code))
+    )
+
+
+def exited(name: str, exit_code: int) -> ContainerStatus:
+    return ContainerStatus(name=name, image=f"{name}:1", started=False, state=ended(exit_code))
+
+
+def waiting(
+    name: str, reason: str = "ContainerCreating", message: str = "", *, after: int | None = None
+) -> ContainerStatus:
+    """Waiting for its first start; with `after` (an exit code), waiting to be restarted after it."""
+    state = ContainerState(waiting=ContainerStateWaiting(reason=reason, message=message))
+    return ContainerStatus(
+        name=name,
+        image=f"{name}:1",
+        started=False,
+        state=state,
+        last_state=ContainerState() if after is None else ended(after),
+        restart_count=0 if after is None else 1,
+    )
+
+
+def backoff(name: str, *, after: int) -> ContainerStatus:
+    return waiting(name, "CrashLoopBackOff", after=after)
 
 
 @pytest.mark.parametrize(
-    ("observed", "always", "on_failure", "never"),
+    ("statuses", "always", "on_failure", "never"),
     [
-        ({"a": CREATING}, "Pending", "Pending", "Pending"),
-        ({"a": RUNNING, "b": CREATING}, "Pending", "Pending", "Pending"),
-        ({"a": RUNNING}, "Running", "Running", "Running"),
-        ({"a": RUNNING, "b": EXIT_0}, "Running", "Running", "Running"),
-        ({"a": RUNNING, "b": EXIT_1}, "Running", "Running", "Running"),
-        ({"a": EXIT_0}, "Running", "Succeeded", "Succeeded"),
-        ({"a": EXIT_0, "b": EXIT_0}, "Running", "Succeeded", "Succeeded"),
-        ({"a": EXIT_1}, "Running", "Running", "Failed"),
-        ({"a": EXIT_0, "b": EXIT_1}, "Running", "Running", "Failed"),
+        ([waiting("a")], "Pending", "Pending", "Pending"),
+        ([running("a"), waiting("b")], "Pending", "Pending", "Pending"),
+        ([running("a")], "Running", "Running", "Running"),
+        ([running("a"), exited("b", 0)], "Running", "Running", "Running"),
+        ([running("a"), exited("b", 1)], "Running", "Running", "Running"),
+        ([exited("a", 0)], "Running", "Succeeded", "Succeeded"),
+        ([exited("a", 0), exited("b", 0)], "Running", "Succeeded", "Succeeded"),
+        ([exited("a", 1)], "Running", "Running", "Failed"),
+        ([exited("a", 0), exited("b", 1)], "Running", "Running", "Failed"),
         # waiting to be restarted counts as stopped, never as succeeded
-        ({"a": BACKOFF_AFTER_1}, "Running", "Running", "Failed"),
-        ({"a": BACKOFF_AFTER_0}, "Running", "Running", "Failed"),
-        ({"a": RUNNING, "b": BACKOFF_AFTER_1}, "Running", "Running", "Running"),
+        ([backoff("a", after=1)], "Running", "Running", "Failed"),
+        ([backoff("a", after=0)], "Running", "Running", "Failed"),
+        ([running("a"), backoff("b", after=1)], "Running", "Running", "Running"),
     ],
 )
-def test_phase_per_restart_policy(observed: dict[str, Obs], always: str, on_failure: str, never: str) -> None:
-    assert [phase(observed, p) for p in ("Always", "OnFailure", "Never")] == [always, on_failure, never]
+def test_phase_per_restart_policy(
+    statuses: list[ContainerStatus], always: str, on_failure: str, never: str
+) -> None:
+    phases = [pod_phase(spec_of(statuses, policy=p), statuses) for p in POLICIES]
+    assert phases == [always, on_failure, never]
 
 
 @pytest.mark.parametrize(
-    ("observed", "expected"),
+    ("statuses", "expected"),
     [
-        ({"a": EXIT_0}, "Succeeded"),
-        ({"a": EXIT_1}, "Failed"),
-        ({"a": EXIT_0, "b": BACKOFF_AFTER_0}, "Failed"),  # never restarted: status unknown, 137
-        ({"a": CREATING}, "Failed"),
+        ([exited("a", 0)], "Succeeded"),
+        ([exited("a", 1)], "Failed"),
+        ([exited("a", 0), backoff("b", after=0)], "Failed"),  # waiting to restart: not succeeded
+        # 137: how a container the pod stopped for good ended, or how one never started is reported
+        ([exited("a", 0), exited("b", 137)], "Failed"),
+        ([exited("a", 137)], "Failed"),
     ],
 )
-def test_phase_of_a_terminal_pod(observed: dict[str, Obs], expected: str) -> None:
-    assert phase(observed, "Always", terminal=True) == expected
+def test_phase_of_a_terminal_pod(statuses: list[ContainerStatus], expected: str) -> None:
+    """Whatever the restart policy: the containers will not be started again."""
+    phases = {pod_phase(spec_of(statuses, policy=p), statuses, terminal=True) for p in POLICIES}
+    assert phases == {expected}
 
 
 def test_missing_container_status_keeps_pending() -> None:
-    s = spec("a", "b")
-    statuses = [container_status(s.containers[0], RUNNING, terminal=False)]
-    assert pod_phase(s, statuses) == "Pending"
+    assert pod_phase(spec("a", "b"), [running("a")]) == "Pending"
 
 
 @pytest.mark.parametrize(
@@ -93,60 +130,6 @@ def test_missing_container_status_keeps_pending() -> None:
 )
 def test_terminated_reason(exit_code: int, oom: bool, reason: str) -> None:
     assert terminated_reason(exit_code, oom_killed=oom) == reason
-    status = container_status(
-        Container(name="a", image="i"), Obs(Terminated(exit_code, oom_killed=oom)), terminal=False
-    )
-    assert status.state.terminated is not None and status.state.terminated.reason == reason
-
-
-@pytest.mark.parametrize(
-    ("seen", "ready", "started", "waiting_reason"),
-    [
-        (None, False, False, "ContainerCreating"),
-        (Obs(Waiting("ErrImagePull", "pull failed")), False, False, "ErrImagePull"),
-        (Obs(Running(T0), ready=True), True, True, None),
-        (Obs(Running(T0), ready=False, started=False), False, False, None),
-        (Obs(Running(T0), ready=True, started=True), True, True, None),
-        (Obs(Terminated(0), ready=True, started=True), False, False, None),
-    ],
-)
-def test_container_status(seen: Obs | None, ready: bool, started: bool, waiting_reason: str | None) -> None:
-    status = container_status(Container(name="a", image="a:1"), seen, terminal=False)
-    assert (status.name, status.image, status.ready, status.started) == ("a", "a:1", ready, started)
-    assert (status.state.waiting.reason if status.state.waiting else None) == waiting_reason
-
-
-def test_container_status_fields() -> None:
-    seen = Obs(
-        Running(T1),
-        ready=True,
-        restart_count=2,
-        last_terminated=Terminated(1, started_at=T0, finished_at=T1, container_id="docker://old"),
-        image="docker.io/library/a:1",
-        image_id="sha256:abc",
-        container_id="docker://new",
-    )
-    status = container_status(Container(name="a", image="a:1"), seen, terminal=False)
-    assert status.state.running is not None and status.state.running.started_at == T1
-    assert status.last_state.terminated is not None
-    assert (status.last_state.terminated.reason, status.last_state.terminated.container_id) == (
-        "Error",
-        "docker://old",
-    )
-    assert (status.restart_count, status.image, status.image_id, status.container_id) == (
-        2,
-        "docker.io/library/a:1",
-        "sha256:abc",
-        "docker://new",
-    )
-
-
-def test_terminal_pod_marks_unstarted_containers_unknown() -> None:
-    status = container_status(Container(name="a", image="a:1"), CREATING, terminal=True)
-    terminated = status.state.terminated
-    assert terminated is not None and status.state.waiting is None
-    assert (terminated.exit_code, terminated.reason) == (137, "ContainerStatusUnknown")
-    assert terminated.message == "The container could not be located when the pod was terminated"
 
 
 def conditions_of(status: PodStatus) -> dict[str, tuple[str, str, str]]:
@@ -157,13 +140,13 @@ NOT_READY = ("False", "ContainersNotReady", "containers with unready status: [b]
 
 
 @pytest.mark.parametrize(
-    ("observed", "policy", "terminating", "ready", "containers_ready", "initialized"),
+    ("statuses", "policy", "terminating", "ready", "containers_ready", "initialized"),
     [
-        ({"a": RUNNING}, "Always", False, ("True", "", ""), ("True", "", ""), ("True", "", "")),
-        ({"a": RUNNING, "b": RUNNING_UNREADY}, "Always", False, NOT_READY, NOT_READY, ("True", "", "")),
-        ({"a": RUNNING, "b": CREATING}, "Always", False, NOT_READY, NOT_READY, ("True", "", "")),
+        ([running("a")], "Always", False, ("True", "", ""), ("True", "", ""), ("True", "", "")),
+        ([running("a"), unready("b")], "Always", False, NOT_READY, NOT_READY, ("True", "", "")),
+        ([running("a"), waiting("b")], "Always", False, NOT_READY, NOT_READY, ("True", "", "")),
         (
-            {"a": RUNNING_UNREADY, "b": RUNNING_UNREADY},
+            [unready("a"), unready("b")],
             "Always",
             False,
             ("False", "ContainersNotReady", "containers with unready status: [a b]"),
@@ -171,7 +154,7 @@ NOT_READY = ("False", "ContainersNotReady", "containers with unready status: [b]
             ("True", "", ""),
         ),
         (
-            {"a": RUNNING},
+            [running("a")],
             "Always",
             True,
             ("False", "Terminating", "the pod is being deleted"),
@@ -179,7 +162,7 @@ NOT_READY = ("False", "ContainersNotReady", "containers with unready status: [b]
             ("True", "", ""),
         ),
         (
-            {"a": EXIT_0},
+            [exited("a", 0)],
             "Never",
             False,
             ("False", "PodCompleted", ""),
@@ -187,7 +170,7 @@ NOT_READY = ("False", "ContainersNotReady", "containers with unready status: [b]
             ("True", "PodCompleted", ""),
         ),
         (
-            {"a": EXIT_1},
+            [exited("a", 1)],
             "Never",
             False,
             ("False", "PodFailed", ""),
@@ -197,16 +180,15 @@ NOT_READY = ("False", "ContainersNotReady", "containers with unready status: [b]
     ],
 )
 def test_conditions(
-    observed: dict[str, Obs],
+    statuses: list[ContainerStatus],
     policy: str,
     terminating: bool,
     ready: tuple[str, str, str],
     containers_ready: tuple[str, str, str],
     initialized: tuple[str, str, str],
 ) -> None:
-    status = pod_status(
-        spec(*observed, policy=policy), observed, previous=PodStatus(), now=T0, terminating=terminating
-    )
+    pod = spec_of(statuses, policy=policy)
+    status = assemble(pod, statuses, previous=PodStatus(), now=T0, terminating=terminating)
     assert conditions_of(status) == {
         "Initialized": initialized,
         "Ready": ready,
@@ -217,7 +199,7 @@ def test_conditions(
 
 
 def test_unbound_pod_has_no_pod_scheduled_of_its_own() -> None:
-    status = pod_status(spec("a", node=""), {}, previous=PodStatus(), now=T0)
+    status = assemble(spec("a", node=""), [waiting("a")], previous=PodStatus(), now=T0)
     assert "PodScheduled" not in conditions_of(status)
 
 
@@ -229,27 +211,27 @@ def times_of(status: PodStatus) -> dict[str, datetime | None]:
     ("first", "second", "moved"),
     [
         # nothing changed: every time stays
-        ({"a": RUNNING}, {"a": RUNNING}, set()),
+        ([running("a")], [running("a")], set()),
         # readiness flips: Ready and ContainersReady move, the others stay
-        ({"a": RUNNING_UNREADY}, {"a": RUNNING}, {"Ready", "ContainersReady"}),
-        ({"a": RUNNING}, {"a": RUNNING_UNREADY}, {"Ready", "ContainersReady"}),
+        ([unready("a")], [running("a")], {"Ready", "ContainersReady"}),
+        ([running("a")], [unready("a")], {"Ready", "ContainersReady"}),
         # a message changes but the status does not: the time stays
-        ({"a": RUNNING_UNREADY, "b": RUNNING}, {"a": RUNNING, "b": RUNNING_UNREADY}, set()),
+        ([unready("a"), running("b")], [running("a"), unready("b")], set()),
     ],
 )
-def test_transition_times(first: dict[str, Obs], second: dict[str, Obs], moved: set[str]) -> None:
-    s = spec(*first)
-    before = pod_status(s, first, previous=PodStatus(), now=T0)
-    after = pod_status(s, second, previous=before, now=T1)
+def test_transition_times(
+    first: list[ContainerStatus], second: list[ContainerStatus], moved: set[str]
+) -> None:
+    before = assemble(spec_of(first), first, previous=PodStatus(), now=T0)
+    after = assemble(spec_of(second), second, previous=before, now=T1)
     expected = {t: (T1 if t in moved else T0) for t in times_of(before)}
     assert times_of(after) == expected
 
 
 def test_transition_time_survives_the_wire() -> None:
-    s = spec("a")
-    before = pod_status(s, {"a": RUNNING}, previous=PodStatus(), now=T0)
+    before = assemble(spec("a"), [running("a")], previous=PodStatus(), now=T0)
     stored = msgspec.json.decode(msgspec.json.encode(before), type=PodStatus)
-    again = pod_status(s, {"a": RUNNING}, previous=stored, now=T1)
+    again = assemble(spec("a"), [running("a")], previous=stored, now=T1)
     assert not changed(stored, again)
 
 
@@ -257,68 +239,69 @@ def test_conditions_of_others_are_kept() -> None:
     theirs = PodCondition(type="DisruptionTarget", status="True", reason="EvictionByEvictionAPI")
     scheduled = PodCondition(type="PodScheduled", status="True", last_transition_time=T0 - timedelta(hours=1))
     previous = PodStatus(conditions=[scheduled, theirs])
-    status = pod_status(spec("a"), {"a": RUNNING}, previous=previous, now=T0)
+    status = assemble(spec("a"), [running("a")], previous=previous, now=T0)
     assert status.conditions[-1] == theirs
     assert times_of(status)["PodScheduled"] == T0 - timedelta(hours=1)
 
 
 @pytest.mark.parametrize(
-    ("previous_phase", "observed", "policy", "expected"),
+    ("previous_phase", "statuses", "policy", "expected"),
     [
-        ("Pending", {"a": RUNNING}, "Always", "Running"),
-        ("Running", {"a": EXIT_1}, "Never", "Failed"),
+        ("Pending", [running("a")], "Always", "Running"),
+        ("Running", [exited("a", 1)], "Never", "Failed"),
         # terminal phases are never left, whatever is observed later
-        ("Succeeded", {"a": CREATING}, "Never", "Succeeded"),
-        ("Failed", {"a": RUNNING}, "Never", "Failed"),
-        ("Failed", {"a": EXIT_0}, "Never", "Failed"),
+        ("Succeeded", [waiting("a")], "Never", "Succeeded"),
+        ("Failed", [running("a")], "Never", "Failed"),
+        ("Failed", [exited("a", 0)], "Never", "Failed"),
     ],
 )
 def test_terminal_phase_is_sticky(
-    previous_phase: str, observed: dict[str, Obs], policy: str, expected: str
+    previous_phase: str, statuses: list[ContainerStatus], policy: str, expected: str
 ) -> None:
     previous = PodStatus(phase=previous_phase)  # type: ignore[arg-type]
-    assert pod_status(spec("a", policy=policy), observed, previous=previous, now=T0).phase == expected
+    status = assemble(spec_of(statuses, policy=policy), statuses, previous=previous, now=T0)
+    assert status.phase == expected
 
 
 @pytest.mark.parametrize(
-    ("previous", "reason", "observed", "expected"),
+    ("previous", "reason", "expected"),
     [
-        (PodStatus(phase="Running", reason="R", message="M"), "", {"a": RUNNING}, ("R", "M")),
-        (PodStatus(phase="Running", reason="R", message="M"), "New", {"a": RUNNING}, ("New", "M")),
-        (PodStatus(phase="Pending", reason="R", message="M"), "", {"a": RUNNING}, ("", "")),
+        (PodStatus(phase="Running", reason="R", message="M"), "", ("R", "M")),
+        (PodStatus(phase="Running", reason="R", message="M"), "New", ("New", "M")),
+        (PodStatus(phase="Pending", reason="R", message="M"), "", ("", "")),
     ],
 )
-def test_reason_and_message(
-    previous: PodStatus, reason: str, observed: dict[str, Obs], expected: tuple[str, str]
-) -> None:
-    status = pod_status(spec("a"), observed, previous=previous, now=T0, reason=reason)
+def test_reason_and_message(previous: PodStatus, reason: str, expected: tuple[str, str]) -> None:
+    status = assemble(spec("a"), [running("a")], previous=previous, now=T0, reason=reason)
     assert (status.reason, status.message) == expected
 
 
 def test_pod_fields_kept_once_set() -> None:
-    first = pod_status(spec("a"), {}, previous=PodStatus(), now=T0, host_ip="10.0.0.1", pod_ip="10.0.0.1")
-    second = pod_status(spec("a"), {}, previous=first, now=T2)
+    first = assemble(
+        spec("a"), [waiting("a")], previous=PodStatus(), now=T0, host_ip="10.0.0.1", pod_ip="10.0.0.1"
+    )
+    second = assemble(spec("a"), [waiting("a")], previous=first, now=T2)
     assert (second.start_time, second.host_ip, second.pod_ip) == (T0, "10.0.0.1", "10.0.0.1")
     assert not changed(first, second)
 
 
-def test_container_statuses_in_spec_order() -> None:
-    observed = {"b": RUNNING, "a": EXIT_0, "c": CREATING}
-    status = pod_status(spec("c", "a", "b"), observed, previous=PodStatus(), now=T0)
-    assert [s.name for s in status.container_statuses] == ["c", "a", "b"]
+def test_container_statuses_are_reported_as_given() -> None:
+    statuses = [waiting("c"), exited("a", 0), running("b")]
+    status = assemble(spec("c", "a", "b"), statuses, previous=PodStatus(), now=T0)
+    assert status.container_statuses == statuses
 
 
 @pytest.mark.parametrize(
     ("first", "second", "expected"),
     [
-        ({"a": RUNNING}, {"a": RUNNING}, False),
-        ({"a": RUNNING}, {"a": RUNNING_UNREADY}, True),
-        ({"a": RUNNING}, {"a": Obs(Running(T0), ready=True, restart_count=1)}, True),
-        ({"a": Obs(Waiting("ErrImagePull", "x"))}, {"a": Obs(Waiting("ErrImagePull", "y"))}, True),
-        ({"a": Obs(Waiting("ErrImagePull", "x"))}, {"a": Obs(Waiting("ImagePullBackOff", "x"))}, True),
+        (running("a"), running("a"), False),
+        (running("a"), unready("a"), True),
+        (running("a"), running("a", restarts=1), True),
+        (waiting("a", "ErrImagePull", "x"), waiting("a", "ErrImagePull", "y"), True),
+        (waiting("a", "ErrImagePull", "x"), waiting("a", "ImagePullBackOff", "x"), True),
     ],
 )
-def test_changed(first: dict[str, Obs], second: dict[str, Obs], expected: bool) -> None:
-    old = pod_status(spec("a"), first, previous=PodStatus(), now=T0)
-    new = pod_status(spec("a"), second, previous=old, now=T1)
+def test_changed(first: ContainerStatus, second: ContainerStatus, expected: bool) -> None:
+    old = assemble(spec("a"), [first], previous=PodStatus(), now=T0)
+    new = assemble(spec("a"), [second], previous=old, now=T1)
     assert changed(old, new) is expected

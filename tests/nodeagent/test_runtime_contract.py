@@ -225,15 +225,14 @@ async def test_a_cancelled_exec_leaves_nothing_running(runtime: Runtime, node: s
                 await runtime.exec(container_id, ["sh", "-c", f"touch exec-began; sleep 3{token}; echo late"])
         assert (await runtime.exec(container_id, ["test", "-e", "exec-began"])).exit_code == 0
         async with asyncio.timeout(5.0):  # a killed process may take a moment to vanish
-            await until_no_process(runtime, container_id, pattern)
+            gone = await runtime.exec(container_id, ["sh", "-c", until_no_process(pattern)])
+        assert gone == ExecResult(0, b"")
 
 
-async def until_no_process(runtime: Runtime, container_id: str, pattern: str) -> None:
-    while True:
-        search = f"grep -qs '{pattern}' /proc/[0-9]*/cmdline"  # no pgrep in busybox-static
-        if (await runtime.exec(container_id, ["sh", "-c", search])).exit_code != 0:
-            return
-        await asyncio.sleep(0.05)
+def until_no_process(pattern: str) -> str:
+    """A script that returns once no process's command line matches `pattern` (no pgrep in
+    busybox-static). The pattern must not match itself: the script's own command line holds it."""
+    return f"while grep -qs '{pattern}' /proc/[0-9]*/cmdline; do sleep 0.05; done"
 
 
 async def test_env_and_working_dir_are_applied(runtime: Runtime, node: str) -> None:
