@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -55,9 +56,10 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
-        # Feed messages wait until adoption is done: a worker started from the feed first would
-        # not know the containers a previous agent left running, and would start them again.
-        self.adopted = asyncio.Event()
+        # Feed messages are held until adoption is done: a worker started from the feed first
+        # would not know the containers a previous agent left running, and start them again.
+        self.adopted = False
+        self.held: list[Msg] = []
         self.context = WorkerContext(
             node=self.config.name,
             address=self.config.address,
@@ -101,7 +103,12 @@ class Agent:
             worker.gone()
 
     async def on_feed(self, msg: Msg) -> None:
-        await self.adopted.wait()
+        if not self.adopted:
+            self.held.append(msg)
+            return
+        self._take(msg)
+
+    def _take(self, msg: Msg) -> None:
         try:
             pod = _pod_decoder.decode(msg.data)
         except msgspec.DecodeError:
@@ -156,7 +163,10 @@ class Agent:
         for uid, containers in by_pod.items():
             log.info("removing %d container(s) of pod %s, which no longer exists", len(containers), uid)
             self.tasks.create_task(self._remove_orphans(containers))
-        self.adopted.set()
+        self.adopted = True
+        held, self.held = self.held, []
+        for msg in held:
+            self._take(msg)
 
     async def _remove_orphans(self, containers: list[ContainerInfo]) -> None:
         for info in containers:
@@ -189,11 +199,12 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
     try:
         client = Client(nc, node=config.name)
         registration = Registration(client, config, await runtime.version())
-        await _register(registration)
         async with asyncio.TaskGroup() as tasks:
             agent = Agent(config, nc, client, runtime, tasks, resync_now)
             feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
-            await agent.adopt()
+            # Adopt first, register (Ready) after: nothing is placed here before we can run it.
+            await _until_done(agent.adopt, "list this node's pods")
+            await _until_done(registration.register, "register")
             streams = StreamServer(nc, config.name, agent.find, runtime, tasks)
             await streams.start()
             await announce(
@@ -216,14 +227,14 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         await runtime.close()
 
 
-async def _register(registration: Registration) -> None:
-    """Register, waiting for the API if it is not up yet (as when a whole cluster starts)."""
+async def _until_done(step: Callable[[], Awaitable[object]], what: str) -> None:
+    """Do a start-up step, waiting for the API if it is not up or is busy (a whole cluster starting)."""
     delay = 0.5
     while True:
         try:
-            await registration.register()
+            await step()
             return
         except (Unavailable, Timeout) as err:
-            log.info("cannot register yet (%s); retrying in %.1fs", err, delay)
+            log.info("cannot %s yet (%s); retrying in %.1fs", what, err, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
