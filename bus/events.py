@@ -23,7 +23,12 @@ from bus import kinds, subjects
 from bus.meta import ObjectMeta, ObjectReference, Resource
 from bus.resources import Event
 from bus.resources.records import EventSource
-from bus.store import ONE_SHOT_CONSUMER_TTL, WATCH_CONSUMER_TTL, translate
+from bus.store import (
+    MAX_CONSUMERS,
+    ONE_SHOT_CONSUMER_TTL,
+    WATCH_CONSUMER_TTL,
+    translate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +99,7 @@ async def ensure_stream(
         storage=StorageType.FILE,
         num_replicas=replicas,
         description="steersman events",
+        max_consumers=MAX_CONSUMERS,
     )
     try:
         info = await js.stream_info(subjects.EVENTS_STREAM)

@@ -37,6 +37,7 @@ T = TypeVar("T")
 WatchType = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
 
 ONE_SHOT_CONSUMER_TTL = 2.0
+MAX_CONSUMERS = 100_000
 WATCH_CONSUMER_TTL = 60.0
 
 
@@ -127,10 +128,12 @@ class Store:
             description=f"steersman {info.plural}",
         )
         try:
-            return await self._js.create_key_value(config)
+            kv = await self._js.create_key_value(config)
         except nats.js.errors.BadRequestError:
             # Another process created it first with its own settings; use theirs.
             return await self._js.key_value(name)
+        await raise_consumer_limit(self._js, kv._stream)
+        return kv
 
     async def ensure_buckets(self) -> None:
         for info in kinds.KINDS:
@@ -273,6 +276,19 @@ class Store:
             if err.err_code in (10071, 10164):
                 raise Conflict(conflict_message(info, obj.metadata.name)) from None
             raise
+
+
+async def raise_consumer_limit(js: JetStreamContext, stream: str) -> None:
+    """Let a stream have MAX_CONSUMERS consumers.
+
+    nats-server 2.15 caps every stream at 1,000 consumers unless the stream sets its own limit
+    (and -1 no longer means unlimited). Every list and watch is an ephemeral consumer, and a
+    thousand node agents listing at once would hit that cap.
+    """
+    info = await js.stream_info(stream)
+    if (info.config.max_consumers or 0) < MAX_CONSUMERS:
+        info.config.max_consumers = MAX_CONSUMERS
+        await js.update_stream(info.config)
 
 
 def _is_delete(headers: dict[str, str] | None) -> bool:

@@ -233,7 +233,7 @@ def test_message_formats() -> None:
     assert choose(request_of(pod()), []).message == "0/0 nodes are available: no nodes registered."
 
 
-@pytest.mark.parametrize("total,wanted", [(3, 100), (100, 100), (1000, 420), (5000, 500), (20000, 1000)])
+@pytest.mark.parametrize("total,wanted", [(3, 3), (100, 100), (1000, 100), (5000, 100)])
 def test_how_many_nodes_are_scored(total: int, wanted: int) -> None:
     assert nodes_to_find(total) == wanted
 
@@ -242,5 +242,4 @@ def test_the_search_rotates_over_the_cluster() -> None:
     nodes = [node(f"n{i}") for i in range(300)]
     first = choose(request_of(pod()), nodes, start=0)
     second = choose(request_of(pod()), nodes, start=first.next_start)
-    step = nodes_to_find(300)  # 144: feasible nodes to find before choosing
-    assert first.next_start == step and second.next_start == 2 * step
+    assert first.next_start == 100 and second.next_start == 200  # 100 feasible nodes per decision
