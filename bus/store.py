@@ -115,9 +115,12 @@ class Store:
     async def _open_bucket(self, info: kinds.KindInfo) -> KeyValue:
         name = subjects.bucket(info.plural)
         try:
-            return await self._js.key_value(name)
+            kv = await self._js.key_value(name)
         except nats.js.errors.BucketNotFoundError:
             pass
+        else:
+            await raise_consumer_limit(self._js, kv._stream)  # a bucket made before the limit was set
+            return kv
         config = KeyValueConfig(
             bucket=name,
             history=self._config.history,

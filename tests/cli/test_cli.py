@@ -316,3 +316,27 @@ def test_usage_errors_do_not_trace(steer: Steer) -> None:
     assert steer("apply").code == 1
     assert steer("get").code == 2
     assert steer("nonsense").code == 2
+
+
+def test_cordon_and_uncordon(steer: Steer) -> None:
+    name = f"cordon-{os.getpid()}"
+    node = f"apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n"
+    assert steer("apply", "-f", "-", stdin=node).code == 0
+    assert steer("cordon", name).out.strip() == f"node/{name} cordoned"
+    assert "SchedulingDisabled" in steer("get", "node", name).out
+    assert steer("cordon", name).out.strip() == f"node/{name} already cordoned"
+    assert steer("uncordon", name).out.strip() == f"node/{name} uncordoned"
+    assert "SchedulingDisabled" not in steer("get", "node", name).out
+    missing = steer("cordon", "no-such-node")
+    assert missing.code == 1 and 'nodes "no-such-node" not found' in missing.err
+    steer("delete", "node", name)
+
+
+def test_a_toleration_with_a_bad_operator_is_invalid(steer: Steer, namespace: str) -> None:
+    bad = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: tol}\nspec:\n"
+        "  tolerations: [{key: k, operator: Sometimes}]\n  containers: [{name: c, image: i}]\n"
+    )
+    result = steer("apply", "-f", "-", "-n", namespace, stdin=bad)
+    assert result.code == 1
+    assert 'spec.tolerations[0].operator: Unsupported value: "Sometimes"' in result.err
