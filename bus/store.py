@@ -291,7 +291,10 @@ async def raise_consumer_limit(js: JetStreamContext, stream: str) -> None:
     info = await js.stream_info(stream)
     if (info.config.max_consumers or 0) < MAX_CONSUMERS:
         info.config.max_consumers = MAX_CONSUMERS
-        await js.update_stream(info.config)
+        try:
+            await js.update_stream(info.config)
+        except nats.js.errors.APIError as err:  # e.g. a read-only user: reading still works
+            log.warning("could not raise the consumer limit of %s: %s", stream, err)
 
 
 def _is_delete(headers: dict[str, str] | None) -> bool:
