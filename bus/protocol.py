@@ -21,6 +21,8 @@ MAX_OBJECT_BYTES = 1024 * 1024
 
 # Node agents keep their heartbeat Lease here (Kubernetes: kube-node-lease).
 NODE_LEASE_NAMESPACE = "steer-node-lease"
+# Leader-election Leases of the control plane (Kubernetes: kube-system).
+SYSTEM_NAMESPACE = "steer-system"
 # Header of a node feed message: ADDED, MODIFIED or DELETED.
 FEED_EVENT_HEADER = "Steer-Event"
 

@@ -27,7 +27,13 @@ from bus.codec import encode
 from bus.connection import Credentials, announce, close, connect
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
 from bus.meta import ObjectMeta
-from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER, FEED_EVENT_HEADER, NODE_LEASE_NAMESPACE
+from bus.protocol import (
+    ERROR_CODE_HEADER,
+    ERROR_HEADER,
+    FEED_EVENT_HEADER,
+    NODE_LEASE_NAMESPACE,
+    SYSTEM_NAMESPACE,
+)
 from bus.resources import Event, Namespace, Pod
 from bus.store import Store, StoreConfig
 from services.api import nodes
@@ -153,7 +159,7 @@ class ApiServer:
 
     async def seed(self) -> None:
         """The namespaces every cluster starts with."""
-        for name in ("default", NODE_LEASE_NAMESPACE):
+        for name in ("default", NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE):
             with contextlib.suppress(AlreadyExists):
                 await self.verbs.create(
                     kinds.BY_KIND["Namespace"], "", encode(Namespace(metadata=ObjectMeta(name=name)))

@@ -19,7 +19,16 @@ from bus.codec import to_builtins
 from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, TooLarge, invalid
 from bus.events import make_event, now, reference
 from bus.meta import Resource
-from bus.protocol import MAX_OBJECT_BYTES, DeleteRequest, GetRequest, ListRequest, ObjectList, PatchRequest
+from bus.protocol import (
+    MAX_OBJECT_BYTES,
+    NODE_LEASE_NAMESPACE,
+    SYSTEM_NAMESPACE,
+    DeleteRequest,
+    GetRequest,
+    ListRequest,
+    ObjectList,
+    PatchRequest,
+)
 from bus.resources import Event, Namespace, Pod
 from bus.store import Store, conflict_message
 from bus.validation import decode_object
@@ -33,7 +42,7 @@ T = TypeVar("T")
 
 COMPONENT = "steer-api"
 CONFLICT_RETRIES = 5
-PROTECTED_NAMESPACES = frozenset({"default"})
+PROTECTED_NAMESPACES = frozenset({"default", NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE})
 
 
 @dataclass
