@@ -87,7 +87,12 @@ class Controller:
             self.queue.close()
 
     async def _work(self) -> None:
+        me = asyncio.current_task()
         while True:
+            # Python 3.11's wait_for can swallow a cancellation that races with a reply (fixed in
+            # 3.12); a worker that was asked to stop must not go back to waiting for work.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             key = await self.queue.get()
             try:
                 result = await self.reconciler.reconcile(key)

@@ -10,6 +10,7 @@ block (put a key on a queue, set a flag).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
@@ -69,27 +70,28 @@ class Informer(Generic[R]):
     async def _watch(self) -> None:
         listed: set[str] = set()
         listing = True
-        async for event in self.store.watch(self.cls, self.namespace):
-            if event.type == "SYNCED":
+        async with contextlib.aclosing(self.store.watch(self.cls, self.namespace)) as events:
+            async for event in events:
+                if event.type == "SYNCED":
+                    if listing:
+                        for key in [k for k in self.cache if k not in listed]:
+                            self._tell("DELETED", self.cache.pop(key), None)  # gone while we were away
+                        listing = False
+                        self.synced.set()
+                    continue
+                obj = event.object
+                if obj is None:
+                    continue
+                key = key_of(obj)
+                old = self.cache.get(key)
+                if event.type == "DELETED":
+                    if old is not None:
+                        del self.cache[key]
+                        self._tell("DELETED", old, None)
+                    continue
                 if listing:
-                    for key in [k for k in self.cache if k not in listed]:
-                        self._tell("DELETED", self.cache.pop(key), None)  # gone while we were away
-                    listing = False
-                    self.synced.set()
-                continue
-            obj = event.object
-            if obj is None:
-                continue
-            key = key_of(obj)
-            old = self.cache.get(key)
-            if event.type == "DELETED":
-                if old is not None:
-                    del self.cache[key]
-                    self._tell("DELETED", old, None)
-                continue
-            if listing:
-                listed.add(key)
-            if old is not None and old.metadata.resource_version == obj.metadata.resource_version:
-                continue  # seen already (a re-listing after a reconnect)
-            self.cache[key] = obj
-            self._tell("ADDED" if old is None else "MODIFIED", old, obj)
+                    listed.add(key)
+                if old is not None and old.metadata.resource_version == obj.metadata.resource_version:
+                    continue  # seen already (a re-listing after a reconnect)
+                self.cache[key] = obj
+                self._tell("ADDED" if old is None else "MODIFIED", old, obj)

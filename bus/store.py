@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -184,7 +184,7 @@ class Store:
 
     async def watch(
         self, cls: type[R], namespace: str = subjects.ALL, *, initial_only: bool = False
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         """List-then-watch: ADDED for every current object, SYNCED, then live changes.
 
         An ordered consumer with deliver policy last-per-subject. The initial listing ends with the

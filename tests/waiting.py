@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -25,13 +26,14 @@ async def wait_for(
     last: R | None = None
     try:
         async with asyncio.timeout(within):
-            async for event in store.watch(cls, namespace):
-                obj = event.object
-                if obj is None or obj.metadata.name != name or event.type == "DELETED":
-                    continue
-                last = obj
-                if predicate(obj):
-                    return obj
+            async with contextlib.aclosing(store.watch(cls, namespace)) as events:
+                async for event in events:
+                    obj = event.object
+                    if obj is None or obj.metadata.name != name or event.type == "DELETED":
+                        continue
+                    last = obj
+                    if predicate(obj):
+                        return obj
     except TimeoutError:
         raise AssertionError(
             f"{cls.__name__} {namespace}/{name} never met the condition; last seen: {last}"
@@ -46,14 +48,15 @@ async def wait_gone(
     seen = False
     try:
         async with asyncio.timeout(within):
-            async for event in store.watch(cls, namespace):
-                if event.type == "SYNCED" and not seen:
-                    return None
-                if event.object is None or event.object.metadata.name != name:
-                    continue
-                seen = True
-                if event.type == "DELETED":
-                    return event.object
+            async with contextlib.aclosing(store.watch(cls, namespace)) as events:
+                async for event in events:
+                    if event.type == "SYNCED" and not seen:
+                        return None
+                    if event.object is None or event.object.metadata.name != name:
+                        continue
+                    seen = True
+                    if event.type == "DELETED":
+                        return event.object
     except TimeoutError:
         raise AssertionError(
             f"{cls.__name__} {namespace}/{name} was not deleted within {within:g}s"

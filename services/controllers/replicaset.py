@@ -1,0 +1,210 @@
+"""The ReplicaSet controller: keeps `spec.replicas` pods matching the selector.
+
+Level-based: each reconcile lists the namespace's pods from the store (not the event that
+triggered it), so two quick reconciles never create the same missing pod twice from a stale
+cache. Pods carry an ownerReference to their ReplicaSet. A matching pod without a controller is
+adopted; an owned pod whose labels stop matching is released. Failed pods are deleted and
+replaced. When there are too many, the least advanced go first (unscheduled, then not running,
+then not ready, then the youngest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import msgspec
+
+from bus import selectors
+from bus.client import Client
+from bus.controller import Result
+from bus.errors import Conflict, NotFound, SteerError
+from bus.events import make_event, reference
+from bus.informer import Informer, key_of
+from bus.meta import ObjectMeta, OwnerReference, Resource
+from bus.resources import Pod, ReplicaSet
+from bus.resources.apps import ReplicaSetStatus
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "replicaset-controller"
+BURST = 100  # pods created or deleted at once, as Kubernetes' slow-start batches
+
+
+def controller_of(pod: Pod) -> OwnerReference | None:
+    return next((ref for ref in pod.metadata.owner_references if ref.controller), None)
+
+
+def active(pod: Pod) -> bool:
+    return pod.metadata.deletion_timestamp is None and pod.status.phase not in ("Succeeded", "Failed")
+
+
+def ready(pod: Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+
+
+def deletion_rank(pod: Pod) -> tuple[int, int, int, float]:
+    """Lower first: unscheduled, pending, not ready, then the youngest."""
+    created = pod.metadata.creation_timestamp.timestamp() if pod.metadata.creation_timestamp else 0.0
+    return (
+        1 if pod.spec.node_name else 0,
+        1 if pod.status.phase == "Running" else 0,
+        1 if ready(pod) else 0,
+        -created,
+    )
+
+
+def owner_keys(replicasets: Informer[ReplicaSet]) -> Callable[[Resource], list[str]]:
+    """Map a pod to the ReplicaSets that own it or could adopt it."""
+
+    def keys(obj: Resource) -> list[str]:
+        assert isinstance(obj, Pod)
+        ref = controller_of(obj)
+        if ref is not None:
+            return [f"{obj.metadata.namespace}/{ref.name}"] if ref.kind == "ReplicaSet" else []
+        return [
+            key_of(rs)
+            for rs in replicasets.items()
+            if rs.metadata.namespace == obj.metadata.namespace
+            and selectors.matches(selectors.from_label_selector(rs.spec.selector), obj.metadata.labels)
+        ]
+
+    return keys
+
+
+class ReplicaSetReconciler:
+    def __init__(self, client: Client, replicasets: Informer[ReplicaSet]) -> None:
+        self.client = client
+        self.replicasets = replicasets
+
+    async def reconcile(self, key: str) -> Result:
+        cached = self.replicasets.get(key)
+        if cached is None or cached.metadata.deletion_timestamp is not None:
+            return Result()
+        namespace, name = cached.metadata.namespace, cached.metadata.name
+        try:
+            rs = await self.client.get(ReplicaSet, name, namespace)
+        except NotFound:
+            return Result()
+        selector = selectors.from_label_selector(rs.spec.selector)
+        pods = await self.client.list(Pod, namespace)
+        owned: list[Pod] = []
+        for pod in pods:
+            ref = controller_of(pod)
+            matches = selectors.matches(selector, pod.metadata.labels)
+            if ref is not None and ref.uid == rs.metadata.uid:
+                if matches:
+                    owned.append(pod)
+                else:
+                    await self._set_owner(pod, None)  # labels changed: release it
+            elif ref is None and matches and pod.metadata.deletion_timestamp is None:
+                if await self._set_owner(pod, rs):
+                    owned.append(pod)
+        for pod in owned:
+            if pod.status.phase == "Failed" and pod.metadata.deletion_timestamp is None:
+                await self._delete(pod)  # replaced below, as it no longer counts
+        live = [p for p in owned if active(p)]
+        diff = rs.spec.replicas - len(live)
+        if diff > 0:
+            await asyncio.gather(*(self._create(rs) for _ in range(min(diff, BURST))))
+        elif diff < 0:
+            extra = sorted(live, key=deletion_rank)[: min(-diff, BURST)]
+            await asyncio.gather(*(self._delete(p) for p in extra))
+        if diff:
+            verb = "Created" if diff > 0 else "Deleted"
+            await self._event(
+                rs, f"Successful{'Create' if diff > 0 else 'Delete'}", f"{verb} {abs(diff)} pod(s)"
+            )
+        await self._write_status(rs, live)
+        return Result(requeue_after=1.0) if abs(diff) > BURST else Result()
+
+    async def _set_owner(self, pod: Pod, rs: ReplicaSet | None) -> bool:
+        refs = [r for r in pod.metadata.owner_references if not r.controller]
+        if rs is not None:
+            refs.append(
+                OwnerReference(
+                    api_version="apps/v1",
+                    kind="ReplicaSet",
+                    name=rs.metadata.name,
+                    uid=rs.metadata.uid,
+                    controller=True,
+                    block_owner_deletion=True,
+                )
+            )
+        patch = {
+            "metadata": {
+                "resourceVersion": pod.metadata.resource_version,
+                "ownerReferences": [msgspec.to_builtins(r) for r in refs] or None,
+            }
+        }
+        try:
+            await self.client.patch(Pod, pod.metadata.name, patch, pod.metadata.namespace)
+        except (Conflict, NotFound):
+            return False  # changed meanwhile; the next reconcile sees it
+        return True
+
+    async def _create(self, rs: ReplicaSet) -> None:
+        template = rs.spec.template
+        assert template.spec is not None
+        owner = OwnerReference(
+            api_version="apps/v1",
+            kind="ReplicaSet",
+            name=rs.metadata.name,
+            uid=rs.metadata.uid,
+            controller=True,
+            block_owner_deletion=True,
+        )
+        meta = ObjectMeta(
+            generate_name=f"{rs.metadata.name}-",
+            namespace=rs.metadata.namespace,
+            labels=dict(template.metadata.labels),
+            annotations=dict(template.metadata.annotations),
+            owner_references=[owner],
+        )
+        try:
+            await self.client.create(Pod(metadata=meta, spec=template.spec))
+        except SteerError as err:
+            await self._event(rs, "FailedCreate", f"Error creating: {err.message}", warning=True)
+            raise
+
+    async def _delete(self, pod: Pod) -> None:
+        try:
+            await self.client.delete(Pod, pod.metadata.name, pod.metadata.namespace)
+        except NotFound:
+            pass
+
+    async def _write_status(self, rs: ReplicaSet, live: list[Pod]) -> None:
+        labels = rs.spec.template.metadata.labels
+        status = ReplicaSetStatus(
+            replicas=len(live),
+            fully_labeled_replicas=sum(
+                1 for p in live if all(p.metadata.labels.get(k) == v for k, v in labels.items())
+            ),
+            ready_replicas=sum(1 for p in live if ready(p)),
+            available_replicas=sum(1 for p in live if ready(p)),
+            observed_generation=rs.metadata.generation,
+            conditions=rs.status.conditions,
+        )
+        if status == rs.status:
+            return
+        update = ReplicaSet(
+            metadata=msgspec.structs.replace(rs.metadata, resource_version=""), spec=rs.spec, status=status
+        )
+        try:
+            await self.client.update_status(update)
+        except NotFound:
+            pass
+
+    async def _event(self, rs: ReplicaSet, reason: str, message: str, *, warning: bool = False) -> None:
+        event = make_event(
+            reference(rs),
+            reason=reason,
+            message=message,
+            type="Warning" if warning else "Normal",
+            component=COMPONENT,
+        )
+        try:
+            await self.client.create(event)
+        except SteerError as err:
+            log.info("could not record %s: %s", reason, err)

@@ -1,0 +1,108 @@
+"""The ReplicaSet controller against the real API: replicas kept, pods replaced, scaled,
+orphans adopted and released. The controller runs in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bus.client import Client
+from bus.controller import Controller
+from bus.informer import Informer
+from bus.meta import LabelSelector, ObjectMeta
+from bus.resources import Pod, ReplicaSet
+from bus.resources.apps import ReplicaSetSpec
+from bus.resources.pod import Container, PodSpec, PodTemplateSpec
+from bus.store import Store
+from services.controllers.replicaset import ReplicaSetReconciler, controller_of, owner_keys
+from tests.waiting import wait_for
+
+
+@pytest.fixture
+async def controller(client: Client, store: Store) -> AsyncIterator[None]:
+    replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
+    pods: Informer[Pod] = Informer(store, Pod)
+    control = Controller("replicaset", ReplicaSetReconciler(client, replicasets), workers=2)
+    control.watch(replicasets)
+    control.watch(pods, owner_keys(replicasets))
+    tasks = [asyncio.create_task(t) for t in (replicasets.run(), pods.run(), control.run())]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def replicaset(name: str, ns: str, replicas: int) -> ReplicaSet:
+    labels = {"app": name}
+    return ReplicaSet(
+        metadata=ObjectMeta(name=name, namespace=ns),
+        spec=ReplicaSetSpec(
+            replicas=replicas,
+            selector=LabelSelector(match_labels=labels),
+            template=PodTemplateSpec(
+                metadata=ObjectMeta(labels=labels), spec=PodSpec(containers=[Container(name="c", image="i")])
+            ),
+        ),
+    )
+
+
+async def owned_pods(store: Store, ns: str, owner: str, count: int) -> list[Pod]:
+    """Wait (through a watch) until exactly `count` live pods are owned by `owner`."""
+    pods: dict[str, Pod] = {}
+    synced = False
+    async with asyncio.timeout(30), contextlib.aclosing(store.watch(Pod, ns)) as events:
+        async for event in events:
+            synced = synced or event.type == "SYNCED"
+            obj = event.object
+            if obj is not None:
+                if event.type == "DELETED" or obj.metadata.deletion_timestamp is not None:
+                    pods.pop(obj.metadata.name, None)
+                else:
+                    pods[obj.metadata.name] = obj
+            mine = [
+                p
+                for p in pods.values()
+                if (ref := controller_of(p)) is not None
+                and ref.name == owner
+                and p.metadata.labels.get("app") == owner
+            ]
+            if synced and len(mine) == count:
+                return mine
+    raise AssertionError("unreachable")
+
+
+async def test_keeps_replicas_replaces_and_scales(
+    client: Client, store: Store, ns: str, controller: Any
+) -> None:
+    rs = await client.create(replicaset("web", ns, 3))
+    pods = await owned_pods(store, ns, "web", 3)
+    assert all(p.metadata.name.startswith("web-") for p in pods)
+    assert all(controller_of(p).uid == rs.metadata.uid for p in pods)  # type: ignore[union-attr]
+    await client.delete(Pod, pods[0].metadata.name, ns)  # a pod is lost: replaced
+    replaced = await owned_pods(store, ns, "web", 3)
+    assert pods[0].metadata.name not in {p.metadata.name for p in replaced}
+    await client.patch(ReplicaSet, "web", {"spec": {"replicas": 1}}, ns)
+    await owned_pods(store, ns, "web", 1)
+    scaled = await wait_for(store, ReplicaSet, ns, "web", lambda r: r.status.replicas == 1)
+    assert scaled.status.observed_generation == scaled.metadata.generation
+
+
+async def test_adopts_orphans_and_releases_relabelled_pods(
+    client: Client, store: Store, ns: str, controller: Any
+) -> None:
+    orphan = Pod(
+        metadata=ObjectMeta(name="stray", namespace=ns, labels={"app": "api"}),
+        spec=PodSpec(containers=[Container(name="c", image="i")]),
+    )
+    await client.create(orphan)
+    await client.create(replicaset("api", ns, 2))
+    pods = await owned_pods(store, ns, "api", 2)
+    assert "stray" in {p.metadata.name for p in pods}  # adopted, so only one was created
+    await client.patch(Pod, "stray", {"metadata": {"labels": {"app": "other"}}}, ns)
+    after = await owned_pods(store, ns, "api", 2)  # a new pod replaces the one that left
+    assert "stray" not in {p.metadata.name for p in after}
+    await wait_for(store, Pod, ns, "stray", lambda p: controller_of(p) is None)  # released
