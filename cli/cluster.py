@@ -113,6 +113,9 @@ async def up(
         for i in range(api_replicas)
     ]
     services.append(Child("scheduler", ["services.scheduler", "--nats", server.url], logs / "scheduler.log"))
+    services.append(
+        Child("controllers", ["services.controllers", "--nats", server.url], logs / "controllers.log")
+    )
     agents = []
     for i in range(nodes):
         name = f"node-{i + 1}"

@@ -63,6 +63,12 @@ def api(ctx: typer.Context) -> None:
 
 
 @app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def controllers(ctx: typer.Context) -> None:
+    """Run the built-in controllers (options: steer controllers --help)."""
+    cluster.exec_service("services.controllers", ctx.args)
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
 def scheduler(ctx: typer.Context) -> None:
     """Run a scheduler (options: steer scheduler --help)."""
     cluster.exec_service("services.scheduler", ctx.args)

@@ -58,12 +58,13 @@ def test_up_runs_stops_cleanly_and_keeps_state(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{port}"
     with cluster(tmp_path, port) as (proc, lines):
         pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "".join(lines))]
-        assert len(pids) == 5  # two API replicas, the scheduler, two node agents
+        assert len(pids) == 6  # two API replicas, the scheduler, the controllers, two node agents
         status = steer(url, "status")
         assert status.returncode == 0, status.stderr
         assert sum(line.startswith("steer-api") for line in status.stdout.splitlines()) == 2
         assert sum(line.startswith("steer-nodeagent") for line in status.stdout.splitlines()) == 2
         assert sum(line.startswith("steer-scheduler") for line in status.stdout.splitlines()) == 1
+        assert sum(line.startswith("steer-controllers") for line in status.stdout.splitlines()) == 1
         nodes = json.loads(steer(url, "get", "nodes", "-o", "json").stdout)["items"]
         addresses = {n["metadata"]["name"]: n["status"]["addresses"][0]["address"] for n in nodes}
         assert addresses == {"node-1": "127.0.0.11", "node-2": "127.0.0.12"}

@@ -1,0 +1,67 @@
+"""`steer controllers`: every built-in controller in one process, active only while it leads.
+
+Several processes may run; the one holding the `steer-system/controllers` Lease reconciles, the
+others wait to take over (docs/controllers.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+from bus.client import Client
+from bus.connection import Credentials, announce, close, connect
+from bus.controller import Controller
+from bus.informer import Informer
+from bus.leader import LeaderElector
+from bus.resources import Pod, ReplicaSet
+from bus.store import Store
+from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllersConfig:
+    servers: str = "nats://127.0.0.1:4222"
+    credentials: Credentials = field(default_factory=Credentials)
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_duration: float = 15.0
+    renew_every: float = 5.0
+    workers: int = 4
+
+
+async def run(config: ControllersConfig) -> None:
+    nc = await connect(
+        config.servers, name=f"steer-controllers {config.instance}", credentials=config.credentials
+    )
+    client = Client(nc)
+    elector = LeaderElector(
+        client,
+        "controllers",
+        config.instance,
+        lease_duration=config.lease_duration,
+        renew_every=config.renew_every,
+    )
+    try:
+        store = Store(nc.jetstream(timeout=5.0))
+        replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
+        pods: Informer[Pod] = Informer(store, Pod)
+        replicaset = Controller(
+            "replicaset", ReplicaSetReconciler(client, replicasets), workers=config.workers
+        )
+        replicaset.watch(replicasets)
+        replicaset.watch(pods, owner_keys(replicasets))
+        await announce(
+            nc, "controllers", description="steersman controllers", metadata={"instance": config.instance}
+        )
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(replicasets.run())
+            tasks.create_task(pods.run())
+            tasks.create_task(elector.run(replicaset.run))
+    finally:
+        await elector.release()
+        await close(nc)
