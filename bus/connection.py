@@ -86,8 +86,8 @@ async def close(nc: NATS, *, drain_for: float = 5.0) -> None:
     try:
         async with asyncio.timeout(drain_for):
             await nc.drain()
-    except (TimeoutError, nats.errors.Error):
-        pass
+    except (TimeoutError, nats.errors.Error) as err:
+        log.debug("drain did not finish (%s); closing", err or "timeout")
     if not nc.is_closed:
         with contextlib.suppress(nats.errors.Error):
             await nc.close()

@@ -7,6 +7,7 @@ its task group; a connection failure at start-up is one clear line on stderr and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -30,10 +31,8 @@ async def _until_signalled(main: Coroutine[Any, Any, None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
-    try:
+    with contextlib.suppress(asyncio.CancelledError):  # a signal: the normal way to stop
         await task
-    except asyncio.CancelledError:
-        pass
 
 
 def run_service(name: str, main: Coroutine[Any, Any, None]) -> int:
@@ -45,5 +44,5 @@ def run_service(name: str, main: Coroutine[Any, Any, None]) -> int:
         print(f"{name}: {err.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
+        return 0  # interrupted before the signal handlers were in place
     return 0

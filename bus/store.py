@@ -114,11 +114,8 @@ class Store:
     @_nats_errors
     async def _open_bucket(self, info: kinds.KindInfo) -> KeyValue:
         name = subjects.bucket(info.plural)
-        try:
+        with contextlib.suppress(nats.js.errors.BucketNotFoundError):  # absent: create it below
             kv = await self._js.key_value(name)
-        except nats.js.errors.BucketNotFoundError:
-            pass
-        else:
             await raise_consumer_limit(self._js, kv._stream)  # a bucket made before the limit was set
             return kv
         config = KeyValueConfig(

@@ -11,6 +11,7 @@ then not ready, then the youngest).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -169,10 +170,8 @@ class ReplicaSetReconciler:
             raise
 
     async def _delete(self, pod: Pod) -> None:
-        try:
+        with contextlib.suppress(NotFound):  # gone already: what we wanted
             await self.client.delete(Pod, pod.metadata.name, pod.metadata.namespace)
-        except NotFound:
-            pass
 
     async def _write_status(self, rs: ReplicaSet, live: list[Pod]) -> None:
         labels = rs.spec.template.metadata.labels
