@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -221,7 +222,8 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
             try:
                 await asyncio.Event().wait()
             finally:
-                await feed.unsubscribe()
+                with contextlib.suppress(nats.errors.Error):  # the bus may be gone already
+                    await feed.unsubscribe()
     finally:
         await close(nc)
         await runtime.close()

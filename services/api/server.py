@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.micro.request import Request
 
@@ -207,6 +208,7 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
             try:
                 await asyncio.Event().wait()
             finally:
-                await service.stop()
+                with contextlib.suppress(nats.errors.Error):  # the bus may be gone already
+                    await service.stop()
     finally:
         await close(nc)
