@@ -158,6 +158,15 @@ class Client:
         data = await self.request("status", info, obj.metadata.namespace or "default", _encode(obj))
         return _decode(info, data)  # type: ignore[return-value]
 
+    async def write_status(self, obj: R) -> R:
+        """`update_status` without a resourceVersion precondition, for the one writer that owns
+        the status (a node agent its pods', a controller its objects'): the API re-reads and
+        retries, so a spec change meanwhile never makes the status write fail."""
+        unconditional = msgspec.structs.replace(
+            obj, metadata=msgspec.structs.replace(obj.metadata, resource_version="")
+        )
+        return await self.update_status(unconditional)
+
     async def patch(self, cls: type[R], name: str, patch: dict[str, Any], namespace: str = "default") -> R:
         return await self.patch_kind(kinds.BY_KIND[cls.__name__], name, patch, namespace)  # type: ignore[return-value]
 

@@ -28,11 +28,11 @@ from bus.client import Client
 from bus.connection import announce, close, connect
 from bus.errors import NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
+from bus.recorder import Recorder
 from bus.resources import Pod
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.config import AgentConfig
 from nodeagent.ports import PortAllocator
-from nodeagent.recorder import Recorder
 from nodeagent.registration import Registration
 from nodeagent.runtime import ContainerInfo, Runtime
 from nodeagent.runtime.factory import make_runtime

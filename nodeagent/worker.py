@@ -21,13 +21,13 @@ from bus.client import Client
 from bus.errors import Conflict, NotFound, SteerError
 from bus.events import now
 from bus.quantity import cpu_millis, memory_bytes
+from bus.recorder import Recorder
 from bus.resources import Pod
 from bus.resources.pod import Container, HostPortMapping, PodStatus
 from nodeagent import podstatus
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
 from nodeagent.ports import PortAllocator, PortInUse, port_env
-from nodeagent.recorder import Recorder
 from nodeagent.runtime import ContainerInfo, PortBinding, Runtime
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class PodWorker:
         try:
             await self.ctx.client.delete(Pod, self.name, self.namespace, grace_period_seconds=0)
         except NotFound:
-            pass
+            return  # already gone: what we wanted
         except SteerError as err:
             log.warning("pod %s: could not finish deletion: %s (the next resync retries)", self.key, err)
 
@@ -256,11 +256,9 @@ class PodWorker:
             status = self.compute_status()
             if self.written is not None and not podstatus.changed(self.written, status):
                 continue
-            # No resourceVersion, so no precondition: the status is ours alone.
-            meta = msgspec.structs.replace(self.pod.metadata, resource_version="")
-            pod = Pod(metadata=meta, spec=self.pod.spec, status=status)
+            pod = Pod(metadata=self.pod.metadata, spec=self.pod.spec, status=status)
             try:
-                stored = await self.ctx.client.update_status(pod)
+                stored = await self.ctx.client.write_status(pod)
             except (NotFound, Conflict):
                 return  # the pod is gone; the agent will tell us
             except SteerError as err:

@@ -21,9 +21,9 @@ from bus import selectors
 from bus.client import Client
 from bus.controller import Result
 from bus.errors import Conflict, NotFound, SteerError
-from bus.events import make_event, reference
 from bus.informer import Informer, key_of
 from bus.meta import ObjectMeta, OwnerReference, Resource
+from bus.recorder import Recorder
 from bus.resources import Pod, ReplicaSet
 from bus.resources.apps import ReplicaSetStatus
 
@@ -78,6 +78,7 @@ class ReplicaSetReconciler:
     def __init__(self, client: Client, replicasets: Informer[ReplicaSet]) -> None:
         self.client = client
         self.replicasets = replicasets
+        self.recorder = Recorder(client, component=COMPONENT)
 
     async def reconcile(self, key: str) -> Result:
         cached = self.replicasets.get(key)
@@ -114,7 +115,7 @@ class ReplicaSetReconciler:
             await asyncio.gather(*(self._delete(p) for p in extra))
         if diff:
             verb = "Created" if diff > 0 else "Deleted"
-            await self._event(
+            await self.recorder.normal(
                 rs, f"Successful{'Create' if diff > 0 else 'Delete'}", f"{verb} {abs(diff)} pod(s)"
             )
         await self._write_status(rs, live)
@@ -166,7 +167,7 @@ class ReplicaSetReconciler:
         try:
             await self.client.create(Pod(metadata=meta, spec=template.spec))
         except SteerError as err:
-            await self._event(rs, "FailedCreate", f"Error creating: {err.message}", warning=True)
+            await self.recorder.warning(rs, "FailedCreate", f"Error creating: {err.message}")
             raise
 
     async def _delete(self, pod: Pod) -> None:
@@ -187,23 +188,5 @@ class ReplicaSetReconciler:
         )
         if status == rs.status:
             return
-        update = ReplicaSet(
-            metadata=msgspec.structs.replace(rs.metadata, resource_version=""), spec=rs.spec, status=status
-        )
-        try:
-            await self.client.update_status(update)
-        except NotFound:
-            pass
-
-    async def _event(self, rs: ReplicaSet, reason: str, message: str, *, warning: bool = False) -> None:
-        event = make_event(
-            reference(rs),
-            reason=reason,
-            message=message,
-            type="Warning" if warning else "Normal",
-            component=COMPONENT,
-        )
-        try:
-            await self.client.create(event)
-        except SteerError as err:
-            log.info("could not record %s: %s", reason, err)
+        with contextlib.suppress(NotFound):  # deleted meanwhile: no status to write
+            await self.client.write_status(ReplicaSet(metadata=rs.metadata, spec=rs.spec, status=status))

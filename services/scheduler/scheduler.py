@@ -23,8 +23,9 @@ import msgspec
 
 from bus.client import Client
 from bus.errors import Conflict, Invalid, NotFound, SteerError
-from bus.events import make_event, now, reference
+from bus.events import now
 from bus.informer import Change, Informer, key_of
+from bus.recorder import Recorder
 from bus.resources import Node, Pod
 from bus.resources.pod import PodCondition
 from bus.store import Store
@@ -53,6 +54,7 @@ class Scheduler:
         self.client = client
         self.tasks = tasks
         self.name = name
+        self.recorder = Recorder(client, component=name)
         self.nodes: Informer[Node] = Informer(store, Node)
         self.pods: Informer[Pod] = Informer(store, Pod)
         self.states: dict[str, NodeState] = {}
@@ -198,7 +200,7 @@ class Scheduler:
                 return
         self.bound += 1
         message = f"Successfully assigned {key} to {node}"
-        await self._event(pod, "Normal", "Scheduled", message)
+        await self.recorder.normal(pod, "Scheduled", message)
 
     async def _lost_bind(self, key: str, pod: Pod) -> None:
         """The pod changed under us: bound by someone else, or just updated. Look again."""
@@ -234,18 +236,8 @@ class Scheduler:
         )
         others = [c for c in pod.status.conditions if c.type != "PodScheduled"]
         status = msgspec.structs.replace(pod.status, conditions=[*others, condition])
-        update = Pod(
-            metadata=msgspec.structs.replace(pod.metadata, resource_version=""), spec=pod.spec, status=status
-        )
         try:
-            await self.client.update_status(update)
+            await self.client.write_status(Pod(metadata=pod.metadata, spec=pod.spec, status=status))
         except SteerError as err:
             log.info("could not mark %s unschedulable: %s", key_of(pod), err)
-        await self._event(pod, "Warning", "FailedScheduling", message)
-
-    async def _event(self, pod: Pod, kind: str, reason: str, message: str) -> None:
-        event = make_event(reference(pod), reason=reason, message=message, type=kind, component=self.name)
-        try:
-            await self.client.create(event)
-        except SteerError as err:
-            log.info("could not record %s for %s: %s", reason, key_of(pod), err)
+        await self.recorder.warning(pod, "FailedScheduling", message)

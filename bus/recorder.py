@@ -1,6 +1,6 @@
-"""Recording events about pods, as the kubelet does (Pulled, Created, Started, Killing, BackOff,
-Unhealthy, Failed). An event that cannot be recorded is logged and dropped: events are a record,
-never a reason to stop running a pod."""
+"""Recording events, as every component does (Started, Killing, BackOff, Scheduled,
+FailedScheduling, SuccessfulCreate, ...). An event that cannot be recorded is logged and dropped:
+events are a record, never a reason to stop the work they describe."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class Recorder:
-    def __init__(self, client: Client, *, component: str, host: str) -> None:
+    def __init__(self, client: Client, *, component: str, host: str = "") -> None:
         self.client = client
         self.component = component
         self.host = host
