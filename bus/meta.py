@@ -7,12 +7,25 @@ without breaking stored data (msgspec's schema evolution rules).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol
 
 import msgspec
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class HasCondition(Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+def is_true(conditions: Sequence[HasCondition], type_: str = "Ready") -> bool:
+    """Whether the condition `type_` (Ready by default) is present and True."""
+    return any(c.type == type_ and c.status == "True" for c in conditions)
 
 
 class Base(msgspec.Struct, omit_defaults=True, rename="camel", kw_only=True):

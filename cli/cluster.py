@@ -24,6 +24,7 @@ from rich.table import Table
 from bus import natsserver
 from bus.connection import ComponentInfo, connect, discover
 from bus.errors import SteerError, Unavailable
+from bus.meta import is_true
 from bus.resources import Namespace, Node
 from cli import manifests
 from cli.apply import apply_manifest
@@ -169,9 +170,7 @@ async def _wait_for_nodes(s: Session, names: list[str], stop: asyncio.Event) -> 
         async with asyncio.timeout(API_START_TIMEOUT):
             async for event in s.store.watch(Node):
                 node = event.object
-                if node is not None and any(
-                    c.type == "Ready" and c.status == "True" for c in node.status.conditions
-                ):
+                if node is not None and is_true(node.status.conditions):
                     waiting.discard(node.metadata.name)
                 if not waiting or stop.is_set():
                     return

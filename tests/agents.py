@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bus.meta import is_true
 from bus.resources import Node
 from bus.store import Store
 from tests.waiting import wait_for
@@ -25,7 +26,7 @@ _subnet = 20 + os.getpid() % 200
 
 
 def node_ready(node: Node) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+    return is_true(node.status.conditions)
 
 
 @dataclass

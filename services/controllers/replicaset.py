@@ -22,7 +22,7 @@ from bus.client import Client
 from bus.controller import Result
 from bus.errors import Conflict, NotFound, SteerError
 from bus.informer import Informer, key_of
-from bus.meta import ObjectMeta, OwnerReference, Resource
+from bus.meta import ObjectMeta, OwnerReference, Resource, is_true
 from bus.recorder import Recorder
 from bus.resources import Pod, ReplicaSet
 from bus.resources.apps import ReplicaSetStatus
@@ -42,7 +42,7 @@ def active(pod: Pod) -> bool:
 
 
 def ready(pod: Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+    return is_true(pod.status.conditions)
 
 
 def deletion_rank(pod: Pod) -> tuple[int, int, int, float]:

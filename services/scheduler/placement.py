@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bus.meta import LabelSelectorRequirement
+from bus.meta import LabelSelectorRequirement, is_true
 from bus.quantity import cpu_millis, memory_bytes
 from bus.resources import Node, Pod
 from bus.resources.cluster import Taint
@@ -124,7 +124,7 @@ class NodeState:
 
 def node_state(node: Node) -> NodeState:
     allocatable = node.status.allocatable or node.status.capacity
-    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+    ready = is_true(node.status.conditions)
     return NodeState(
         name=node.metadata.name,
         labels=dict(node.metadata.labels),

@@ -14,6 +14,7 @@ import pytest
 
 from bus.client import Client
 from bus.codec import load_documents
+from bus.meta import is_true
 from bus.resources import Pod
 from bus.store import Store
 from bus.validation import decode_object
@@ -50,7 +51,7 @@ def running(p: Pod) -> bool:
 
 
 def ready(p: Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)
+    return is_true(p.status.conditions)
 
 
 def not_ready(p: Pod) -> bool:
