@@ -60,12 +60,13 @@ class Controller:
         self.name = name
         self.reconciler = reconciler
         self.workers = workers
+        self.backoff = backoff
         self.queue = WorkQueue(backoff)
-        self._informers: list[Informer[Any]] = []
+        self._sources: list[tuple[Informer[Any], KeyMapper]] = []
 
     def watch(self, informer: Informer[Any], key_of: KeyMapper = _own_key) -> None:
         """Reconcile the keys `key_of` maps each changed object to (its own key by default)."""
-        self._informers.append(informer)
+        self._sources.append((informer, key_of))
 
         def enqueue(change: str, old: Resource | None, new: Resource | None) -> None:
             for obj in (old, new):
@@ -76,9 +77,16 @@ class Controller:
         informer.on_change(enqueue)
 
     async def run(self) -> None:
-        """Wait for the informers to sync, then reconcile until cancelled."""
-        for informer in self._informers:
+        """Wait for the informers to sync, then reconcile everything they hold, and every change,
+        until cancelled. May run again after a cancellation (a leader that lost and won back its
+        lease): each run starts from a fresh queue and a full pass over the caches."""
+        self.queue = WorkQueue(self.backoff)
+        for informer, _ in self._sources:
             await informer.synced.wait()
+        for informer, keys_of in self._sources:
+            for obj in informer.items():
+                for key in keys_of(obj):
+                    self.queue.add(key)
         try:
             async with asyncio.TaskGroup() as tasks:
                 for _ in range(self.workers):

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -21,6 +22,7 @@ from bus import selectors
 from bus.client import Client
 from bus.controller import Result
 from bus.errors import Conflict, NotFound, SteerError
+from bus.events import now
 from bus.informer import Informer, key_of
 from bus.meta import ObjectMeta, OwnerReference, Resource, is_true
 from bus.recorder import Recorder
@@ -33,8 +35,8 @@ COMPONENT = "replicaset-controller"
 BURST = 100  # pods created or deleted at once, as Kubernetes' slow-start batches
 
 
-def controller_of(pod: Pod) -> OwnerReference | None:
-    return next((ref for ref in pod.metadata.owner_references if ref.controller), None)
+def controller_of(obj: Resource) -> OwnerReference | None:
+    return next((ref for ref in obj.metadata.owner_references if ref.controller), None)
 
 
 def active(pod: Pod) -> bool:
@@ -43,6 +45,22 @@ def active(pod: Pod) -> bool:
 
 def ready(pod: Pod) -> bool:
     return is_true(pod.status.conditions)
+
+
+def ready_since(pod: Pod) -> datetime | None:
+    """When the pod last became ready (None when it is not ready)."""
+    for condition in pod.status.conditions:
+        if condition.type == "Ready" and condition.status == "True":
+            return condition.last_transition_time or datetime.min.replace(tzinfo=UTC)
+    return None
+
+
+def available_in(pod: Pod, min_ready_seconds: int, moment: datetime) -> float | None:
+    """Seconds until a pod counts as available (ready for minReadySeconds): 0 if it is, None if not ready."""
+    since = ready_since(pod)
+    if since is None:
+        return None
+    return max(min_ready_seconds - (moment - since).total_seconds(), 0.0)
 
 
 def deletion_rank(pod: Pod) -> tuple[int, int, int, float]:
@@ -118,8 +136,10 @@ class ReplicaSetReconciler:
             await self.recorder.normal(
                 rs, f"Successful{'Create' if diff > 0 else 'Delete'}", f"{verb} {abs(diff)} pod(s)"
             )
-        await self._write_status(rs, live)
-        return Result(requeue_after=1.0) if abs(diff) > BURST else Result()
+        pending = await self._write_status(rs, live)
+        if abs(diff) > BURST:
+            return Result(requeue_after=1.0)
+        return Result(requeue_after=pending + 0.05) if pending is not None else Result()
 
     async def _set_owner(self, pod: Pod, rs: ReplicaSet | None) -> bool:
         refs = [r for r in pod.metadata.owner_references if not r.controller]
@@ -174,19 +194,23 @@ class ReplicaSetReconciler:
         with contextlib.suppress(NotFound):  # gone already: what we wanted
             await self.client.delete(Pod, pod.metadata.name, pod.metadata.namespace)
 
-    async def _write_status(self, rs: ReplicaSet, live: list[Pod]) -> None:
+    async def _write_status(self, rs: ReplicaSet, live: list[Pod]) -> float | None:
+        """Write the counts; seconds until a ready pod becomes available, if one is waiting."""
         labels = rs.spec.template.metadata.labels
+        moment = now()
+        waits = [available_in(p, rs.spec.min_ready_seconds, moment) for p in live]
+        pending = [w for w in waits if w]
         status = ReplicaSetStatus(
             replicas=len(live),
             fully_labeled_replicas=sum(
                 1 for p in live if all(p.metadata.labels.get(k) == v for k, v in labels.items())
             ),
             ready_replicas=sum(1 for p in live if ready(p)),
-            available_replicas=sum(1 for p in live if ready(p)),
+            available_replicas=sum(1 for w in waits if w == 0),
             observed_generation=rs.metadata.generation,
             conditions=rs.status.conditions,
         )
-        if status == rs.status:
-            return
-        with contextlib.suppress(NotFound):  # deleted meanwhile: no status to write
-            await self.client.write_status(ReplicaSet(metadata=rs.metadata, spec=rs.spec, status=status))
+        if status != rs.status:
+            with contextlib.suppress(NotFound):  # deleted meanwhile: no status to write
+                await self.client.write_status(ReplicaSet(metadata=rs.metadata, spec=rs.spec, status=status))
+        return min(pending) if pending else None

@@ -11,14 +11,16 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 from bus.client import Client
 from bus.connection import Credentials, announce, close, connect
 from bus.controller import Controller
 from bus.informer import Informer
 from bus.leader import LeaderElector
-from bus.resources import Pod, ReplicaSet
+from bus.resources import Deployment, Pod, ReplicaSet
 from bus.store import Store
+from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
 from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
 
 log = logging.getLogger(__name__)
@@ -48,20 +50,42 @@ async def run(config: ControllersConfig) -> None:
     )
     try:
         store = Store(nc.jetstream(timeout=5.0))
+        # One informer per kind, shared by every controller that reads it.
         replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
         pods: Informer[Pod] = Informer(store, Pod)
+        deployments: Informer[Deployment] = Informer(store, Deployment)
+        informers: list[Informer[Any]] = [replicasets, pods, deployments]
+
         replicaset = Controller(
             "replicaset", ReplicaSetReconciler(client, replicasets), workers=config.workers
         )
         replicaset.watch(replicasets)
         replicaset.watch(pods, owner_keys(replicasets))
+
+        deployment = Controller(
+            "deployment",
+            DeploymentReconciler(client, deployments, replicasets, pods),
+            workers=config.workers,
+        )
+        deployment.watch(deployments)
+        deployment.watch(replicasets, deployment_keys(replicasets))
+        deployment.watch(replicasets, orphan_keys(deployments))
+        deployment.watch(pods, deployment_keys(replicasets))
+
+        controllers = [replicaset, deployment]
+
+        async def lead() -> None:
+            async with asyncio.TaskGroup() as running:
+                for controller in controllers:
+                    running.create_task(controller.run())
+
         await announce(
             nc, "controllers", description="steersman controllers", metadata={"instance": config.instance}
         )
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(replicasets.run())
-            tasks.create_task(pods.run())
-            tasks.create_task(elector.run(replicaset.run))
+            for informer in informers:
+                tasks.create_task(informer.run())
+            tasks.create_task(elector.run(lead))
     finally:
         await elector.release()
         await close(nc)
