@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, eventlog, nodes, podio, resources
+from cli import apply, cluster, eventlog, nodes, podio, resources, rollout
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -52,6 +52,7 @@ app.command()(nodes.cordon)
 app.command()(nodes.uncordon)
 app.command()(cluster.up)
 app.command()(cluster.status)
+app.add_typer(rollout.app, name="rollout")
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

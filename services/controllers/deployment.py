@@ -30,8 +30,9 @@ from bus.meta import ConditionStatus, LabelSelector, ObjectMeta, OwnerReference,
 from bus.recorder import Recorder
 from bus.resources import Deployment, Pod, ReplicaSet
 from bus.resources.apps import DeploymentCondition, DeploymentStatus, ReplicaSetSpec
+from bus.workloads import CHANGE_CAUSE, REVISION, controller_of
 from services.controllers import rollout
-from services.controllers.replicaset import active, controller_of
+from services.controllers.replicaset import active
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +180,9 @@ class DeploymentReconciler:
             match_labels={**spec.selector.match_labels, rollout.HASH_LABEL: template_hash},
             match_expressions=spec.selector.match_expressions,
         )
-        annotations = {rollout.REVISION: str(max((rollout.revision(rs) for rs in olds), default=0) + 1)}
-        if cause := deployment.metadata.annotations.get(rollout.CHANGE_CAUSE):
-            annotations[rollout.CHANGE_CAUSE] = cause
+        annotations = {REVISION: str(max((rollout.revision(rs) for rs in olds), default=0) + 1)}
+        if cause := deployment.metadata.annotations.get(CHANGE_CAUSE):
+            annotations[CHANGE_CAUSE] = cause
         rs = ReplicaSet(
             metadata=ObjectMeta(
                 name=f"{deployment.metadata.name}-{template_hash}",
@@ -229,9 +230,9 @@ class DeploymentReconciler:
         newest = max((rollout.revision(rs) for rs in olds), default=0)
         annotations = dict(new.metadata.annotations)
         if rollout.revision(new) <= newest:
-            annotations[rollout.REVISION] = str(newest + 1)
-        if cause := deployment.metadata.annotations.get(rollout.CHANGE_CAUSE):
-            annotations[rollout.CHANGE_CAUSE] = cause
+            annotations[REVISION] = str(newest + 1)
+        if cause := deployment.metadata.annotations.get(CHANGE_CAUSE):
+            annotations[CHANGE_CAUSE] = cause
         patch: dict[str, object] = {}
         if annotations != new.metadata.annotations:
             patch["metadata"] = {"annotations": annotations}
@@ -305,7 +306,7 @@ class DeploymentReconciler:
             and rollout.revision(new)
             and rollout.revision(deployment) != rollout.revision(new)
         ):
-            revision_patch = {"metadata": {"annotations": {rollout.REVISION: str(rollout.revision(new))}}}
+            revision_patch = {"metadata": {"annotations": {REVISION: str(rollout.revision(new))}}}
         with contextlib.suppress(NotFound):
             if revision_patch:
                 deployment = await self.client.patch(

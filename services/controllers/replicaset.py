@@ -28,15 +28,12 @@ from bus.meta import ObjectMeta, OwnerReference, Resource, is_true
 from bus.recorder import Recorder
 from bus.resources import Pod, ReplicaSet
 from bus.resources.apps import ReplicaSetStatus
+from bus.workloads import controller_of
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "replicaset-controller"
 BURST = 100  # pods created or deleted at once, as Kubernetes' slow-start batches
-
-
-def controller_of(obj: Resource) -> OwnerReference | None:
-    return next((ref for ref in obj.metadata.owner_references if ref.controller), None)
 
 
 def active(pod: Pod) -> bool:
@@ -107,6 +104,8 @@ class ReplicaSetReconciler:
             rs = await self.client.get(ReplicaSet, name, namespace)
         except NotFound:
             return Result()
+        if rs.metadata.deletion_timestamp is not None:
+            return Result()  # being deleted (the cache lagged): no new pods for it
         selector = selectors.from_label_selector(rs.spec.selector)
         pods = await self.client.list(Pod, namespace)
         owned: list[Pod] = []

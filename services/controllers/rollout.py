@@ -17,11 +17,9 @@ import msgspec
 from bus.resources import Deployment, ReplicaSet
 from bus.resources.apps import DeploymentStatus
 from bus.resources.pod import IntOrString, PodTemplateSpec
+from bus.workloads import HASH_LABEL, revision, without_hash
 
-HASH_LABEL = "pod-template-hash"
-REVISION = "deployment.kubernetes.io/revision"
-CHANGE_CAUSE = "kubernetes.io/change-cause"
-RESTARTED_AT = "steersman.io/restartedAt"
+__all__ = ["HASH_LABEL", "revision", "without_hash"]  # re-exported for the controllers
 
 # Kubernetes' alphabet for generated names: no vowels (no words) and no look-alike characters.
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -39,23 +37,9 @@ def template_hash(template: PodTemplateSpec, collision_count: int = 0) -> str:
     return "".join(chars)
 
 
-def without_hash(template: PodTemplateSpec) -> PodTemplateSpec:
-    labels = {k: v for k, v in template.metadata.labels.items() if k != HASH_LABEL}
-    return msgspec.structs.replace(
-        template, metadata=msgspec.structs.replace(template.metadata, labels=labels)
-    )
-
-
 def same_template(rs: ReplicaSet, deployment: Deployment) -> bool:
     """Whether `rs` runs the Deployment's current template (the hash label aside)."""
     return without_hash(rs.spec.template) == without_hash(deployment.spec.template)
-
-
-def revision(obj: ReplicaSet | Deployment) -> int:
-    try:
-        return int(obj.metadata.annotations.get(REVISION, "0"))
-    except ValueError:
-        return 0
 
 
 def _scaled(value: IntOrString, total: int, *, round_up: bool) -> int:

@@ -23,9 +23,10 @@ from bus.resources import Deployment, Pod, ReplicaSet
 from bus.resources.apps import DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment
 from bus.resources.pod import Container, PodCondition, PodSpec, PodStatus, PodTemplateSpec
 from bus.store import Store
+from bus.workloads import REVISION, controller_of
 from services.controllers import rollout
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
-from services.controllers.replicaset import ReplicaSetReconciler, controller_of, owner_keys
+from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
 from tests.waiting import wait_for
 
 BROKEN = "broken"
@@ -120,7 +121,7 @@ async def test_a_deployment_runs_its_replicas_through_a_replicaset(
     done = await wait_for(store, Deployment, ns, "web", rolled_out)
     assert (done.status.replicas, done.status.ready_replicas, done.status.available_replicas) == (3, 3, 3)
     assert condition(done, "Available") == ("True", "MinimumReplicasAvailable")
-    assert done.metadata.annotations[rollout.REVISION] == "1"
+    assert done.metadata.annotations[REVISION] == "1"
     [rs] = await client.list(ReplicaSet, ns)
     assert rs.metadata.name == f"web-{rs.metadata.labels[rollout.HASH_LABEL]}"
     assert controller_of(rs).uid == created.metadata.uid  # type: ignore[union-attr]
@@ -170,8 +171,8 @@ async def test_rolling_update_keeps_the_ready_count_with_max_unavailable_zero(
     watcher.cancel()
     assert lowest >= 4, f"ready pods fell to {lowest}"
     assert highest <= 5, f"{highest} pods at once with maxSurge 1"
-    assert done.metadata.annotations[rollout.REVISION] == "2"
-    replicasets = {rs.metadata.annotations[rollout.REVISION]: rs for rs in await client.list(ReplicaSet, ns)}
+    assert done.metadata.annotations[REVISION] == "2"
+    replicasets = {rs.metadata.annotations[REVISION]: rs for rs in await client.list(ReplicaSet, ns)}
     assert (replicasets["1"].spec.replicas, replicasets["2"].spec.replicas) == (0, 4)
     filter_ = subjects.events_filter(ns, "Deployment", "web")
     async with asyncio.timeout(10):
@@ -227,7 +228,7 @@ async def test_a_stuck_rollout_exceeds_its_deadline(
     back = await wait_for(
         store, Deployment, ns, "web", lambda d: rolled_out(d) and d.metadata.generation == 3
     )
-    assert back.metadata.annotations[rollout.REVISION] == "3"
+    assert back.metadata.annotations[REVISION] == "3"
     replicasets = await client.list(ReplicaSet, ns)
     assert sorted(rs.spec.replicas for rs in replicasets) == [0, 2]
 

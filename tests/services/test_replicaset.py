@@ -18,7 +18,8 @@ from bus.resources import Pod, ReplicaSet
 from bus.resources.apps import ReplicaSetSpec
 from bus.resources.pod import Container, PodSpec, PodTemplateSpec
 from bus.store import Store
-from services.controllers.replicaset import ReplicaSetReconciler, controller_of, owner_keys
+from bus.workloads import controller_of
+from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
 from tests.waiting import wait_for
 
 
