@@ -62,3 +62,35 @@ async def wait_gone(
             f"{cls.__name__} {namespace}/{name} was not deleted within {within:g}s"
         ) from None
     raise AssertionError("the watch ended")
+
+
+async def wait_for_all(
+    store: Store,
+    cls: type[R],
+    namespace: str,
+    predicate: Callable[[list[R]], bool],
+    *,
+    within: float = 60.0,
+) -> list[R]:
+    """The namespace's objects of a kind (deleted ones left out) once `predicate` holds for them."""
+    items: dict[str, R] = {}
+    synced = False
+    try:
+        async with asyncio.timeout(within):
+            async with contextlib.aclosing(store.watch(cls, namespace)) as events:
+                async for event in events:
+                    synced = synced or event.type == "SYNCED"
+                    obj = event.object
+                    if obj is not None:
+                        if event.type == "DELETED":
+                            items.pop(obj.metadata.name, None)
+                        else:
+                            items[obj.metadata.name] = obj
+                    if synced and predicate(list(items.values())):
+                        return list(items.values())
+    except TimeoutError:
+        names = sorted(items)
+        raise AssertionError(
+            f"{cls.__name__}s in {namespace!r} never met the condition; last: {names}"
+        ) from None
+    raise AssertionError("the watch ended")
