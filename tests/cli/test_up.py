@@ -9,9 +9,11 @@ import re
 import signal
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.agents import REPO
 from tests.cli.conftest import steer_command
 from tests.cli.test_cli import read_until
 
@@ -23,9 +25,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def cluster(data_dir: Path, port: int) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+def cluster(data_dir: Path, port: int, *extra: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     args = [*steer_command(), "up", "--data-dir", str(data_dir), "--port", str(port), "--api-replicas", "2"]
-    args += ["--nodes", "2"]
+    args += ["--nodes", "2", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         try:
@@ -35,10 +37,12 @@ def cluster(data_dir: Path, port: int) -> Iterator[tuple[subprocess.Popen[str], 
                 proc.kill()
 
 
-def steer(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def steer(
+    url: str, *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "STEER_NATS": url}
     return subprocess.run(
-        [*steer_command(), *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+        [*steer_command(), *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout
     )
 
 
@@ -82,3 +86,25 @@ def test_up_runs_stops_cleanly_and_keeps_state(tmp_path: Path) -> None:
         assert "namespace/kept" in names and "namespace/default" in names
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_up_runs_the_demo_app(tmp_path: Path) -> None:
+    """What the README's main command deploys: busybox httpd replicas, each serving its pod's name."""
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    with cluster(tmp_path, port, "--apply", str(REPO / "examples" / "demo.yaml")) as (proc, _):
+        rollout = steer(
+            url, "rollout", "status", "deploy/hello", "-n", "demo", "--timeout", "150s", timeout=180
+        )
+        assert rollout.returncode == 0, rollout.stdout + rollout.stderr
+        assert 'deployment "hello" successfully rolled out' in rollout.stdout
+        pods = json.loads(steer(url, "get", "pods", "-n", "demo", "-o", "json").stdout)["items"]
+        assert len(pods) == 3
+        for pod in pods:
+            mapping = pod["status"]["hostPorts"][0]
+            page = urllib.request.urlopen(  # noqa: S310 (a loopback address)
+                f"http://{pod['status']['hostIP']}:{mapping['hostPort']}/", timeout=5
+            ).read()
+            assert page.decode().strip() == f"hello from {pod['metadata']['name']}"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
