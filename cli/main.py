@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, eventlog, nodes, podio, resources, rollout
+from cli import apply, cluster, eventlog, nodes, podio, resources, rollout, scale, wait
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -50,6 +50,8 @@ app.command()(podio.logs)
 app.command(name="exec")(podio.exec_)
 app.command()(nodes.cordon)
 app.command()(nodes.uncordon)
+app.command()(scale.scale)
+app.command()(wait.wait)
 app.command()(cluster.up)
 app.command()(cluster.status)
 app.add_typer(rollout.app, name="rollout")
