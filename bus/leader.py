@@ -127,7 +127,19 @@ class LeaderElector:
         """Give the lease up at shutdown, so that a successor need not wait for it to expire."""
         if self._lease is None:
             return
-        self._lease.spec.renew_time = None
-        self._lease.spec.holder_identity = ""
-        with contextlib.suppress(SteerError):
-            await self.client.update(self._lease)
+        lease, self._lease = self._lease, None
+        for _ in range(3):  # our copy may be a renewal behind (one was in flight): read again
+            if lease.spec.holder_identity != self.identity:
+                return  # someone else holds it already
+            lease.spec.renew_time = None
+            lease.spec.holder_identity = ""
+            try:
+                await self.client.update(lease)
+                return
+            except Conflict:
+                with contextlib.suppress(SteerError):
+                    lease = await self.client.get(Lease, self.name, SYSTEM_NAMESPACE)
+                    continue
+                return
+            except SteerError:
+                return

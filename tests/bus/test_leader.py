@@ -61,3 +61,15 @@ async def test_release_lets_a_successor_in_at_once(client: Client) -> None:
     assert not await second.try_acquire()
     await first.release()
     assert await second.try_acquire()
+
+
+async def test_release_lets_go_even_from_a_copy_one_renewal_behind(client: Client) -> None:
+    name = f"lead-{uuid.uuid4().hex[:8]}"
+    elector = LeaderElector(client, name, "a", lease_duration=30.0, renew_every=10.0)
+    assert await elector.try_acquire()
+    stale = elector._lease
+    assert await elector.try_acquire()  # a renewal the shutdown did not see finish
+    elector._lease = stale
+    await elector.release()
+    lease = await client.get(Lease, name, SYSTEM_NAMESPACE)
+    assert lease.spec.holder_identity == ""  # free at once, not after 30 s
