@@ -27,6 +27,10 @@ SYSTEM_NAMESPACE = "steer-system"
 FEED_EVENT_HEADER = "Steer-Event"
 
 PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
+# Finalizers the API adds for a Foreground or Orphan delete; the garbage collector removes them
+# once the dependents are gone (Foreground) or released (Orphan). Kubernetes' names.
+FOREGROUND_FINALIZER = "foregroundDeletion"
+ORPHAN_FINALIZER = "orphan"
 
 
 class Request(msgspec.Struct, omit_defaults=True, rename="camel", kw_only=True, forbid_unknown_fields=True):

@@ -127,7 +127,13 @@ async def delete(
     grace_period: Annotated[
         int | None, typer.Option("--grace-period", help="Seconds a pod gets to stop (0: at once).")
     ] = None,
-    cascade: Annotated[str, typer.Option(help="background, foreground or orphan.")] = "background",
+    cascade: Annotated[
+        str,
+        typer.Option(
+            help="What becomes of the dependents (ownerReferences): background (deleted after the "
+            "owner), foreground (deleted first; the owner waits for them) or orphan (kept)."
+        ),
+    ] = "background",
     ignore_not_found: Annotated[bool, typer.Option("--ignore-not-found")] = False,
     wait: Annotated[
         bool, typer.Option(help="Wait until the object is really gone (pods stop gracefully first).")

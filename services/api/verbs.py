@@ -20,14 +20,17 @@ from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, T
 from bus.events import make_event, now, reference
 from bus.meta import Resource
 from bus.protocol import (
+    FOREGROUND_FINALIZER,
     MAX_OBJECT_BYTES,
     NODE_LEASE_NAMESPACE,
+    ORPHAN_FINALIZER,
     SYSTEM_NAMESPACE,
     DeleteRequest,
     GetRequest,
     ListRequest,
     ObjectList,
     PatchRequest,
+    PropagationPolicy,
 )
 from bus.resources import Event, Namespace, Pod
 from bus.store import Store, conflict_message
@@ -204,7 +207,7 @@ class Verbs:
         new.metadata.resource_version = current.metadata.resource_version
         if new == current:
             return Outcome(current)  # nothing changed: no write, no new resourceVersion
-        if current.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
+        if _finished(current, new):
             await self.store.delete(new)
             deleted = self._lifecycle(new, "Deleted", f"Deleted {info.singular} {new.metadata.name}")
             return Outcome(new, deleted, written=True, deleted=True)
@@ -265,20 +268,28 @@ class Verbs:
         return await self._retrying(info, namespace, request.name, request.resource_version, write)
 
     async def _delete(self, info: kinds.KindInfo, current: Resource, request: DeleteRequest) -> Outcome:
-        """Remove now, or mark for deletion when someone still has work to do first."""
+        """Remove now, or mark for deletion when someone still has work to do first: finalizers
+        (the garbage collector's for a Foreground or Orphan delete among them) or, for a pod on a
+        node, the node agent stopping its containers."""
         meta = current.metadata
+        finalizers = _finalizers_for(meta.finalizers, request.propagation_policy)
         grace = _grace_period(current, request)
-        if meta.finalizers or grace:
-            if meta.deletion_timestamp is not None and (
-                grace is None or grace >= (meta.deletion_grace_period_seconds or 0)
+        if meta.deletion_timestamp is not None:
+            # Already terminating: a shorter grace period replaces a longer one, never the reverse.
+            if grace is None or (
+                meta.deletion_grace_period_seconds is not None and grace >= meta.deletion_grace_period_seconds
             ):
-                return Outcome(current)  # already terminating; a longer grace cannot extend it
+                grace = meta.deletion_grace_period_seconds
+            if finalizers == meta.finalizers and grace == meta.deletion_grace_period_seconds:
+                return Outcome(current)
+        if finalizers or grace:
             marked = msgspec.structs.replace(
                 current,
                 metadata=msgspec.structs.replace(
                     meta,
                     deletion_timestamp=meta.deletion_timestamp or now(),
                     deletion_grace_period_seconds=grace,
+                    finalizers=finalizers,
                 ),
             )
             if isinstance(marked, Namespace):
@@ -308,10 +319,39 @@ class Verbs:
 
 
 def _grace_period(obj: Resource, request: DeleteRequest) -> int | None:
-    """Pods on a node get their grace period, for the node agent to stop them; all else is immediate."""
+    """Pods on a node get their grace period, for the node agent to stop them; all else is immediate.
+
+    0 (not None) for a pod on a node means "stopped": a finalizer may still hold it, but once the
+    last one goes it is removed (see `_finished`).
+    """
     if not isinstance(obj, Pod) or not obj.spec.node_name:
         return None
     grace = request.grace_period_seconds
     if grace is None:
         grace = obj.spec.termination_grace_period_seconds
-    return grace or None
+    return grace
+
+
+def _finalizers_for(finalizers: list[str], policy: PropagationPolicy) -> list[str]:
+    """The finalizers a delete leaves: Foreground and Orphan add the garbage collector's (and drop
+    the other one, so a second delete can switch); Background, the default, keeps what is there,
+    as Kubernetes does for a delete that names no policy."""
+    match policy:
+        case "Foreground":
+            wanted, other = FOREGROUND_FINALIZER, ORPHAN_FINALIZER
+        case "Orphan":
+            wanted, other = ORPHAN_FINALIZER, FOREGROUND_FINALIZER
+        case _:
+            return finalizers
+    kept = [f for f in finalizers if f != other]
+    return kept if wanted in kept else [*kept, wanted]
+
+
+def _finished(current: Resource, new: Resource) -> bool:
+    """Whether an update ends a deletion: its last finalizer gone, and no pod still to be stopped
+    (a pod on a node waits for its node agent's final delete, which sets the grace period to 0)."""
+    return (
+        current.metadata.deletion_timestamp is not None
+        and not new.metadata.finalizers
+        and not new.metadata.deletion_grace_period_seconds
+    )

@@ -21,6 +21,7 @@ from bus.leader import LeaderElector
 from bus.resources import Deployment, Pod, ReplicaSet
 from bus.store import Store
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
+from services.controllers.garbagecollector import collected_informers, garbage_collector
 from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ async def run(config: ControllersConfig) -> None:
         config.instance,
         lease_duration=config.lease_duration,
         renew_every=config.renew_every,
+        retry_every=config.renew_every,  # a standby checks as often as the leader renews
     )
     try:
         store = Store(nc.jetstream(timeout=5.0))
@@ -72,7 +74,12 @@ async def run(config: ControllersConfig) -> None:
         deployment.watch(replicasets, orphan_keys(deployments))
         deployment.watch(pods, deployment_keys(replicasets))
 
-        controllers = [replicaset, deployment]
+        # The garbage collector watches every kind, sharing the informers above where they fit.
+        collected = collected_informers(store, informers)
+        informers += [i for i in collected.values() if i not in informers]
+        garbagecollector = garbage_collector(client, collected, workers=config.workers)
+
+        controllers = [replicaset, deployment, garbagecollector]
 
         async def lead() -> None:
             async with asyncio.TaskGroup() as running:
