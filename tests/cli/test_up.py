@@ -106,5 +106,22 @@ def test_up_runs_the_demo_app(tmp_path: Path) -> None:
                 f"http://{pod['status']['hostIP']}:{mapping['hostPort']}/", timeout=5
             ).read()
             assert page.decode().strip() == f"hello from {pod['metadata']['name']}"
+        # Pods outlive `steer up` by design (the next one adopts them): delete them first.
+        deleted = steer(url, "delete", "deployment", "hello", "-n", "demo")
+        assert deleted.returncode == 0, deleted.stderr
+        gone = steer(
+            url,
+            "wait",
+            "--for=delete",
+            "pods",
+            "-l",
+            "app=hello",
+            "-n",
+            "demo",
+            "--timeout",
+            "60s",
+            timeout=90,
+        )
+        assert gone.returncode == 0, gone.stderr
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
