@@ -119,9 +119,13 @@ class ContainerRun:
             if not await self._wait_backoff():
                 return
             image_id = await self._pull()
-            if image_id is None:
+            if image_id is None or worker.stopping.is_set():
                 continue
             if await self._start(image_id):
+                if worker.stopping.is_set():
+                    # The pod began stopping while this container started, too late for the
+                    # worker to stop it: stop it here, or nothing ever would.
+                    await self.stop(worker.stop_grace)
                 await self._supervise(adopted=False)
 
     async def _wait_backoff(self) -> bool:

@@ -69,6 +69,13 @@ class Registration:
 
     async def register(self) -> Node:
         """Create our Node, or take over the existing one (keeping what users set, like cordons)."""
+        while True:
+            try:
+                return await self._register()
+            except Conflict:  # the node controller changed it meanwhile (taints, conditions)
+                log.info("node %s changed while registering; again", self.config.name)
+
+    async def _register(self) -> Node:
         labels = {"kubernetes.io/hostname": self.config.name, **self.config.labels}
         fresh = Node(
             metadata=ObjectMeta(name=self.config.name, labels=labels),
@@ -92,9 +99,15 @@ class Registration:
         """Renew the Lease and refresh the status until cancelled; failures are retried."""
         loop = asyncio.get_running_loop()
         next_status = loop.time() + self.config.status_interval
+        renewed = loop.time()
         while True:
             try:
                 await self.renew_lease()
+                # Renewals were missed (a partition, a pause): the node controller may have
+                # marked us Unknown, and only our status puts Ready back to True.
+                if loop.time() - renewed > 2 * self.config.lease_renew:
+                    next_status = loop.time()
+                renewed = loop.time()
                 if loop.time() >= next_status:
                     await self.refresh_status()
                     next_status = loop.time() + self.config.status_interval

@@ -57,6 +57,7 @@ class PodWorker:
         self.runs = {c.name: ContainerRun(c, self) for c in pod.spec.containers}
         self.bindings: list[tuple[str, PortBinding]] = []
         self.stopping = asyncio.Event()
+        self.stop_grace = 0.0  # the grace period the containers are stopped with, once stopping
         self.wake = asyncio.Event()
         self.dirty = asyncio.Event()
         self.removed = False
@@ -134,11 +135,12 @@ class PodWorker:
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             writer = tasks.create_task(self._write_status())
-            if self.pod.metadata.deletion_timestamp is None and not self.removed:
-                self._adopt()
-                if self._take_ports():
-                    for run in self.runs.values():
-                        tasks.create_task(run.run())
+            # Adopt even a pod being deleted (evicted while this agent was away): its containers
+            # still run, and must be stopped and removed before the deletion is finished.
+            self._adopt()
+            if self.pod.metadata.deletion_timestamp is None and not self.removed and self._take_ports():
+                for run in self.runs.values():
+                    tasks.create_task(run.run())
             await self._until_stop()
             await self._terminate()
             writer.cancel()
@@ -201,8 +203,9 @@ class PodWorker:
                     self.pod, "Killing", f"Stopping container {run.spec.name}", field_path=run_path(run)
                 )
             )
+        self.stop_grace = float(grace)
         self.stopping.set()
-        await asyncio.gather(*(run.stop(float(grace)) for run in self.runs.values()))
+        await asyncio.gather(*(run.stop(self.stop_grace) for run in self.runs.values()))
 
     async def _finish(self) -> None:
         """Containers are gone: free what they held and delete the pod for good."""

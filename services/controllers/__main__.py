@@ -7,6 +7,7 @@ import sys
 
 from bus.connection import Credentials
 from bus.runner import run_service
+from services.controllers.nodelifecycle import DEFAULT_GRACE, DEFAULT_TOLERATION_SECONDS
 from services.controllers.server import ControllersConfig, run
 
 
@@ -15,6 +16,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
     parser.add_argument("--creds", help="NATS credentials file")
     parser.add_argument("--lease", default="15,5", help="leader lease duration,renew interval in seconds")
+    parser.add_argument(
+        "--node-grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="seconds without a node heartbeat before the node is Unknown and tainted unreachable",
+    )
+    parser.add_argument(
+        "--default-toleration-seconds",
+        type=int,
+        default=DEFAULT_TOLERATION_SECONDS,
+        metavar="N",
+        help="how long pods without their own toleration stay on a not-ready or unreachable node",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         duration, renew = (float(x) for x in args.lease.split(","))
@@ -22,11 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--lease takes two numbers: duration,renew")
     if not 0 < renew < duration:
         parser.error("--lease: the renew interval must be positive and shorter than the duration")
+    if args.node_grace <= 0:
+        parser.error("--node-grace must be positive")
+    if args.default_toleration_seconds < 0:
+        parser.error("--default-toleration-seconds must not be negative")
     config = ControllersConfig(
         servers=args.nats,
         credentials=Credentials(creds_file=args.creds),
         lease_duration=duration,
         renew_every=renew,
+        node_grace=args.node_grace,
+        default_toleration_seconds=args.default_toleration_seconds,
     )
     return run_service("steer controllers", run(config))
 

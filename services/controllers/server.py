@@ -18,10 +18,16 @@ from bus.connection import Credentials, announce, close, connect
 from bus.controller import Controller
 from bus.informer import Informer
 from bus.leader import LeaderElector
-from bus.resources import Deployment, Pod, ReplicaSet
+from bus.protocol import NODE_LEASE_NAMESPACE
+from bus.resources import Deployment, Lease, Node, Pod, ReplicaSet
 from bus.store import Store
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
 from services.controllers.garbagecollector import collected_informers, garbage_collector
+from services.controllers.nodelifecycle import (
+    DEFAULT_GRACE,
+    DEFAULT_TOLERATION_SECONDS,
+    node_lifecycle_controller,
+)
 from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,8 @@ class ControllersConfig:
     lease_duration: float = 15.0
     renew_every: float = 5.0
     workers: int = 4
+    node_grace: float = DEFAULT_GRACE  # seconds without a heartbeat before a node is Unknown
+    default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
 
 
 async def run(config: ControllersConfig) -> None:
@@ -74,12 +82,25 @@ async def run(config: ControllersConfig) -> None:
         deployment.watch(replicasets, orphan_keys(deployments))
         deployment.watch(pods, deployment_keys(replicasets))
 
+        nodes: Informer[Node] = Informer(store, Node)
+        leases: Informer[Lease] = Informer(store, Lease, NODE_LEASE_NAMESPACE)
+        informers += [nodes, leases]
+        nodelifecycle = node_lifecycle_controller(
+            client,
+            nodes,
+            leases,
+            pods,
+            grace=config.node_grace,
+            default_toleration_seconds=config.default_toleration_seconds,
+            workers=config.workers,
+        )
+
         # The garbage collector watches every kind, sharing the informers above where they fit.
         collected = collected_informers(store, informers)
         informers += [i for i in collected.values() if i not in informers]
         garbagecollector = garbage_collector(client, collected, workers=config.workers)
 
-        controllers = [replicaset, deployment, garbagecollector]
+        controllers = [replicaset, deployment, nodelifecycle, garbagecollector]
 
         async def lead() -> None:
             async with asyncio.TaskGroup() as running:
