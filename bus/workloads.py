@@ -6,6 +6,8 @@ The names are Kubernetes' own, so that manifests and habits carry over.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from bus.meta import OwnerReference, Resource
@@ -20,6 +22,34 @@ RESTARTED_AT = "steersman.io/restartedAt"  # set on a pod template by `steer rol
 def controller_of(obj: Resource) -> OwnerReference | None:
     """The ownerReference of the object's managing controller, if it has one."""
     return next((ref for ref in obj.metadata.owner_references if ref.controller), None)
+
+
+def controller_reference(owner: Resource) -> OwnerReference:
+    """The ownerReference a controller puts on the objects it manages (blocking foreground deletion)."""
+    return OwnerReference(
+        api_version=owner.api_version,
+        kind=owner.kind,
+        name=owner.metadata.name,
+        uid=owner.metadata.uid,
+        controller=True,
+        block_owner_deletion=True,
+    )
+
+
+def controller_patch(obj: Resource, owner: Resource | None) -> dict[str, Any]:
+    """A merge patch that makes `owner` the object's controller (adopt), or none (release).
+
+    It carries the object's resourceVersion: adoption is compare-and-set, so an object that
+    changed meanwhile (another controller adopted it, its labels moved) is left to the next look."""
+    refs = [r for r in obj.metadata.owner_references if not r.controller]
+    if owner is not None:
+        refs.append(controller_reference(owner))
+    return {
+        "metadata": {
+            "resourceVersion": obj.metadata.resource_version,
+            "ownerReferences": [msgspec.to_builtins(r) for r in refs] or None,
+        }
+    }
 
 
 def revision(obj: Resource) -> int:

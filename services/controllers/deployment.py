@@ -26,11 +26,11 @@ from bus.controller import Result
 from bus.errors import AlreadyExists, Conflict, NotFound
 from bus.events import now
 from bus.informer import Informer, key_of
-from bus.meta import ConditionStatus, LabelSelector, ObjectMeta, OwnerReference, Resource
+from bus.meta import ConditionStatus, LabelSelector, ObjectMeta, Resource
 from bus.recorder import Recorder
 from bus.resources import Deployment, Pod, ReplicaSet
 from bus.resources.apps import DeploymentCondition, DeploymentStatus, ReplicaSetSpec
-from bus.workloads import CHANGE_CAUSE, REVISION, controller_of
+from bus.workloads import CHANGE_CAUSE, REVISION, controller_of, controller_patch, controller_reference
 from services.controllers import rollout
 from services.controllers.replicaset import active
 
@@ -74,17 +74,6 @@ def orphan_keys(deployments: Informer[Deployment]) -> Callable[[Resource], list[
 
 def _selects(deployment: Deployment, obj: Resource) -> bool:
     return selectors.matches(selectors.from_label_selector(deployment.spec.selector), obj.metadata.labels)
-
-
-def _owner(deployment: Deployment) -> OwnerReference:
-    return OwnerReference(
-        api_version="apps/v1",
-        kind="Deployment",
-        name=deployment.metadata.name,
-        uid=deployment.metadata.uid,
-        controller=True,
-        block_owner_deletion=True,
-    )
 
 
 ConditionValue = tuple[ConditionStatus, str, str]  # status, reason, message
@@ -153,15 +142,7 @@ class DeploymentReconciler:
         return owned
 
     async def _set_owner(self, rs: ReplicaSet, deployment: Deployment | None) -> bool:
-        refs = [r for r in rs.metadata.owner_references if not r.controller]
-        if deployment is not None:
-            refs.append(_owner(deployment))
-        patch = {
-            "metadata": {
-                "resourceVersion": rs.metadata.resource_version,
-                "ownerReferences": [msgspec.to_builtins(r) for r in refs] or None,
-            }
-        }
+        patch = controller_patch(rs, deployment)
         try:
             await self.client.patch(ReplicaSet, rs.metadata.name, patch, rs.metadata.namespace)
         except (Conflict, NotFound):
@@ -189,7 +170,7 @@ class DeploymentReconciler:
                 namespace=deployment.metadata.namespace,
                 labels=labels,
                 annotations=annotations,
-                owner_references=[_owner(deployment)],
+                owner_references=[controller_reference(deployment)],
             ),
             spec=ReplicaSetSpec(
                 selector=selector,

@@ -18,6 +18,7 @@ from datetime import datetime
 from bus.meta import ConditionStatus
 from bus.resources.cluster import NodeCondition, Taint
 from bus.resources.pod import Toleration
+from bus.taints import tolerates
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -67,16 +68,6 @@ def unknown_conditions(conditions: Sequence[NodeCondition], at: datetime) -> lis
         )
         for c in previous.values()
     ]
-
-
-def tolerates(toleration: Toleration, taint: Taint) -> bool:
-    if toleration.effect and toleration.effect != taint.effect:
-        return False
-    if not toleration.key:
-        return toleration.operator == "Exists"
-    if toleration.key != taint.key:
-        return False
-    return toleration.operator == "Exists" or toleration.value == taint.value
 
 
 def eviction_delay(

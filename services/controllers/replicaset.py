@@ -16,19 +16,17 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import msgspec
-
 from bus import selectors
 from bus.client import Client
 from bus.controller import Result
 from bus.errors import Conflict, NotFound, SteerError
 from bus.events import now
 from bus.informer import Informer, key_of
-from bus.meta import ObjectMeta, OwnerReference, Resource, is_true
+from bus.meta import ObjectMeta, Resource, is_true
 from bus.recorder import Recorder
 from bus.resources import Pod, ReplicaSet
 from bus.resources.apps import ReplicaSetStatus
-from bus.workloads import controller_of
+from bus.workloads import controller_of, controller_patch, controller_reference
 
 log = logging.getLogger(__name__)
 
@@ -141,24 +139,7 @@ class ReplicaSetReconciler:
         return Result(requeue_after=pending + 0.05) if pending is not None else Result()
 
     async def _set_owner(self, pod: Pod, rs: ReplicaSet | None) -> bool:
-        refs = [r for r in pod.metadata.owner_references if not r.controller]
-        if rs is not None:
-            refs.append(
-                OwnerReference(
-                    api_version="apps/v1",
-                    kind="ReplicaSet",
-                    name=rs.metadata.name,
-                    uid=rs.metadata.uid,
-                    controller=True,
-                    block_owner_deletion=True,
-                )
-            )
-        patch = {
-            "metadata": {
-                "resourceVersion": pod.metadata.resource_version,
-                "ownerReferences": [msgspec.to_builtins(r) for r in refs] or None,
-            }
-        }
+        patch = controller_patch(pod, rs)
         try:
             await self.client.patch(Pod, pod.metadata.name, patch, pod.metadata.namespace)
         except (Conflict, NotFound):
@@ -168,14 +149,7 @@ class ReplicaSetReconciler:
     async def _create(self, rs: ReplicaSet) -> None:
         template = rs.spec.template
         assert template.spec is not None
-        owner = OwnerReference(
-            api_version="apps/v1",
-            kind="ReplicaSet",
-            name=rs.metadata.name,
-            uid=rs.metadata.uid,
-            controller=True,
-            block_owner_deletion=True,
-        )
+        owner = controller_reference(rs)
         meta = ObjectMeta(
             generate_name=f"{rs.metadata.name}-",
             namespace=rs.metadata.namespace,

@@ -22,6 +22,7 @@ from bus.quantity import cpu_millis, memory_bytes
 from bus.resources import Node, Pod
 from bus.resources.cluster import Taint
 from bus.resources.pod import NodeSelectorTerm, PreferredSchedulingTerm, Toleration
+from bus.taints import tolerates
 
 # Kubernetes scores a pod without requests as if it asked for this much (non-zero defaults),
 # so that such pods still spread by load.
@@ -138,16 +139,6 @@ def node_state(node: Node) -> NodeState:
 
 
 # -- filters
-
-
-def tolerates(toleration: Toleration, taint: Taint) -> bool:
-    if toleration.effect and toleration.effect != taint.effect:
-        return False
-    if not toleration.key:
-        return toleration.operator == "Exists"
-    if toleration.key != taint.key:
-        return False
-    return toleration.operator == "Exists" or toleration.value == taint.value
 
 
 def _untolerated(req: PodRequest, taints: Sequence[Taint]) -> list[Taint]:
