@@ -79,8 +79,9 @@ class Controller:
     async def run(self) -> None:
         """Wait for the informers to sync, then reconcile everything they hold, and every change,
         until cancelled. May run again after a cancellation (a leader that lost and won back its
-        lease): each run starts from a fresh queue and a full pass over the caches."""
-        self.queue = WorkQueue(self.backoff)
+        lease): a new run starts from a fresh queue and a full pass over the caches."""
+        if self.queue.closed:  # an earlier run ended; keys queued before a first run are kept
+            self.queue = WorkQueue(self.backoff)
         for informer, _ in self._sources:
             await informer.synced.wait()
         for informer, keys_of in self._sources:

@@ -98,6 +98,10 @@ class WorkQueue:
             self._dirty.discard(key)
             self.add(key)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         self._closed = True
         for timer in self._timers.values():

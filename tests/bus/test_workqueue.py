@@ -113,3 +113,25 @@ async def test_keys_run_in_parallel_across_workers() -> None:
         controller.queue.add(key)
     await run_until(controller, recorder.parallel)
     assert not recorder.overlap
+
+
+async def test_a_controller_runs_again_after_being_stopped() -> None:
+    """A leader that lost its lease and won it back: the second run still takes keys."""
+    first = Recorder({"a": [Result()]})
+    controller = Controller("t", first)
+    controller.queue.add("a")
+    await run_until(controller, first.finished)
+    second = Recorder({"b": [Result()]})
+    controller.reconciler = second
+    assert controller.queue.closed
+    task = asyncio.create_task(controller.run())
+    await asyncio.sleep(0)  # the new run has made its fresh queue
+    controller.queue.add("b")
+    try:
+        async with asyncio.timeout(10):
+            await second.finished.wait()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert second.calls == ["b"]
