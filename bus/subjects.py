@@ -6,8 +6,11 @@ can be written from it. Tokens:
     steer.api.<verb>.<plural>.<namespace>        request/reply to the API (`_` cluster scope, `_all` all)
     steer.node.<node>.<verb>.<plural>.<namespace> requests a node agent makes; the API trusts <node>
     steer.node.<node>.feed.pods                   the API tells a node of changes to its pods
+    steer.feed.services | .endpoints              the API tells every node agent (its service proxy)
     steer.node.<node>.logs | .exec                served by the node agent itself
     steer.events.<namespace>.<Kind>.<name>       every Event, captured by the STEER_EVENTS stream
+    steer.metrics.node.<node> | .proxy.<node>    usage a node agent / its service proxy publishes
+                                                 (bus/metrics.py); STEER_METRICS keeps the latest of each
 
 KV buckets are `steer-<plural>`; keys are `<namespace>.<name>`, `_.<name>` for cluster-scoped kinds,
 so that every key has the same shape and `<namespace>.>` filters one namespace.
@@ -30,6 +33,7 @@ READ_VERBS: tuple[ApiVerb, ...] = ("get", "list")
 API_QUEUE_GROUP = "steer-api"
 
 EVENTS_STREAM = "STEER_EVENTS"
+METRICS_STREAM = "STEER_METRICS"
 
 
 def scope(namespace: str | None) -> str:
@@ -73,6 +77,12 @@ def node_feed(node_name: str, plural: str = "pods") -> str:
     return f"{PREFIX}.node.{node_name}.feed.{plural}"
 
 
+def cluster_feed(plural: str) -> str:
+    """Where the API tells every node agent of changes to objects all nodes need (`services`,
+    `endpoints`: what the service proxy serves)."""
+    return f"{PREFIX}.feed.{plural}"
+
+
 def node_stream(node_name: str, action: str) -> str:
     """Requests a node agent serves itself: `logs`, `exec`."""
     return f"{PREFIX}.node.{node_name}.{action}"
@@ -96,6 +106,25 @@ def events_filter(namespace: str | None = ALL, kind: str = ALL, name: str = ALL)
 
 def events_all() -> str:
     return f"{PREFIX}.events.>"
+
+
+def metrics_node(node_name: str) -> str:
+    """Where a node agent publishes its node and pod usage (`bus.metrics.NodeMetrics`)."""
+    return f"{PREFIX}.metrics.node.{node_name}"
+
+
+def metrics_proxy(node_name: str) -> str:
+    """Where a node's service proxy publishes request counts (`bus.metrics.ProxyMetrics`)."""
+    return f"{PREFIX}.metrics.proxy.{node_name}"
+
+
+def metrics_filter(source: Literal["node", "proxy", "*"] = "*") -> str:
+    """Every node's metrics of one source (`node`, `proxy`), or of both."""
+    return f"{PREFIX}.metrics.{source}.*"
+
+
+def metrics_all() -> str:
+    return f"{PREFIX}.metrics.>"
 
 
 def bucket(plural: str) -> str:

@@ -92,9 +92,19 @@ def _service(svc: Service, wide: bool) -> Row:
 
 
 def _endpoints(ep: Endpoints, wide: bool) -> Row:
-    pairs = [f"{a.ip}:{p.port}" for subset in ep.subsets for a in subset.addresses for p in subset.ports]
+    """kubectl's list: ready `address:port` pairs (port by port), the first three, then a count."""
+    pairs: list[str] = []
+    for subset in ep.subsets:
+        if not subset.ports:  # a Service without ports: addresses alone
+            pairs += [a.ip for a in subset.addresses]
+        for port in subset.ports:
+            pairs += [_host_port(a.ip, port.port) for a in subset.addresses]
     shown = ",".join(pairs[:3]) + (f" + {len(pairs) - 3} more..." if len(pairs) > 3 else "")
     return [shown or "<none>", age(ep.metadata.creation_timestamp)]
+
+
+def _host_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _node(node: Node, wide: bool) -> Row:

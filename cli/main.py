@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, eventlog, nodes, podio, resources, rollout, scale, wait
+from cli import apply, cluster, eventlog, nodes, podio, resources, rollout, scale, top, wait
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -56,6 +56,7 @@ app.command()(wait.wait)
 app.command()(cluster.up)
 app.command()(cluster.status)
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(top.app, name="top")
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

@@ -31,6 +31,19 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     parser.add_argument("--ports", default="20000-29999", help="host ports to allocate from, FIRST-LAST")
     parser.add_argument("--resync", type=float, default=30.0, help="seconds between full re-listings of pods")
     parser.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between node and pod usage samples and proxy request counts (0: publish none)",
+    )
+    parser.add_argument(
+        "--proxy",
+        default="round-robin",
+        choices=["round-robin", "least-connections", "off"],
+        help="how the service proxy balances connections, or off (always off with --hollow)",
+    )
+    parser.add_argument(
         "--hollow", type=int, default=1, help="run N agents (names NAME-0..N-1) in this process"
     )
     args = parser.parse_args(argv)
@@ -59,10 +72,15 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
             lease_duration=lease[0],
             lease_renew=lease[1],
             resync_interval=args.resync,
+            metrics_interval=args.metrics_interval,
+            # Hollow agents share one address: their proxies would fight over every port.
+            proxy=args.proxy if args.hollow == 1 else "off",
             port_range=port_range,
         )
     except ValueError as err:
         parser.error(str(err))
+    if args.metrics_interval < 0:
+        parser.error("--metrics-interval must not be negative")
     if args.hollow < 1:
         parser.error("--hollow must be at least 1")
     return config, args.hollow

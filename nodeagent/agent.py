@@ -1,4 +1,5 @@
-"""The node agent: registers its Node, keeps it alive, and runs the pods bound to it.
+"""The node agent: registers its Node, keeps it alive, runs the pods bound to it, and runs the
+service proxy (`nodeagent.proxy`).
 
 Which pods are bound here comes from two sources: the API's feed on `steer.node.<node>.feed.pods`
 (every change, as it happens) and a full listing at start, after a reconnect, and every
@@ -32,7 +33,9 @@ from bus.recorder import Recorder
 from bus.resources import Pod
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.config import AgentConfig
+from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
 from nodeagent.ports import PortAllocator
+from nodeagent.proxy import ProxyConfig, ServiceProxy
 from nodeagent.registration import Registration
 from nodeagent.runtime import ContainerInfo, Runtime
 from nodeagent.runtime.factory import make_runtime
@@ -175,6 +178,22 @@ class Agent:
                 await self.runtime.stop(info.id, ORPHAN_GRACE)
                 await self.runtime.remove(info.id)
 
+    def running_containers(self) -> list[RunningContainer]:
+        """The containers running now, for the usage samples."""
+        return [
+            RunningContainer(
+                namespace=worker.namespace,
+                pod=worker.name,
+                pod_uid=worker.uid,
+                name=name,
+                container_id=run.container_id,
+                started_at=run.status.state.running.started_at,
+            )
+            for worker in self.workers.values()
+            for name, run in worker.runs.items()
+            if run.container_id and run.status.state.running is not None
+        ]
+
     def find(self, namespace: str, name: str) -> PodWorker | None:
         for worker in self.workers.values():
             if worker.namespace == namespace and worker.name == name:
@@ -186,10 +205,12 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
     """Run the node agent until cancelled."""
     runtime = await make_runtime(config.runtime, root_dir=config.data_dir / config.name)
     resync_now = asyncio.Event()
+    proxy_resync = asyncio.Event()
 
     async def reconnected() -> None:
-        log.info("reconnected to NATS; re-listing pods")
+        log.info("reconnected to NATS; re-listing pods, Services and Endpoints")
         resync_now.set()
+        proxy_resync.set()
 
     nc = await connect(
         config.servers,
@@ -216,6 +237,18 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
             )
             tasks.create_task(registration.keep_alive())
             tasks.create_task(agent.resync_loop())
+            if config.metrics_interval > 0:
+                publisher = NodeMetricsPublisher(
+                    nc,
+                    runtime,
+                    node=config.name,
+                    interval=config.metrics_interval,
+                    running=agent.running_containers,
+                )
+                tasks.create_task(publisher.run())
+            if config.proxy != "off":
+                proxy = ServiceProxy(nc, client, agent.context.recorder, _proxy_config(config), proxy_resync)
+                tasks.create_task(proxy.run())
             log.info("node agent %s ready on %s", config.name, config.address)
             if ready is not None:
                 ready.set()
@@ -227,6 +260,16 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
     finally:
         await close(nc)
         await runtime.close()
+
+
+def _proxy_config(config: AgentConfig) -> ProxyConfig:
+    return ProxyConfig(
+        node=config.name,
+        address=config.address,
+        policy="least-connections" if config.proxy == "least-connections" else "round-robin",
+        resync_interval=config.resync_interval,
+        metrics_interval=config.metrics_interval,
+    )
 
 
 async def _until_done(step: Callable[[], Awaitable[object]], what: str) -> None:

@@ -36,6 +36,9 @@ class AgentConfig:
     status_interval: float = 60.0
     resync_interval: float = 30.0
     port_range: tuple[int, int] = (20000, 29999)
+    metrics_interval: float = 5.0  # seconds between usage samples; 0: publish none
+    # The service proxy's balancing (round-robin, least-connections), or off.
+    proxy: str = "round-robin"
 
 
 def default_capacity() -> dict[str, str]:

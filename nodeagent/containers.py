@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from bus.errors import SteerError
 from bus.resources.pod import (
     Container,
     ContainerState,
@@ -45,6 +46,12 @@ log = logging.getLogger(__name__)
 START_FAILURE_EXIT = 128
 # How long ErrImagePull stays in the status before ImagePullBackOff replaces it.
 ERR_IMAGE_PULL_SHOWN = 1.0
+
+
+class ContainerConfigError(RuntimeFailure):
+    """The container's configuration could not be made (Kubernetes: CreateContainerConfigError)."""
+
+    reason = "CreateContainerConfigError"
 
 
 def _now() -> datetime:
@@ -169,26 +176,26 @@ class ContainerRun:
         """Start the next attempt; on failure, record it as an exit (and back off)."""
         ctx, pod = self.worker.ctx, self.worker.pod
         self.attempt += 1
-        spec = ContainerSpec(
-            node=ctx.node,
-            pod_uid=pod.metadata.uid,
-            pod_namespace=pod.metadata.namespace,
-            pod_name=pod.metadata.name,
-            name=self.spec.name,
-            image=self.spec.image,
-            command=list(self.spec.command),
-            args=list(self.spec.args),
-            env=self.worker.environment(self.spec),
-            working_dir=self.spec.working_dir,
-            cpu_millis=self.worker.limit_cpu(self.spec),
-            memory_bytes=self.worker.limit_memory(self.spec),
-            image_pull_policy=self.spec.image_pull_policy,
-            host_ip=ctx.address,
-            ports=tuple(self.worker.bindings_of(self.spec.name)),
-            attempt=self.attempt,
-        )
         started_at = _now()
         try:
+            spec = ContainerSpec(
+                node=ctx.node,
+                pod_uid=pod.metadata.uid,
+                pod_namespace=pod.metadata.namespace,
+                pod_name=pod.metadata.name,
+                name=self.spec.name,
+                image=self.spec.image,
+                command=list(self.spec.command),
+                args=list(self.spec.args),
+                env=await self._environment(),
+                working_dir=self.spec.working_dir,
+                cpu_millis=self.worker.limit_cpu(self.spec),
+                memory_bytes=self.worker.limit_memory(self.spec),
+                image_pull_policy=self.spec.image_pull_policy,
+                host_ip=ctx.address,
+                ports=tuple(self.worker.bindings_of(self.spec.name)),
+                attempt=self.attempt,
+            )
             container_id = await ctx.runtime.start(spec)
         except (StartError, RuntimeFailure) as err:
             await ctx.recorder.warning(pod, "Failed", f"Error: {err.message}", field_path=self._path)
@@ -206,6 +213,14 @@ class ContainerRun:
             pod, "Started", f"Started container {self.spec.name}", field_path=self._path
         )
         return True
+
+    async def _environment(self) -> dict[str, str]:
+        try:
+            return await self.worker.environment(self.spec)
+        except SteerError as err:  # as the kubelet: no container without its discovery variables
+            raise ContainerConfigError(
+                f"cannot read the Services of the pod's namespace: {err.message}"
+            ) from None
 
     async def _retire_previous(self, container_id: str) -> None:
         """Keep the last exited container (for `logs --previous`); remove the one before it."""

@@ -22,11 +22,12 @@ from bus.errors import Conflict, NotFound, SteerError
 from bus.events import now
 from bus.quantity import cpu_millis, memory_bytes
 from bus.recorder import Recorder
-from bus.resources import Pod
+from bus.resources import Pod, Service
 from bus.resources.pod import Container, HostPortMapping, PodStatus
 from nodeagent import podstatus
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
+from nodeagent.discovery import ServiceLookup, service_env
 from nodeagent.ports import PortAllocator, PortInUse, port_env
 from nodeagent.runtime import ContainerInfo, PortBinding, Runtime
 
@@ -44,6 +45,8 @@ class WorkerContext:
     ports: PortAllocator
     recorder: Recorder
     backoff: BackoffPolicy
+    # Where discovery env vars come from (a cache the agent keeps); None: ask the API each time.
+    services: ServiceLookup | None = None
 
 
 class PodWorker:
@@ -98,9 +101,13 @@ class PodWorker:
     def bindings_of(self, container: str) -> list[PortBinding]:
         return [b for name, b in self.bindings if name == container]
 
-    def environment(self, container: Container) -> dict[str, str]:
-        """The container's env, plus where it must listen and who it is."""
+    async def environment(self, container: Container) -> dict[str, str]:
+        """The container's env, over where it must listen and who it is, over the discovery
+        variables of the namespace's Services (SteerError if they cannot be read)."""
+        lookup = self.ctx.services
+        services = await (lookup(self.namespace) if lookup else self.ctx.client.list(Service, self.namespace))
         env = {
+            **service_env(services, self.ctx.address),
             "POD_NAME": self.name,
             "POD_NAMESPACE": self.namespace,
             "POD_UID": self.uid,

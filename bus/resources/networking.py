@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 import msgspec
 
-from bus.meta import Base, ObjectReference, Resource
+from bus.meta import Base, ConditionStatus, ObjectReference, Resource
 from bus.resources.pod import IntOrString
 
 
@@ -25,8 +26,19 @@ class ServiceSpec(Base):
     session_affinity: Literal["None", "ClientIP"] = "None"
 
 
+class ServiceCondition(Base):
+    """Kubernetes' `metav1.Condition`, as a ServiceStatus carries it."""
+
+    type: str
+    status: ConditionStatus
+    observed_generation: int = 0
+    last_transition_time: datetime | None = None
+    reason: str = ""
+    message: str = ""
+
+
 class ServiceStatus(Base):
-    pass
+    conditions: list[ServiceCondition] = []
 
 
 class Service(Resource):

@@ -158,6 +158,10 @@ class ExecResult:
 class ContainerStats:
     cpu_nanos: int  # cumulative CPU time used
     memory_bytes: int  # current resident memory
+    # When the figures were taken, for a runtime that samples on its own schedule (Docker
+    # collects every second or so): a CPU rate must divide by the time between two readings,
+    # not between two requests. None: just now.
+    read_at: datetime | None = None
 
 
 class LineBuffer:

@@ -315,16 +315,25 @@ class DockerRuntime:
             )
 
     async def stats(self, container_id: str) -> ContainerStats:
-        """One sample (the engine takes about a second to produce it). Memory is the working set,
-        usage less inactive file cache, as the kubelet reports it."""
+        """One sample. Memory is the working set, usage less inactive file cache, as the kubelet
+        reports it. `one-shot` (API 1.41) skips the engine's second sample for a CPU delta we do
+        not use (we keep our own), which halves the wait: about a second, however many
+        containers are asked at once."""
         with _errors("read the stats", container_id):
-            samples = await self._docker.containers.container(container_id).stats(stream=False)
-        sample = samples[0] if samples else {}
+            sample = await self._docker._query_json(
+                f"containers/{container_id}/stats", params={"stream": "0", "one-shot": "1"}
+            )
+        if not isinstance(sample, dict):
+            sample = {}
         cpu = int(sample.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage") or 0)
         memory = sample.get("memory_stats", {})
         details = memory.get("stats", {})
         inactive = details.get("total_inactive_file", details.get("inactive_file", 0))
-        return ContainerStats(cpu_nanos=cpu, memory_bytes=max(int(memory.get("usage") or 0) - inactive, 0))
+        return ContainerStats(
+            cpu_nanos=cpu,
+            memory_bytes=max(int(memory.get("usage") or 0) - inactive, 0),
+            read_at=_timestamp(sample.get("read")),
+        )
 
     async def close(self) -> None:
         await self._docker.close()
@@ -341,6 +350,17 @@ async def _frame(content: aiohttp.StreamReader) -> bytes | None:
         return await content.readexactly(int.from_bytes(header[4:8], "big"))
     except asyncio.IncompleteReadError:
         return None
+
+
+def _timestamp(value: object) -> datetime | None:
+    """An engine timestamp (RFC 3339, nanoseconds); None for Docker's zero time or junk."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return stamp if stamp.year > 1970 else None
 
 
 def _kill_local(pid: int, container_id: str) -> None:

@@ -51,3 +51,22 @@ def group_usage(pgid: int) -> tuple[int, int]:
             ticks += stat.cpu_ticks
             pages += stat.rss_pages
     return ticks * 1_000_000_000 // _CLOCK_TICKS, pages * _PAGE_SIZE
+
+
+def host_cpu() -> tuple[int, int]:
+    """Busy and total CPU nanoseconds of the whole host since boot, summed over its CPUs
+    (first line of /proc/stat; idle and iowait count as not busy)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # guest time is already counted in user time
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (total - idle) * 1_000_000_000 // _CLOCK_TICKS, total * 1_000_000_000 // _CLOCK_TICKS
+
+
+def host_memory_used() -> int:
+    """Bytes of memory in use on the host: MemTotal less MemAvailable (/proc/meminfo)."""
+    values: dict[str, int] = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("MemTotal", "MemAvailable"):
+            values[name] = int(rest.split()[0]) * 1024
+    return max(values.get("MemTotal", 0) - values.get("MemAvailable", 0), 0)

@@ -2,8 +2,8 @@
 
 The node name in `steer.node.<node>.<verb>.<plural>.<namespace>` is trusted: NATS permissions
 confine each node's credential to its own subjects. With that name, an agent may register and
-update only its own Node and Lease, read and report on only the pods bound to it, and record
-events; everything else is Forbidden.
+update only its own Node and Lease, read and report on only the pods bound to it, read Services
+and Endpoints (its service proxy serves them all), and record events; everything else is Forbidden.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "leases": frozenset({"get", "create", "update"}),
     "pods": frozenset({"get", "list", "status", "delete"}),
     "events": frozenset({"create"}),
+    # Every node's service proxy serves every Service (as kube-proxy does): read-only, cluster-wide.
+    "services": frozenset({"get", "list"}),
+    "endpoints": frozenset({"get", "list"}),
 }
 
 

@@ -24,6 +24,7 @@ from nats.micro.request import Request
 
 from bus import events as bus_events
 from bus import kinds, subjects
+from bus import metrics as bus_metrics
 from bus.codec import encode
 from bus.connection import Credentials, announce, close, connect
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
@@ -35,7 +36,7 @@ from bus.protocol import (
     NODE_LEASE_NAMESPACE,
     SYSTEM_NAMESPACE,
 )
-from bus.resources import Event, Namespace, Pod
+from bus.resources import Endpoints, Event, Namespace, Pod, Service
 from bus.store import Store, StoreConfig
 from services.api import nodes
 from services.api.namespaces import NamespaceCache
@@ -134,16 +135,21 @@ class ApiServer:
         return outcome
 
     async def feed(self, outcome: Outcome) -> None:
-        """Tell the node a changed pod is bound to (the agent re-lists now and then, so a lost
-        message only delays it)."""
-        pod = outcome.reply
-        if not outcome.written or not isinstance(pod, Pod) or not pod.spec.node_name:
+        """Tell the node a changed pod is bound to, and every node of a changed Service or
+        Endpoints (their proxies serve them). Agents re-list now and then, so a lost message
+        only delays a change."""
+        obj = outcome.reply
+        if not outcome.written:
+            return
+        if isinstance(obj, Pod) and obj.spec.node_name:
+            subject = subjects.node_feed(obj.spec.node_name)
+        elif isinstance(obj, Service | Endpoints):
+            subject = subjects.cluster_feed(kinds.of(obj).plural)
+        else:
             return
         event = "DELETED" if outcome.deleted else "MODIFIED"
         with contextlib.suppress(Exception):
-            await self.nc.publish(
-                subjects.node_feed(pod.spec.node_name), encode(pod), headers={FEED_EVENT_HEADER: event}
-            )
+            await self.nc.publish(subject, encode(obj), headers={FEED_EVENT_HEADER: event})
 
     async def record(self, events: list[Event]) -> None:
         """Store lifecycle events and publish them to the events stream; failures are only logged."""
@@ -181,6 +187,7 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
         store = Store(js, config.store)
         await store.ensure_buckets()
         await bus_events.ensure_stream(js, retention=config.event_retention, replicas=config.store.replicas)
+        await bus_metrics.ensure_stream(js, replicas=config.store.replicas)
         async with asyncio.TaskGroup() as tasks:
             server = ApiServer(nc, store, tasks)
             tasks.create_task(server.namespaces.run())

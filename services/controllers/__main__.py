@@ -7,6 +7,7 @@ import sys
 
 from bus.connection import Credentials
 from bus.runner import run_service
+from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD
 from services.controllers.nodelifecycle import DEFAULT_GRACE, DEFAULT_TOLERATION_SECONDS
 from services.controllers.server import ControllersConfig, run
 
@@ -30,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="how long pods without their own toleration stay on a not-ready or unreachable node",
     )
+    parser.add_argument(
+        "--hpa-sync-period",
+        type=float,
+        default=DEFAULT_SYNC_PERIOD,
+        metavar="SECONDS",
+        help="how often each HorizontalPodAutoscaler is evaluated",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         duration, renew = (float(x) for x in args.lease.split(","))
@@ -41,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--node-grace must be positive")
     if args.default_toleration_seconds < 0:
         parser.error("--default-toleration-seconds must not be negative")
+    if args.hpa_sync_period <= 0:
+        parser.error("--hpa-sync-period must be positive")
     config = ControllersConfig(
         servers=args.nats,
         credentials=Credentials(creds_file=args.creds),
@@ -48,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         renew_every=renew,
         node_grace=args.node_grace,
         default_toleration_seconds=args.default_toleration_seconds,
+        hpa_sync_period=args.hpa_sync_period,
     )
     return run_service("steer controllers", run(config))
 

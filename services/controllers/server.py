@@ -19,15 +19,27 @@ from bus.controller import Controller
 from bus.informer import Informer
 from bus.leader import LeaderElector
 from bus.protocol import NODE_LEASE_NAMESPACE
-from bus.resources import Deployment, Lease, Node, Pod, ReplicaSet
+from bus.resources import (
+    Deployment,
+    Endpoints,
+    HorizontalPodAutoscaler,
+    Lease,
+    Node,
+    Pod,
+    ReplicaSet,
+    Service,
+)
 from bus.store import Store
+from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD, autoscaler_controller
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
+from services.controllers.endpoints import endpoints_controller
 from services.controllers.garbagecollector import collected_informers, garbage_collector
 from services.controllers.nodelifecycle import (
     DEFAULT_GRACE,
     DEFAULT_TOLERATION_SECONDS,
     node_lifecycle_controller,
 )
+from services.controllers.podmetrics import PodMetricsCache
 from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
 
 log = logging.getLogger(__name__)
@@ -43,6 +55,7 @@ class ControllersConfig:
     workers: int = 4
     node_grace: float = DEFAULT_GRACE  # seconds without a heartbeat before a node is Unknown
     default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+    hpa_sync_period: float = DEFAULT_SYNC_PERIOD  # seconds between two syncs of an autoscaler
 
 
 async def run(config: ControllersConfig) -> None:
@@ -95,12 +108,24 @@ async def run(config: ControllersConfig) -> None:
             workers=config.workers,
         )
 
+        services: Informer[Service] = Informer(store, Service)
+        endpoints: Informer[Endpoints] = Informer(store, Endpoints)
+        informers += [services, endpoints]
+        endpoint = endpoints_controller(client, services, endpoints, pods, workers=config.workers)
+
+        hpas: Informer[HorizontalPodAutoscaler] = Informer(store, HorizontalPodAutoscaler)
+        informers.append(hpas)
+        podmetrics = PodMetricsCache()  # kept by every candidate, so a new leader decides at once
+        autoscaler = autoscaler_controller(
+            client, hpas, pods, podmetrics, sync_period=config.hpa_sync_period, workers=config.workers
+        )
+
         # The garbage collector watches every kind, sharing the informers above where they fit.
         collected = collected_informers(store, informers)
         informers += [i for i in collected.values() if i not in informers]
         garbagecollector = garbage_collector(client, collected, workers=config.workers)
 
-        controllers = [replicaset, deployment, nodelifecycle, garbagecollector]
+        controllers = [replicaset, deployment, nodelifecycle, endpoint, autoscaler, garbagecollector]
 
         async def lead() -> None:
             async with asyncio.TaskGroup() as running:
@@ -113,6 +138,7 @@ async def run(config: ControllersConfig) -> None:
         async with asyncio.TaskGroup() as tasks:
             for informer in informers:
                 tasks.create_task(informer.run())
+            tasks.create_task(podmetrics.run(nc))
             tasks.create_task(elector.run(lead))
     finally:
         await elector.release()
