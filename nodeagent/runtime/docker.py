@@ -109,6 +109,10 @@ class DockerRuntime:
             self._docker = aiodocker.Docker(url=url)
         except (AssertionError, ValueError) as err:  # aiodocker asserts when it finds no socket at all
             raise RuntimeFailure(f"no Docker engine to talk to (set DOCKER_HOST?): {err}") from err
+        # aiohttp caps a connector at 100 connections, but every running container holds one
+        # open `wait` (and a followed log one more): at 100 containers every other call, even
+        # the `start` of the next one, would queue forever. The engine is ours alone to load.
+        self._docker.connector._limit = 0
         self.address = url or os.environ.get("DOCKER_HOST") or "the local Docker socket"
         self._local = self._docker.docker_host.startswith("unix://")  # aiodocker's, once resolved
 

@@ -31,6 +31,7 @@ from nodeagent.runtime.base import (
     RuntimeFailure,
     StartError,
 )
+from nodeagent.runtime.docker import DockerRuntime
 from nodeagent.runtime.factory import make_runtime
 from nodeagent.runtime.fake import FakeRuntime
 
@@ -394,3 +395,21 @@ async def test_make_runtime_names_and_a_silent_engine(tmp_path: Path) -> None:
     fallback = await make_runtime("auto", root_dir=tmp_path, docker_url=nowhere)
     assert fallback.name == "process"
     await fallback.close()
+
+
+@pytest.mark.docker
+async def test_docker_calls_still_answer_with_more_open_streams_than_a_connection_pool_holds(
+    tmp_path: Path,
+) -> None:
+    """A node of 100+ containers holds 100+ open `wait`s: other calls must not queue behind them.
+    Event streams stand in for the waits (long requests that need no containers)."""
+    runtime = await _make("docker", tmp_path)
+    assert isinstance(runtime, DockerRuntime)
+    try:
+        async with contextlib.AsyncExitStack() as streams:
+            for _ in range(110):
+                await streams.enter_async_context(runtime._stream("events"))
+            async with asyncio.timeout(BOUND):
+                assert (await runtime.version()).startswith("docker://")
+    finally:
+        await runtime.close()
