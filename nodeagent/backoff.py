@@ -2,9 +2,10 @@
 
 A container that keeps failing must not be restarted in a tight loop, nor an image that cannot
 be pulled pulled again at once: both would burn the node and flood the event log. The kubelet
-waits 10 s after a failure, doubles the wait on every further failure up to 5 min, and forgets
-it all once the container has run for 10 min (its `flowcontrol.Backoff` entry expires after
-twice the cap). The numbers are a `BackoffPolicy` so that tests can use fractions of a second.
+restarts a container at once after its first failure, then waits 10 s, doubling the wait on
+every further failure up to 5 min, and forgets it all once the container has run for 10 min
+(its `flowcontrol.Backoff` entry expires after twice the cap). The numbers are a
+`BackoffPolicy` so that tests can use fractions of a second.
 
 Times are plain floats from one monotonic clock (`loop.time()`); nothing here reads a clock, so
 the pod worker decides what "now" is and the arithmetic is tested with tables.
@@ -70,6 +71,20 @@ class Backoff:
     def reset(self) -> None:
         self.delay = None
         self.until = 0.0
+
+
+class RestartBackoff(Backoff):
+    """The restart back-off of a container, as the kubelet keeps it: the first failure (and the
+    first after a clean run longer than `reset_after`) restarts at once; each further failure
+    waits the delay the one before it set. With the defaults: 0, 10 s, 20 s, 40 s... 5 min.
+    """
+
+    def delay_after(self, *, exit_at: float, started_at: float) -> float:
+        ran_for = exit_at - started_at
+        wait = 0.0 if self.delay is None or ran_for > self.policy.reset_after else self.delay
+        self.delay = self.policy.next_delay(self.delay, ran_for=ran_for)
+        self.until = exit_at + wait
+        return wait
 
 
 class ImagePullBackoff:

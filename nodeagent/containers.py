@@ -25,7 +25,7 @@ from bus.resources.pod import (
     ContainerStateWaiting,
     ContainerStatus,
 )
-from nodeagent.backoff import Backoff, ImagePullBackoff, crash_loop_back_off, image_pull_back_off
+from nodeagent.backoff import ImagePullBackoff, RestartBackoff, crash_loop_back_off, image_pull_back_off
 from nodeagent.podstatus import terminated_reason
 from nodeagent.probes import ProbeKind, Prober, host_ports
 from nodeagent.runtime import (
@@ -69,14 +69,14 @@ class ContainerRun:
     previous_id: str = ""
     attempt: int = -1  # the attempt running (or last run); the next start is attempt + 1
     started_mono: float = 0.0
-    backoff: Backoff = field(init=False)
+    backoff: RestartBackoff = field(init=False)
     pull_backoff: ImagePullBackoff = field(init=False)
     finished: bool = False  # exited for good (restartPolicy says no more)
     adopted: ContainerInfo | None = None
 
     def __post_init__(self) -> None:
         policy = self.worker.ctx.backoff
-        self.backoff = Backoff(policy)
+        self.backoff = RestartBackoff(policy)
         self.pull_backoff = ImagePullBackoff(policy)
         self.status = ContainerStatus(
             name=self.spec.name,
@@ -320,6 +320,9 @@ class ContainerRun:
         self.status.last_state = ContainerState(terminated=terminated)
         self.status.restart_count += 1
         delay = self.backoff.delay_after(exit_at=loop_time, started_at=self.started_mono or loop_time)
+        if delay == 0:  # restarted at once: no back-off to report
+            self._set(ContainerState(terminated=terminated), ready=False)
+            return
         self._set(
             ContainerState(
                 waiting=crash_loop_back_off(delay, container=self.spec.name, pod=self.worker.pod.metadata)

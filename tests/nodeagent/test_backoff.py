@@ -5,6 +5,7 @@ from nodeagent.backoff import (
     Backoff,
     BackoffPolicy,
     ImagePullBackoff,
+    RestartBackoff,
     crash_loop_back_off,
     go_duration,
     image_pull_back_off,
@@ -41,6 +42,23 @@ def delays(backoff: Backoff, run_lengths: list[float]) -> list[float]:
 )
 def test_delay_sequence(policy: BackoffPolicy, run_lengths: list[float], expected: list[float]) -> None:
     assert delays(Backoff(policy), run_lengths) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("policy", "run_lengths", "expected"),
+    [
+        (BackoffPolicy(), [1.0] * 8, [0, 10, 20, 40, 80, 160, 300, 300]),
+        # a clean run of more than 10 min restarts at once again, then starts over
+        (BackoffPolicy(), [1, 1, 1, 601, 1, 1], [0, 10, 20, 0, 10, 20]),
+        (BackoffPolicy(), [1, 1, 600], [0, 10, 20]),
+        (FAST, [0.01] * 6, [0, 0.1, 0.2, 0.4, 0.8, 1.0]),
+    ],
+)
+def test_restart_delay_sequence(
+    policy: BackoffPolicy, run_lengths: list[float], expected: list[float]
+) -> None:
+    """The kubelet restarts a container at once the first time: CrashLoopBackOff from the second."""
+    assert delays(RestartBackoff(policy), run_lengths) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
