@@ -40,7 +40,7 @@ from services.controllers.nodelifecycle import (
     node_lifecycle_controller,
 )
 from services.controllers.podmetrics import PodMetricsCache
-from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
+from services.controllers.replicaset import replicaset_controller
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,7 @@ async def run(config: ControllersConfig) -> None:
         deployments: Informer[Deployment] = Informer(store, Deployment)
         informers: list[Informer[Any]] = [replicasets, pods, deployments]
 
-        replicaset = Controller(
-            "replicaset", ReplicaSetReconciler(client, replicasets), workers=config.workers
-        )
-        replicaset.watch(replicasets)
-        replicaset.watch(pods, owner_keys(replicasets))
+        replicaset = replicaset_controller(client, replicasets, pods, workers=config.workers)
 
         deployment = Controller(
             "deployment",

@@ -17,7 +17,6 @@ from nats.aio.client import Client as NATS
 
 from bus import metrics, subjects
 from bus.client import Client
-from bus.controller import Controller
 from bus.errors import NotFound
 from bus.events import now, read
 from bus.informer import Informer
@@ -47,7 +46,7 @@ from bus.store import Store
 from cli import columns
 from services.controllers.autoscaler import autoscaler_controller
 from services.controllers.podmetrics import PodMetricsCache
-from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
+from services.controllers.replicaset import replicaset_controller
 from tests.metricsbus import publish_node, publish_proxy
 from tests.waiting import wait_for
 
@@ -59,9 +58,7 @@ async def controllers(client: Client, store: Store, nc: NATS) -> AsyncIterator[N
     replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
     pods: Informer[Pod] = Informer(store, Pod)
     hpas: Informer[HorizontalPodAutoscaler] = Informer(store, HorizontalPodAutoscaler)
-    rs_control = Controller("replicaset", ReplicaSetReconciler(client, replicasets), workers=2)
-    rs_control.watch(replicasets)
-    rs_control.watch(pods, owner_keys(replicasets))
+    rs_control = replicaset_controller(client, replicasets, pods, workers=2)
     cache = PodMetricsCache()
     autoscaler = autoscaler_controller(client, hpas, pods, cache, sync_period=SYNC, workers=2)
     runs = (replicasets.run(), pods.run(), hpas.run(), cache.run(nc), rs_control.run(), autoscaler.run())

@@ -22,7 +22,7 @@ from bus.resources import Lease, Pod, ReplicaSet
 from bus.resources.apps import ReplicaSetSpec
 from bus.resources.pod import Container, PodSpec, PodTemplateSpec
 from bus.store import Store
-from services.controllers.replicaset import controller_of
+from bus.workloads import controller_of
 from tests.cluster import ControlPlane
 from tests.conftest import wait_for_components
 from tests.waiting import wait_for

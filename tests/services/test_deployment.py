@@ -26,7 +26,7 @@ from bus.store import Store
 from bus.workloads import REVISION, controller_of
 from services.controllers import rollout
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
-from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
+from services.controllers.replicaset import replicaset_controller
 from tests.waiting import wait_for
 
 BROKEN = "broken"
@@ -37,9 +37,7 @@ async def controllers(client: Client, store: Store) -> AsyncIterator[None]:
     replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
     pods: Informer[Pod] = Informer(store, Pod)
     deployments: Informer[Deployment] = Informer(store, Deployment)
-    rs_control = Controller("replicaset", ReplicaSetReconciler(client, replicasets), workers=2)
-    rs_control.watch(replicasets)
-    rs_control.watch(pods, owner_keys(replicasets))
+    rs_control = replicaset_controller(client, replicasets, pods, workers=2)
     d_control = Controller(
         "deployment", DeploymentReconciler(client, deployments, replicasets, pods), workers=2
     )

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from bus.client import Client
-from bus.controller import Controller
 from bus.informer import Informer
 from bus.meta import LabelSelector, ObjectMeta
 from bus.resources import Pod, ReplicaSet
@@ -19,7 +18,7 @@ from bus.resources.apps import ReplicaSetSpec
 from bus.resources.pod import Container, PodSpec, PodTemplateSpec
 from bus.store import Store
 from bus.workloads import controller_of
-from services.controllers.replicaset import ReplicaSetReconciler, owner_keys
+from services.controllers.replicaset import replicaset_controller
 from tests.waiting import wait_for
 
 
@@ -27,9 +26,7 @@ from tests.waiting import wait_for
 async def controller(client: Client, store: Store) -> AsyncIterator[None]:
     replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
     pods: Informer[Pod] = Informer(store, Pod)
-    control = Controller("replicaset", ReplicaSetReconciler(client, replicasets), workers=2)
-    control.watch(replicasets)
-    control.watch(pods, owner_keys(replicasets))
+    control = replicaset_controller(client, replicasets, pods, workers=2)
     tasks = [asyncio.create_task(t) for t in (replicasets.run(), pods.run(), control.run())]
     yield
     for task in tasks:
@@ -107,3 +104,67 @@ async def test_adopts_orphans_and_releases_relabelled_pods(
     after = await owned_pods(store, ns, "api", 2)  # a new pod replaces the one that left
     assert "stray" not in {p.metadata.name for p in after}
     await wait_for(store, Pod, ns, "stray", lambda p: controller_of(p) is None)  # released
+
+
+class LaggingStore:
+    """A store whose watches deliver every event `lag` seconds late, as a busy informer would."""
+
+    def __init__(self, store: Store, lag: float) -> None:
+        self.store, self.lag = store, lag
+
+    async def watch(self, cls: Any, namespace: str) -> AsyncIterator[Any]:
+        arrived: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        async def read() -> None:
+            async with contextlib.aclosing(self.store.watch(cls, namespace)) as events:
+                async for event in events:
+                    arrived.put_nowait((loop.time(), event))
+
+        reading = asyncio.create_task(read())
+        try:
+            while True:
+                at, event = await arrived.get()
+                await asyncio.sleep(max(0.0, at + self.lag - loop.time()))  # the lag itself
+                yield event
+        finally:
+            reading.cancel()
+
+
+async def test_never_creates_or_deletes_more_than_asked_while_its_cache_lags(
+    client: Client, store: Store, ns: str
+) -> None:
+    """Status writes bring a ReplicaSet back before a lagging pod informer has seen the pods just
+    created or deleted: expectations keep those reconciles from acting on stale counts."""
+    replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
+    pods: Informer[Pod] = Informer(cast(Store, LaggingStore(store, 0.5)), Pod)
+    control = replicaset_controller(client, replicasets, pods, workers=2)
+    running = [asyncio.create_task(t) for t in (replicasets.run(), pods.run(), control.run())]
+    created: set[str] = set()
+    deleting: set[str] = set()
+    counted = asyncio.Event()  # set once 40 created and 30 deleting have been seen
+
+    async def record() -> None:
+        async with contextlib.aclosing(store.watch(Pod, ns)) as events:
+            async for event in events:
+                if event.object is not None:
+                    created.add(event.object.metadata.name)
+                    if event.type == "DELETED" or event.object.metadata.deletion_timestamp is not None:
+                        deleting.add(event.object.metadata.name)
+                if len(created) >= 40 and len(deleting) >= 30:
+                    counted.set()
+
+    running.append(asyncio.create_task(record()))
+    try:
+        await client.create(replicaset("many", ns, 40))
+        await wait_for(store, ReplicaSet, ns, "many", lambda r: r.status.replicas == 40)
+        await client.patch(ReplicaSet, "many", {"spec": {"replicas": 10}}, ns)
+        await wait_for(store, ReplicaSet, ns, "many", lambda r: r.status.replicas == 10)
+        await owned_pods(store, ns, "many", 10)
+        async with asyncio.timeout(30):
+            await counted.wait()
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    assert (len(created), len(deleting)) == (40, 30)
