@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,19 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def served_by(url: str, *, expected: set[str], within: float = 30) -> set[str]:
+    """The pages answered at `url` until every expected one has been, or `within` seconds pass
+    (a proxy learns the endpoints within a second or so of their readiness)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + within
+    while seen != expected and time.monotonic() < deadline:
+        try:
+            seen.add(urllib.request.urlopen(url, timeout=5).read().decode().strip())  # noqa: S310
+        except OSError:
+            time.sleep(0.1)  # not listening yet: ask again shortly
+    return seen
 
 
 NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: kept}\n"
@@ -106,6 +120,13 @@ def test_up_runs_the_demo_app(tmp_path: Path) -> None:
                 f"http://{pod['status']['hostIP']}:{mapping['hostPort']}/", timeout=5
             ).read()
             assert page.decode().strip() == f"hello from {pod['metadata']['name']}"
+        # Through the Service: every node's proxy at port 8080 spreads requests over the replicas.
+        names = {f"hello from {pod['metadata']['name']}" for pod in pods}
+        endpoints = steer(url, "get", "endpoints", "hello", "-n", "demo")
+        assert endpoints.returncode == 0 and endpoints.stdout.count(":") >= 3, endpoints.stdout
+        node = json.loads(steer(url, "get", "nodes", "-o", "json").stdout)["items"][0]
+        address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+        assert served_by(f"http://{address}:8080/", expected=names) == names
         # Pods outlive `steer up` by design (the next one adopts them): delete them first.
         deleted = steer(url, "delete", "deployment", "hello", "-n", "demo")
         assert deleted.returncode == 0, deleted.stderr
