@@ -14,16 +14,16 @@ to the moment the orchestrator reports it done:
               before old: Swarm --update-parallelism P --update-delay 0s --update-order start-first;
               steersman RollingUpdate maxSurge P, maxUnavailable 0
 
-"Done" is, for Swarm, every task it wants running in state running (what `docker service ls`
-counts as REPLICAS n/n; polled every 0.1 s, as Swarm has no watch), all of the new spec for a
-roll-out; for steersman, the Deployment's status (watched): latest generation observed and
-replicas = updated = ready = available = spec.replicas. Neither side waits on purpose before
-replacing a killed container (Swarm --restart-delay 0s; steersman's agent, as the kubelet,
-restarts a container at once the first time) nor before stopping one (grace period 0). Repetitions alternate between the two; the figures printed
-are medians, with steersman/Swarm ratios. Beside them: the engine alone (create and start N
-containers at once through the Docker API, no orchestrator: the floor for deploy and scale), the
-CPU seconds each process used during the rounds, and how busy the whole machine was (other users'
-work included). Every service and container this run created is removed at the end, also when
+"Done" is, for Swarm, every task it wants running in state running (what `docker service ls` counts
+as REPLICAS n/n; polled every 0.1 s, as Swarm has no watch), all of the new spec for a roll-out; for
+steersman, the Deployment's status (watched): latest generation observed and replicas = updated =
+ready = available = spec.replicas. Neither side waits on purpose before replacing a killed container
+(Swarm --restart-delay 0s; steersman's agent, as the kubelet, restarts a container at once the first
+time) nor before stopping one (grace period 0). Repetitions alternate between the two; the figures
+printed are medians, with steersman/Swarm ratios. Beside them: the engine alone (create and start N
+containers at once through the Docker API, no orchestrator: the floor for deploy and scale), the CPU
+seconds each process used during the rounds, and how busy the whole machine was (other users' work
+included). Every service and container this run created is removed at the end, also when
 interrupted.
 
     .venv/bin/python bench/vs_swarm.py --replicas 50 --repeat 3 [--only swarm|steersman] [--profile]
