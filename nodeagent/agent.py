@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Client
 from bus.connection import announce, close, connect
-from bus.errors import NotFound, SteerError, Timeout, Unavailable
+from bus.errors import NotFound, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
 from bus.resources import Pod
@@ -37,6 +37,7 @@ from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
 from nodeagent.ports import PortAllocator
 from nodeagent.proxy import ProxyConfig, ServiceProxy
 from nodeagent.registration import Registration
+from nodeagent.resync import resync_loop
 from nodeagent.runtime import ContainerInfo, Runtime
 from nodeagent.runtime.factory import make_runtime
 from nodeagent.streaming import StreamServer
@@ -55,8 +56,6 @@ class Agent:
     client: Client
     runtime: Runtime
     tasks: asyncio.TaskGroup
-
-    resync_now: asyncio.Event
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
@@ -143,17 +142,6 @@ class Agent:
             if current.metadata.uid != uid:
                 worker.gone()
 
-    async def resync_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.resync_interval):
-                    await self.resync_now.wait()
-            self.resync_now.clear()
-            try:
-                await self.resync()
-            except SteerError as err:
-                log.warning("resync failed: %s", err)
-
     # -- start-up
 
     async def adopt(self) -> None:
@@ -222,7 +210,7 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         client = Client(nc, node=config.name)
         registration = Registration(client, config, await runtime.version())
         async with asyncio.TaskGroup() as tasks:
-            agent = Agent(config, nc, client, runtime, tasks, resync_now)
+            agent = Agent(config, nc, client, runtime, tasks)
             feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
             # Adopt first, register (Ready) after: nothing is placed here before we can run it.
             await _until_done(agent.adopt, "list this node's pods")
@@ -236,7 +224,7 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
                 metadata={"instance": config.name, "node": config.name, "runtime": await runtime.version()},
             )
             tasks.create_task(registration.keep_alive())
-            tasks.create_task(agent.resync_loop())
+            tasks.create_task(resync_loop(agent.resync, config.resync_interval, resync_now, "listing pods"))
             if config.metrics_interval > 0:
                 publisher = NodeMetricsPublisher(
                     nc,

@@ -25,7 +25,6 @@ from nats.aio.msg import Msg
 
 from bus import metrics, subjects
 from bus.client import Client
-from bus.errors import SteerError
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
 from bus.resources import Endpoints, Service
@@ -34,6 +33,7 @@ from nodeagent.proxy.forwarding import Connections, Listener
 from nodeagent.proxy.mirror import Mirror
 from nodeagent.proxy.routes import Backend, PoolKey, Route, ServiceKey, routes
 from nodeagent.proxy.tally import Tally
+from nodeagent.resync import resync_loop
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,14 @@ class ServiceProxy:
         self.resync_now.set()
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._resync_loop())
+                tasks.create_task(
+                    resync_loop(
+                        self.resync,
+                        self.config.resync_interval,
+                        self.resync_now,
+                        "service proxy: listing Services",
+                    )
+                )
                 tasks.create_task(self._sync_loop())
                 if self.config.metrics_interval > 0:
                     tasks.create_task(self._metrics_loop())
@@ -125,17 +132,6 @@ class ServiceProxy:
         self.services.replace(services, marks[0])
         self.endpoints.replace(endpoints, marks[1])
         self.changed.set()  # even if nothing changed: a port that was in use may be free now
-
-    async def _resync_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.resync_interval):
-                    await self.resync_now.wait()
-            self.resync_now.clear()
-            try:
-                await self.resync()
-            except SteerError as err:
-                log.warning("service proxy: listing Services failed: %s", err)
 
     async def _sync_loop(self) -> None:
         while True:

@@ -90,11 +90,11 @@ def decide(
 ) -> Decision:
     """The replica count to set now; records `proposal` in `history` (not the change: see
     `record_change`, to be called once the change is made)."""
-    up, down = rules(spec)
-    desired = _stabilize(proposal, current, history, up, down, now=now)
+    up_rules, down_rules = rules(spec)
+    desired = _stabilize(proposal, current, history, up_rules, down_rules, now=now)
     held = proposal < current and desired > proposal
     if desired > current:
-        limit = max(_up_limit(current, history, up, now), current)  # never below what runs
+        limit = max(_limit(current, history, up_rules, now, up=True), current)  # never below what runs
         reason = "ScaleUpLimit"
         message = "the desired replica count is increasing faster than the maximum scale rate"
         if spec.max_replicas <= limit:
@@ -103,7 +103,7 @@ def decide(
         if desired > limit:
             return Decision(limit, reason, message, held)
     elif desired < current:
-        limit = min(_down_limit(current, history, down, now), current)
+        limit = min(_limit(current, history, down_rules, now, up=False), current)
         reason = "ScaleDownLimit"
         message = "the desired replica count is decreasing faster than the maximum scale rate"
         if spec.min_replicas >= limit:
@@ -143,7 +143,8 @@ def _changed_within(period: float, changes: Sequence[Timed], now: float, *, sign
     return sum(abs(c.value) for c in changes if now - c.at <= period and c.value * sign > 0)
 
 
-def _up_limit(current: int, history: History, rules: HPAScalingRules, now: float) -> int:
+def _limit(current: int, history: History, rules: HPAScalingRules, now: float, *, up: bool) -> int:
+    """How far the policies let the replicas go up (or down) from where each period began."""
     if rules.select_policy == "Disabled":
         return current
     proposals = []
@@ -152,27 +153,13 @@ def _up_limit(current: int, history: History, rules: HPAScalingRules, now: float
         removed = _changed_within(policy.period_seconds, history.changes, now, sign=-1)
         start = current - added + removed
         if policy.type == "Pods":
-            proposals.append(start + policy.value)
-        else:
+            proposals.append(start + policy.value if up else start - policy.value)
+        elif up:
             proposals.append(math.ceil(start * (1 + policy.value / 100)))
-    if not proposals:
-        return current
-    return min(proposals) if rules.select_policy == "Min" else max(proposals)
-
-
-def _down_limit(current: int, history: History, rules: HPAScalingRules, now: float) -> int:
-    if rules.select_policy == "Disabled":
-        return current
-    proposals = []
-    for policy in rules.policies:
-        added = _changed_within(policy.period_seconds, history.changes, now, sign=1)
-        removed = _changed_within(policy.period_seconds, history.changes, now, sign=-1)
-        start = current - added + removed
-        if policy.type == "Pods":
-            proposals.append(start - policy.value)
         else:
             proposals.append(int(start * (1 - policy.value / 100)))
     if not proposals:
         return current
-    # The policy allowing the largest change is the one with the lowest limit.
-    return max(proposals) if rules.select_policy == "Min" else min(proposals)
+    # "Max" picks the policy allowing the largest change: the highest limit up, the lowest down.
+    largest = rules.select_policy != "Min"
+    return max(proposals) if largest == up else min(proposals)
