@@ -86,7 +86,8 @@ def test_bad_targets(args: list[str], selector: str, everything: bool, message: 
 
 def test_which_kinds_have_conditions() -> None:
     with_conditions = {info.kind for info in kinds.KINDS if has_conditions(info)}
-    assert with_conditions == {"Pod", "Node", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler"}
+    expected = {"Pod", "Node", "ReplicaSet", "Deployment", "Service", "HorizontalPodAutoscaler"}
+    assert with_conditions == expected
 
 
 def pod(name: str, *, ready: str = "", labels: dict[str, str] | None = None, ns: str = "n") -> Pod:
