@@ -68,7 +68,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ReplicaSet", "replicasets", ReplicaSet, short_names=("rs",)),
     KindInfo("Deployment", "deployments", Deployment, short_names=("deploy",)),
     KindInfo("Service", "services", Service, short_names=("svc",)),
-    KindInfo("Endpoints", "endpoints", Endpoints, short_names=("ep",), has_spec=False),
+    # Endpoints follow every readiness change: an Updated event each time would only be noise.
+    KindInfo("Endpoints", "endpoints", Endpoints, short_names=("ep",), has_spec=False, update_events=False),
     KindInfo(
         "HorizontalPodAutoscaler",
         "horizontalpodautoscalers",

@@ -13,8 +13,15 @@ from bus.client import Client
 from bus.errors import AlreadyExists, BadRequest, Conflict, Forbidden, Invalid, NotFound, TooLarge
 from bus.meta import LabelSelector, ObjectMeta
 from bus.protocol import ERROR_CODE_HEADER
-from bus.resources import Deployment, Event, Namespace, Node, Pod, Service
+from bus.resources import Deployment, Endpoints, Event, Namespace, Node, Pod, Service
 from bus.resources.apps import DeploymentSpec
+from bus.resources.networking import (
+    EndpointAddress,
+    EndpointPort,
+    EndpointSubset,
+    ServicePort,
+    ServiceSpec,
+)
 from bus.resources.pod import Container, PodSpec, PodTemplateSpec
 
 
@@ -317,6 +324,24 @@ async def test_lifecycle_events_are_recorded(client: Client, ns: str) -> None:
         while not {"Created", "Deleted"} <= reasons:
             events = await client.list(Event, ns)
             reasons = {e.reason for e in events if e.involved_object.name == "a"}
+
+
+async def test_endpoints_rewrites_record_no_updated_events(client: Client, ns: str) -> None:
+    """Endpoints change with every readiness flip: Created, but no Updated each time."""
+    ep = await client.create(Endpoints(metadata=ObjectMeta(name="web", namespace=ns)))
+    for port in (8080, 8081):
+        subset = EndpointSubset(addresses=[EndpointAddress(ip="127.0.0.1")], ports=[EndpointPort(port=port)])
+        ep = await client.update(Endpoints(metadata=ep.metadata, subsets=[subset]))
+    spec = ServiceSpec(ports=[ServicePort(port=80)], selector={"app": "web"})
+    svc = await client.create(Service(metadata=ObjectMeta(name="sentinel", namespace=ns), spec=spec))
+    svc.spec.ports = [ServicePort(port=81)]
+    await client.update(svc)  # its Updated event comes after any the Endpoints would have had
+    async with asyncio.timeout(10):
+        while True:
+            events = await client.list(Event, ns)
+            if any(e.reason == "Updated" and e.involved_object.name == "sentinel" for e in events):
+                break
+    assert {e.reason for e in events if e.involved_object.kind == "Endpoints"} == {"Created"}
 
 
 async def test_created_events_reach_the_stream(client: Client, nc: Any, ns: str) -> None:
