@@ -20,6 +20,7 @@ import msgspec
 from bus.client import Client
 from bus.errors import Conflict, NotFound, SteerError
 from bus.events import now
+from bus.meta import is_true
 from bus.quantity import cpu_millis, memory_bytes
 from bus.recorder import Recorder
 from bus.resources import Pod, Service
@@ -72,10 +73,18 @@ class PodWorker:
     # -- told by the agent
 
     def update(self, pod: Pod) -> None:
-        """A newer version of the pod (older ones, from a late feed message, are ignored)."""
+        """A newer version of the pod (older ones, from a late feed message, are ignored).
+
+        A stored readiness other than the one we wrote is someone else's (the node lifecycle
+        controller marks the pods of a silent node not ready): ours is written again."""
         if _revision(pod) >= _revision(self.pod):
             self.pod = pod
             self.wake.set()
+            if self.written is not None and is_true(pod.status.conditions) != is_true(
+                self.written.conditions
+            ):
+                self.written = None
+                self.dirty.set()
 
     def gone(self) -> None:
         self.removed = True

@@ -41,7 +41,7 @@ import msgspec
 from bus.client import Client
 from bus.codec import to_builtins
 from bus.controller import Controller, Result
-from bus.errors import NotFound
+from bus.errors import Conflict, NotFound
 from bus.events import now
 from bus.informer import Change, Informer
 from bus.meta import Resource
@@ -149,6 +149,8 @@ class NodeLifecycleReconciler:
             node = await self._mark_unknown(node)
         ready = nodetaints.ready_status(node.status.conditions)
         node = await self._set_health_taint(node, nodetaints.health_taint(ready))
+        if ready == "Unknown":
+            await self._mark_pods_not_ready(node)
         wakes = [self.grace - silent_for] if silent_for <= self.grace else []
         next_eviction = await self._evict(node)
         if next_eviction is not None:
@@ -184,6 +186,25 @@ class NodeLifecycleReconciler:
             message = f"Node {node.metadata.name} status is now: NodeNotReady"
             await self.recorder.normal(stored, "NodeNotReady", message)
         return stored
+
+    async def _mark_pods_not_ready(self, node: Node) -> None:
+        """A silent node's pods are not Ready, whatever they last said: the endpoints and the
+        proxies stop sending them traffic before the pods are evicted. (Kubernetes does this for
+        Ready=False too; a steersman agent that reports its node not ready reports its pods
+        itself.)"""
+        moment = now()
+        for pod in self.pods.items():
+            if pod.spec.node_name != node.metadata.name:
+                continue
+            conditions = nodetaints.pod_not_ready(pod.status.conditions, moment)
+            if conditions is None:
+                continue
+            status = msgspec.structs.replace(pod.status, conditions=conditions)
+            try:  # compare-and-set: a status the agent posted meanwhile wins
+                await self.client.update_status(Pod(metadata=pod.metadata, spec=pod.spec, status=status))
+            except (Conflict, NotFound):
+                continue
+            await self.recorder.warning(pod, "NodeNotReady", "Node is not ready")
 
     def _added(self, node: str, taint: Taint, at: datetime) -> datetime:
         """When a taint was added: its timeAdded, or when we first saw it."""

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from bus.meta import ConditionStatus
 from bus.resources.cluster import NodeCondition, Taint
-from bus.resources.pod import Toleration
+from bus.resources.pod import PodCondition, Toleration
 from bus.taints import tolerates
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -89,3 +89,13 @@ def eviction_delay(
             continue  # tolerated for as long as the taint stays
         delays.append(max(0.0, seconds - (now - added).total_seconds()))
     return min(delays) if delays else None
+
+
+def pod_not_ready(conditions: Sequence[PodCondition], at: datetime) -> list[PodCondition] | None:
+    """A pod's conditions with Ready turned False, for a pod on a silent node (None: not Ready)."""
+    if not any(c.type == "Ready" and c.status == "True" for c in conditions):
+        return None
+    return [
+        PodCondition(type="Ready", status="False", last_transition_time=at) if c.type == "Ready" else c
+        for c in conditions
+    ]

@@ -23,6 +23,7 @@ from bus.resources.apps import ReplicaSetSpec
 from bus.resources.cluster import NodeCondition, NodeSpec, NodeStatus
 from bus.resources.pod import Container, PodSpec, PodTemplateSpec, Toleration
 from bus.store import Store
+from services.controllers import nodetaints
 from services.controllers.nodetaints import NOT_READY, UNKNOWN_REASON, UNREACHABLE
 from tests.agents import AgentProcess, node_ready, remove_containers
 from tests.cluster import ControlPlane
@@ -219,6 +220,9 @@ async def test_a_silent_node_is_unknown_and_its_pods_go_as_they_tolerate(
     assert seconds_between(added, later.metadata.deletion_timestamp) >= 6 - 0.1
     forever = await client.get(Pod, "forever", ns)
     assert not terminating(forever)  # tolerates the taint for as long as it stays
+    # A silent node's pods are not Ready (no traffic for them), whether evicted or kept.
+    await wait_for(store, Pod, ns, "forever", lambda p: not is_true(p.status.conditions))
+    await wait_event(store, ns, "forever", "NodeNotReady")
 
     # Evicted pods stay Terminating: only their agent can finish them. It comes back:
     agent.start()
@@ -226,6 +230,20 @@ async def test_a_silent_node_is_unknown_and_its_pods_go_as_they_tolerate(
     await wait_gone(store, Pod, ns, "patient")
     await wait_for(store, Node, "", agent.name, lambda n: not taint_keys(n) and node_ready(n))
     assert not terminating(await client.get(Pod, "forever", ns))
+    await wait_for(store, Pod, ns, "forever", lambda p: is_true(p.status.conditions))  # the agent says so
+
+
+async def test_a_live_agent_restores_the_readiness_someone_else_wrote(
+    start: StartAgent, cluster: tuple[Client, Store, str]
+) -> None:
+    """A node back from a partition finds its pods marked not ready: its agent writes them again."""
+    client, store, ns = cluster
+    agent = await start("fake")
+    await client.create(bound_pod(ns, "steady", agent.name))
+    pod = await wait_for(store, Pod, ns, "steady", lambda p: is_true(p.status.conditions))
+    pod.status.conditions = nodetaints.pod_not_ready(pod.status.conditions, now()) or []
+    await client.update_status(pod)
+    await wait_for(store, Pod, ns, "steady", lambda p: is_true(p.status.conditions))
 
 
 async def test_a_user_no_execute_taint_evicts_at_once_what_does_not_tolerate_it(

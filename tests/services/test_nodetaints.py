@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bus.resources.cluster import NodeCondition, Taint
-from bus.resources.pod import Toleration
+from bus.resources.pod import PodCondition, Toleration
 from services.controllers.nodetaints import (
     NOT_READY,
     UNKNOWN_REASON,
     UNREACHABLE,
     eviction_delay,
     health_taint,
+    pod_not_ready,
     ready_status,
     unknown_conditions,
     with_health_taint,
@@ -96,3 +97,15 @@ def test_eviction_delay(
     tolerations: list[Toleration], taints: list[tuple[Taint, datetime]], expected: float | None
 ) -> None:
     assert eviction_delay(tolerations, taints, default_seconds=5, now=T0) == expected
+
+
+def test_pod_not_ready_turns_only_a_true_ready_condition_false() -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    scheduled = PodCondition(type="PodScheduled", status="True")
+    ready = PodCondition(type="Ready", status="True", last_transition_time=at - timedelta(hours=1))
+    assert pod_not_ready([scheduled, ready], at) == [
+        scheduled,
+        PodCondition(type="Ready", status="False", last_transition_time=at),
+    ]
+    assert pod_not_ready([scheduled, PodCondition(type="Ready", status="False")], at) is None
+    assert pod_not_ready([scheduled], at) is None
