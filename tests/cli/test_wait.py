@@ -220,7 +220,7 @@ async def test_a_node_condition(client: Client, steer: Steer) -> None:
         (["--for=delete", "--timeout", "soon", "pod/x"], 'error: --timeout: invalid duration "soon"'),
         (["--for=delete", "widgets/x"], 'error: the server doesn\'t have a resource type "widgets"'),
         (["--for=delete", "pods"], "error: specify names of pods to wait for, or -l SELECTOR, or --all"),
-        (["--for=condition=Ready", "svc/web"], "error: services have no status.conditions to wait for"),
+        (["--for=condition=Ready", "ep/web"], "error: endpoints have no status.conditions to wait for"),
         (["--for=delete", "pods", "-l", "app in ("], "error: invalid label selector"),
         (["--for=delete", "-A", "pod/x"], "error: -A waits for objects chosen by -l SELECTOR or --all"),
     ],
