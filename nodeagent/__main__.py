@@ -38,6 +38,13 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
         help="seconds between node and pod usage samples and proxy request counts (0: publish none)",
     )
     parser.add_argument(
+        "--container-gc-delay",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the stopped containers of a finished pod are kept before removal (0: none)",
+    )
+    parser.add_argument(
         "--proxy",
         default="round-robin",
         choices=["round-robin", "least-connections", "off"],
@@ -73,14 +80,15 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
             lease_renew=lease[1],
             resync_interval=args.resync,
             metrics_interval=args.metrics_interval,
+            container_gc_delay=args.container_gc_delay,
             # Hollow agents share one address: their proxies would fight over every port.
             proxy=args.proxy if args.hollow == 1 else "off",
             port_range=port_range,
         )
     except ValueError as err:
         parser.error(str(err))
-    if args.metrics_interval < 0:
-        parser.error("--metrics-interval must not be negative")
+    if args.metrics_interval < 0 or args.container_gc_delay < 0:
+        parser.error("--metrics-interval and --container-gc-delay must not be negative")
     if args.hollow < 1:
         parser.error("--hollow must be at least 1")
     return config, args.hollow

@@ -36,6 +36,7 @@ from nodeagent.config import AgentConfig
 from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
 from nodeagent.ports import PortAllocator
 from nodeagent.proxy import ProxyConfig, ServiceProxy
+from nodeagent.reaper import ContainerReaper
 from nodeagent.registration import Registration
 from nodeagent.resync import resync_loop
 from nodeagent.runtime import ContainerInfo, Runtime
@@ -46,6 +47,7 @@ from nodeagent.worker import PodWorker, WorkerContext
 log = logging.getLogger(__name__)
 
 ORPHAN_GRACE = 2.0
+REAPER_FLUSH = 10.0  # seconds a stopping agent spends removing the containers it kept
 _pod_decoder = msgspec.json.Decoder(Pod)
 
 
@@ -56,6 +58,7 @@ class Agent:
     client: Client
     runtime: Runtime
     tasks: asyncio.TaskGroup
+    reaper: ContainerReaper | None = None
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
@@ -73,6 +76,7 @@ class Agent:
             backoff=BackoffPolicy(
                 self.config.backoff_initial, self.config.backoff_cap, self.config.backoff_reset
             ),
+            reaper=self.reaper,
         )
 
     # -- pods
@@ -206,11 +210,14 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         credentials=config.credentials,
         on_reconnect=reconnected,
     )
+    reaper = ContainerReaper(runtime, config.container_gc_delay) if config.container_gc_delay > 0 else None
     try:
         client = Client(nc, node=config.name)
         registration = Registration(client, config, await runtime.version())
         async with asyncio.TaskGroup() as tasks:
-            agent = Agent(config, nc, client, runtime, tasks)
+            agent = Agent(config, nc, client, runtime, tasks, reaper)
+            if reaper is not None:
+                tasks.create_task(reaper.run())
             feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
             # Adopt first, register (Ready) after: nothing is placed here before we can run it.
             await _until_done(agent.adopt, "list this node's pods")
@@ -247,6 +254,8 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
                     await feed.unsubscribe()
     finally:
         await close(nc)
+        if reaper is not None:
+            await reaper.flush(within=REAPER_FLUSH)
         await runtime.close()
 
 

@@ -37,6 +37,7 @@ class AgentConfig:
     resync_interval: float = 30.0
     port_range: tuple[int, int] = (20000, 29999)
     metrics_interval: float = 5.0  # seconds between usage samples; 0: publish none
+    container_gc_delay: float = 30.0  # seconds a finished pod's containers are kept; 0: none
     # The service proxy's balancing (round-robin, least-connections), or off.
     proxy: str = "round-robin"
 

@@ -343,8 +343,12 @@ class ContainerRun:
             with contextlib.suppress(RuntimeFailure):
                 await self.worker.ctx.runtime.stop(self.container_id, grace)
 
+    @property
+    def container_ids(self) -> list[str]:
+        """The current container and the previous one kept for `logs --previous`."""
+        return [cid for cid in (self.container_id, self.previous_id) if cid]
+
     async def remove(self) -> None:
-        for container_id in (self.container_id, self.previous_id):
-            if container_id:
-                with contextlib.suppress(RuntimeFailure):
-                    await self.worker.ctx.runtime.remove(container_id)
+        for container_id in self.container_ids:
+            with contextlib.suppress(RuntimeFailure):
+                await self.worker.ctx.runtime.remove(container_id)

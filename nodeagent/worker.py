@@ -30,6 +30,7 @@ from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
 from nodeagent.discovery import ServiceLookup, service_env
 from nodeagent.ports import PortAllocator, PortInUse, port_env
+from nodeagent.reaper import ContainerReaper
 from nodeagent.runtime import ContainerInfo, PortBinding, Runtime
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class WorkerContext:
     backoff: BackoffPolicy
     # Where discovery env vars come from (a cache the agent keeps); None: ask the API each time.
     services: ServiceLookup | None = None
+    # Who removes a finished pod's containers, later; None: the worker, at once.
+    reaper: ContainerReaper | None = None
 
 
 class PodWorker:
@@ -224,8 +227,12 @@ class PodWorker:
         await asyncio.gather(*(run.stop(self.stop_grace) for run in self.runs.values()))
 
     async def _finish(self) -> None:
-        """Containers are gone: free what they held and delete the pod for good."""
-        await asyncio.gather(*(run.remove() for run in self.runs.values()))
+        """Containers are stopped: free what they held, delete the pod for good, and leave the
+        containers to the reaper (or remove them now)."""
+        if self.ctx.reaper is not None:
+            self.ctx.reaper.later(cid for run in self.runs.values() for cid in run.container_ids)
+        else:
+            await asyncio.gather(*(run.remove() for run in self.runs.values()))
         self.ctx.ports.release(self.uid)
         if self.removed:
             return

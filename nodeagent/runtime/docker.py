@@ -52,8 +52,11 @@ _NEVER = "0001-01-01T00:00:00Z"  # Docker's zero time: never started or never fi
 
 
 def container_name(spec: ContainerSpec) -> str:
-    """steer_<node>_<namespace>_<pod>_<container>_<attempt>, in the characters Docker accepts."""
-    raw = f"steer_{spec.node}_{spec.pod_namespace}_{spec.pod_name}_{spec.name}_{spec.attempt}"
+    """steer_<node>_<namespace>_<pod>_<uid>_<container>_<attempt>, in the characters Docker
+    accepts. The pod's uid (as in the kubelet's names) keeps a pod made again under the same name
+    clear of the containers its predecessor left for the reaper."""
+    pod = f"{spec.pod_namespace}_{spec.pod_name}_{spec.pod_uid[:8]}"
+    raw = f"steer_{spec.node}_{pod}_{spec.name}_{spec.attempt}"
     return _NAME_UNSAFE.sub("-", raw)
 
 

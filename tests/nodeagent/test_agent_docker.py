@@ -148,7 +148,7 @@ async def test_readiness_flips_ready_both_ways(
 async def test_graceful_termination_sends_term_then_kills(
     client: Client, store: Store, ns: str, start_agent: StartAgent
 ) -> None:
-    agent = await start_agent()
+    agent = await start_agent(extra=("--container-gc-delay", "0"))  # containers removed at once
     told = asyncio.Event()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -171,6 +171,29 @@ async def test_graceful_termination_sends_term_then_kills(
     await wait_gone(store, Pod, ns, "polite")
     await wait_gone(store, Pod, ns, "stubborn")  # killed once its 2 s were up
     server.close()
+    assert docker_containers(agent.name) == []
+
+
+async def test_a_finished_pods_containers_are_kept_then_removed_when_the_agent_stops(
+    client: Client, store: Store, ns: str, start_agent: StartAgent
+) -> None:
+    agent = await start_agent(extra=("--container-gc-delay", "600"))
+    # With a grace period the agent deletes the pod for good once its containers have stopped
+    # and are handed to the reaper: the pod being gone says they are.
+    await client.create(pod("short", ns, agent.name, container("sleep 600")))
+    first = await wait_for(store, Pod, ns, "short", running)
+    await client.delete(Pod, "short", ns, grace_period_seconds=1)  # the agent finishes it
+    await wait_gone(store, Pod, ns, "short")
+    kept = docker_containers(agent.name)
+    assert kept == [first.status.container_statuses[0].container_id.removeprefix("docker://")]
+    # A pod made again under the same name is clear of the container kept for its predecessor.
+    await client.create(pod("short", ns, agent.name, container("sleep 600")))
+    second = await wait_for(store, Pod, ns, "short", running)
+    assert second.metadata.uid != first.metadata.uid
+    await client.delete(Pod, "short", ns, grace_period_seconds=1)  # the agent finishes it
+    await wait_gone(store, Pod, ns, "short")
+    assert len(docker_containers(agent.name)) == 2
+    agent.stop()  # SIGTERM: the agent removes what it kept before it exits
     assert docker_containers(agent.name) == []
 
 
