@@ -1,8 +1,8 @@
 """The ReplicaSet controller: keeps `spec.replicas` pods matching the selector.
 
-Level-based: each reconcile reads the ReplicaSet from the store and its pods from the shared pod
-informer (listing them through the API on every reconcile was a third of the API server's work
-at a hundred pods). Expectations (bus/expectations.py) keep a reconcile that runs before the
+Level-based: each reconcile reads the ReplicaSet and its pods from the shared informers (listing
+the pods through the API on every reconcile was a third of the API server's work at a hundred
+pods). Expectations (bus/expectations.py) keep a reconcile that runs before the
 informer has seen the last one's creations and deletions from acting on stale counts: it then
 writes only the status, and the events it waits for bring the ReplicaSet back. Pods carry an
 ownerReference to their ReplicaSet. A matching pod without a controller is adopted; an owned pod
@@ -107,17 +107,13 @@ class ReplicaSetReconciler:
         self.recorder = Recorder(client, component=COMPONENT)
 
     async def reconcile(self, key: str) -> Result:
-        cached = self.replicasets.get(key)
-        if cached is None or cached.metadata.deletion_timestamp is not None:
+        # The cached ReplicaSet, as Kubernetes' controller reads it: a spec the cache has not
+        # caught up with yet is acted on when its change arrives (the change brings us back).
+        rs = self.replicasets.get(key)
+        if rs is None or rs.metadata.deletion_timestamp is not None:
             self.expectations.forget(key)
             return Result()
-        namespace, name = cached.metadata.namespace, cached.metadata.name
-        try:
-            rs = await self.client.get(ReplicaSet, name, namespace)
-        except NotFound:
-            return Result()
-        if rs.metadata.deletion_timestamp is not None:
-            return Result()  # being deleted (the cache lagged): no new pods for it
+        namespace = rs.metadata.namespace
         selector = selectors.from_label_selector(rs.spec.selector)
         owned: list[Pod] = []
         settled = True  # every adoption and release went through
