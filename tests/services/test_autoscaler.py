@@ -7,7 +7,6 @@ protocol) at the level the test sets. Real node agents under real load: tests/sy
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,7 @@ from nats.aio.client import Client as NATS
 
 from bus import metrics, subjects
 from bus.client import Client
-from bus.errors import NotFound
-from bus.events import now, read
+from bus.events import read
 from bus.informer import Informer
 from bus.meta import LabelSelector, ObjectMeta, is_true
 from bus.resources import Event, HorizontalPodAutoscaler, Pod, ReplicaSet
@@ -36,9 +34,7 @@ from bus.resources.autoscaling import (
 )
 from bus.resources.pod import (
     Container,
-    PodCondition,
     PodSpec,
-    PodStatus,
     PodTemplateSpec,
     ResourceRequirements,
 )
@@ -48,6 +44,7 @@ from services.controllers.autoscaler import autoscaler_controller
 from services.controllers.podmetrics import PodMetricsCache
 from services.controllers.replicaset import replicaset_controller
 from tests.metricsbus import publish_node, publish_proxy
+from tests.standins import mark_pods_ready
 from tests.waiting import wait_for
 
 SYNC = 0.3  # seconds between two syncs of an autoscaler (15 in production)
@@ -84,18 +81,6 @@ async def load(client: Client, store: Store, nc: NATS, ns: str) -> AsyncIterator
     every 0.2 s as a node agent and a service proxy would (window 5 s, as theirs)."""
     level = Load()
 
-    async def mark_ready() -> None:
-        async with contextlib.aclosing(store.watch(Pod, ns)) as events:
-            async for event in events:
-                pod = event.object
-                if event.type in ("SYNCED", "DELETED") or pod is None or pod.metadata.deletion_timestamp:
-                    continue
-                if pod.status.phase != "Running":
-                    ready = PodCondition(type="Ready", status="True", last_transition_time=now())
-                    pod.status = PodStatus(phase="Running", conditions=[ready])
-                    with contextlib.suppress(NotFound):
-                        await client.write_status(pod)
-
     async def publish() -> None:
         while True:
             pods = [p for p in await client.list(Pod, ns) if is_true(p.status.conditions)]
@@ -122,7 +107,7 @@ async def load(client: Client, store: Store, nc: NATS, ns: str) -> AsyncIterator
             )
             await asyncio.sleep(0.2)  # a publishing interval, as an agent's; nothing waits on it
 
-    tasks = [asyncio.create_task(mark_ready()), asyncio.create_task(publish())]
+    tasks = [asyncio.create_task(mark_pods_ready(client, store, ns)), asyncio.create_task(publish())]
     yield level
     for task in tasks:
         task.cancel()

@@ -15,18 +15,19 @@ import pytest
 from bus import subjects
 from bus.client import Client
 from bus.controller import Controller
-from bus.errors import Invalid, NotFound
+from bus.errors import Invalid
 from bus.events import now, read
 from bus.informer import Informer
 from bus.meta import LabelSelector, ObjectMeta, is_true
 from bus.resources import Deployment, Pod, ReplicaSet
 from bus.resources.apps import DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment
-from bus.resources.pod import Container, PodCondition, PodSpec, PodStatus, PodTemplateSpec
+from bus.resources.pod import Container, PodSpec, PodTemplateSpec
 from bus.store import Store
 from bus.workloads import REVISION, controller_of
 from services.controllers import rollout
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
 from services.controllers.replicaset import replicaset_controller
+from tests.standins import mark_pods_ready
 from tests.waiting import wait_for
 
 BROKEN = "broken"
@@ -57,20 +58,10 @@ async def controllers(client: Client, store: Store) -> AsyncIterator[None]:
 async def nodes(client: Client, store: Store, ns: str) -> AsyncIterator[None]:
     """Stand-in node agents: every new pod of the namespace becomes Running and Ready."""
 
-    async def mark_ready() -> None:
-        async with contextlib.aclosing(store.watch(Pod, ns)) as events:
-            async for event in events:
-                pod = event.object
-                if event.type in ("SYNCED", "DELETED") or pod is None or pod.metadata.deletion_timestamp:
-                    continue
-                if pod.status.phase == "Running" or pod.spec.containers[0].image == BROKEN:
-                    continue
-                ready = PodCondition(type="Ready", status="True", last_transition_time=now())
-                pod.status = PodStatus(phase="Running", conditions=[ready])
-                with contextlib.suppress(NotFound):
-                    await client.write_status(pod)
+    def broken(pod: Pod) -> bool:
+        return pod.spec.containers[0].image == BROKEN
 
-    task = asyncio.create_task(mark_ready())
+    task = asyncio.create_task(mark_pods_ready(client, store, ns, unless=broken))
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
