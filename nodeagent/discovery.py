@@ -17,11 +17,9 @@ and a container's own `env` entries override them, as in Kubernetes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from bus.resources import Service
-
-ServiceLookup = Callable[[str], Awaitable[list[Service]]]  # a namespace's Services
 
 
 def env_name(name: str) -> str:

@@ -89,7 +89,7 @@ class NodeMetricsPublisher:
         self.running = running
         self.rates = CpuRates()
         # A first reading now, so that even the first sample has a node CPU rate.
-        self._host_busy: tuple[float, int] | None = (time.monotonic(), host_cpu()[0])
+        self._host_busy: tuple[float, int] = (time.monotonic(), host_cpu()[0])
         self._limit = asyncio.Semaphore(STATS_CONCURRENCY)
 
     async def run(self) -> None:
@@ -125,7 +125,7 @@ class NodeMetricsPublisher:
             pod.memory_bytes += measured.memory_bytes
         self.rates.keep_only(c.container_id for c in containers)
         now = time.monotonic()
-        window = now - self._host_busy[0] if self._host_busy else self.interval
+        window = now - self._host_busy[0]
         cpu = await asyncio.to_thread(self._node_cpu, now)
         return metrics.NodeMetrics(
             node=self.node,
@@ -153,6 +153,6 @@ class NodeMetricsPublisher:
     def _node_cpu(self, now: float) -> int:
         busy, _ = host_cpu()
         previous, self._host_busy = self._host_busy, (now, busy)
-        if previous is None or now <= previous[0]:
+        if now <= previous[0]:
             return 0
         return max(round((busy - previous[1]) / (now - previous[0]) / 1e6), 0)

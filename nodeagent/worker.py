@@ -28,7 +28,7 @@ from bus.resources.pod import Container, HostPortMapping, PodStatus
 from nodeagent import podstatus
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
-from nodeagent.discovery import ServiceLookup, service_env
+from nodeagent.discovery import service_env
 from nodeagent.ports import PortAllocator, PortInUse, port_env
 from nodeagent.reaper import ContainerReaper
 from nodeagent.runtime import ContainerInfo, PortBinding, Runtime
@@ -47,8 +47,6 @@ class WorkerContext:
     ports: PortAllocator
     recorder: Recorder
     backoff: BackoffPolicy
-    # Where discovery env vars come from (a cache the agent keeps); None: ask the API each time.
-    services: ServiceLookup | None = None
     # Who removes a finished pod's containers, later; None: the worker, at once.
     reaper: ContainerReaper | None = None
 
@@ -116,8 +114,8 @@ class PodWorker:
     async def environment(self, container: Container) -> dict[str, str]:
         """The container's env, over where it must listen and who it is, over the discovery
         variables of the namespace's Services (SteerError if they cannot be read)."""
-        lookup = self.ctx.services
-        services = await (lookup(self.namespace) if lookup else self.ctx.client.list(Service, self.namespace))
+        # Read live, not from a cache: a Service created just before the pod always counts.
+        services = await self.ctx.client.list(Service, self.namespace)
         env = {
             **service_env(services, self.ctx.address),
             "POD_NAME": self.name,
