@@ -16,7 +16,17 @@ from nats.aio.client import Client as NATS
 
 from bus import kinds, subjects
 from bus.codec import encode
-from bus.errors import BadRequest, Internal, Status, SteerError, Timeout, TooLarge, Unavailable, from_status
+from bus.errors import (
+    BadRequest,
+    Internal,
+    NotFound,
+    Status,
+    SteerError,
+    Timeout,
+    TooLarge,
+    Unavailable,
+    from_status,
+)
 from bus.meta import Resource
 from bus.protocol import (
     ERROR_CODE_HEADER,
@@ -133,6 +143,14 @@ class Client:
 
     async def get(self, cls: type[R], name: str, namespace: str = "default") -> R:
         return await self.get_kind(kinds.BY_KIND[cls.__name__], name, namespace)  # type: ignore[return-value]
+
+    async def exists(self, cls: type[Resource], name: str, namespace: str = "default") -> bool:
+        """Whether the object is stored now (a live read, for a cache that may lag)."""
+        try:
+            await self.get(cls, name, namespace)
+        except NotFound:
+            return False
+        return True
 
     async def list(
         self, cls: type[R], namespace: str = "default", *, label_selector: str = "", field_selector: str = ""

@@ -12,6 +12,7 @@ AbleToScale, ScalingActive, ScalingLimited). Warnings (FailedGetScale, FailedGet
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -276,10 +277,8 @@ class AutoscalerReconciler:
             conditions=conditions,
         )
         if status != old:
-            try:
+            with contextlib.suppress(NotFound):  # deleted meanwhile: no status to write
                 await self.client.write_status(msgspec.structs.replace(hpa, status=status))
-            except NotFound:
-                pass  # deleted meanwhile
 
 
 def autoscaler_controller(

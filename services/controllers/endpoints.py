@@ -144,11 +144,8 @@ class EndpointsReconciler:
         endpoints = self.endpoints.get(f"{namespace}/{name}")
         if endpoints is None or not managed(endpoints):
             return
-        try:
-            await self.client.get(Service, name, namespace)
-            return  # it exists: the cache is behind, and its arrival reconciles again
-        except NotFound:
-            pass
+        if await self.client.exists(Service, name, namespace):
+            return  # the cache is behind, and the Service's arrival reconciles again
         with contextlib.suppress(NotFound):
             await self.client.delete(
                 Endpoints, name, namespace, resource_version=endpoints.metadata.resource_version

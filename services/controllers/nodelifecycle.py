@@ -251,20 +251,13 @@ class NodeLifecycleReconciler:
         if not orphans:
             self._forget(name)
             return
-        if await self._exists(name):
+        if await self.client.exists(Node, name, ""):
             return  # our cache is behind (a pod seen before its new node)
         for pod in orphans:  # nothing will ever stop these pods
             namespace, pod_name = pod.metadata.namespace, pod.metadata.name
             log.info("deleting pod %s/%s of deleted node %s", namespace, pod_name, name)
             with contextlib.suppress(NotFound):
                 await self.client.delete(Pod, pod_name, namespace, grace_period_seconds=0)
-
-    async def _exists(self, name: str) -> bool:
-        try:
-            await self.client.get(Node, name, "")
-        except NotFound:
-            return False
-        return True
 
 
 def node_lifecycle_controller(
