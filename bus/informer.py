@@ -38,6 +38,8 @@ class Informer(Generic[R]):
         self.cls = cls
         self.namespace = namespace
         self.cache: dict[str, R] = {}
+        # The same objects by namespace: controllers mostly look at one namespace at a time.
+        self._by_namespace: dict[str, dict[str, R]] = {}
         self.synced = asyncio.Event()
         self._handlers: list[Callable[[Change, R | None, R | None], None]] = []
 
@@ -50,6 +52,27 @@ class Informer(Generic[R]):
 
     def items(self) -> list[R]:
         return list(self.cache.values())
+
+    def in_namespace(self, namespace: str) -> list[R]:
+        """The cached objects of one namespace."""
+        return list(self._by_namespace.get(namespace, {}).values())
+
+    def put(self, obj: R) -> None:
+        """Hold a version read live, ahead of the watch, without telling the handlers (the watch
+        brings the same version later, and it is skipped then)."""
+        self._store(key_of(obj), obj)
+
+    def _store(self, key: str, obj: R) -> None:
+        self.cache[key] = obj
+        self._by_namespace.setdefault(obj.metadata.namespace, {})[key] = obj
+
+    def _drop(self, key: str) -> R:
+        obj = self.cache.pop(key)
+        same = self._by_namespace[obj.metadata.namespace]
+        del same[key]
+        if not same:
+            del self._by_namespace[obj.metadata.namespace]
+        return obj
 
     def _tell(self, change: Change, old: R | None, new: R | None) -> None:
         for handler in self._handlers:
@@ -75,7 +98,7 @@ class Informer(Generic[R]):
                 if event.type == "SYNCED":
                     if listing:
                         for key in [k for k in self.cache if k not in listed]:
-                            self._tell("DELETED", self.cache.pop(key), None)  # gone while we were away
+                            self._tell("DELETED", self._drop(key), None)  # gone while we were away
                         listing = False
                         self.synced.set()
                     continue
@@ -86,12 +109,12 @@ class Informer(Generic[R]):
                 old = self.cache.get(key)
                 if event.type == "DELETED":
                     if old is not None:
-                        del self.cache[key]
+                        self._drop(key)
                         self._tell("DELETED", old, None)
                     continue
                 if listing:
                     listed.add(key)
                 if old is not None and old.metadata.resource_version == obj.metadata.resource_version:
                     continue  # seen already (a re-listing after a reconnect)
-                self.cache[key] = obj
+                self._store(key, obj)
                 self._tell("ADDED" if old is None else "MODIFIED", old, obj)

@@ -191,9 +191,8 @@ class AutoscalerReconciler:
         selector = selectors.from_label_selector(target.spec.selector)
         pods = [
             p
-            for p in self.pods.items()
-            if p.metadata.namespace == hpa.metadata.namespace
-            and p.metadata.deletion_timestamp is None
+            for p in self.pods.in_namespace(hpa.metadata.namespace)
+            if p.metadata.deletion_timestamp is None
             and p.status.phase not in ("Failed", "Succeeded")
             and selectors.matches(selector, p.metadata.labels)
         ]

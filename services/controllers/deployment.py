@@ -63,11 +63,7 @@ def orphan_keys(deployments: Informer[Deployment]) -> Callable[[Resource], list[
     def keys(obj: Resource) -> list[str]:
         if controller_of(obj) is not None:
             return []
-        return [
-            key_of(d)
-            for d in deployments.items()
-            if d.metadata.namespace == obj.metadata.namespace and _selects(d, obj)
-        ]
+        return [key_of(d) for d in deployments.in_namespace(obj.metadata.namespace) if _selects(d, obj)]
 
     return keys
 
@@ -127,8 +123,8 @@ class DeploymentReconciler:
         """The Deployment's ReplicaSets: owned ones that still match, plus matching orphans adopted."""
         namespace, uid = deployment.metadata.namespace, deployment.metadata.uid
         owned = []
-        for rs in self.replicasets.items():
-            if rs.metadata.namespace != namespace or rs.metadata.deletion_timestamp is not None:
+        for rs in self.replicasets.in_namespace(namespace):
+            if rs.metadata.deletion_timestamp is not None:
                 continue
             ref = controller_of(rs)
             matches = _selects(deployment, rs)
@@ -243,7 +239,7 @@ class DeploymentReconciler:
         old_uids = {rs.metadata.uid for rs in olds}
         running = [
             pod
-            for pod in self.pods.items()
+            for pod in self.pods.in_namespace(deployment.metadata.namespace)
             if (ref := controller_of(pod)) is not None
             and ref.uid in old_uids
             and pod.status.phase not in ("Succeeded", "Failed")
@@ -271,7 +267,7 @@ class DeploymentReconciler:
         empty = [rs for rs in olds if rs.spec.replicas == 0 and rs.status.replicas == 0]
         excess = len(empty) - deployment.spec.revision_history_limit
         for rs in sorted(empty, key=rollout.revision)[: max(excess, 0)]:
-            if any(active(p) and _owned_by(p, rs) for p in self.pods.items()):
+            if any(active(p) and _owned_by(p, rs) for p in self.pods.in_namespace(rs.metadata.namespace)):
                 continue  # its last pods are still going
             with contextlib.suppress(NotFound):
                 await self.client.delete(ReplicaSet, rs.metadata.name, rs.metadata.namespace)

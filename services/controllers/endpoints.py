@@ -48,7 +48,7 @@ def service_keys(services: Informer[Service]) -> Callable[[Resource], list[str]]
 
     def keys(obj: Resource) -> list[str]:
         assert isinstance(obj, Pod)
-        return [key_of(svc) for svc in services.items() if selects(svc, obj)]
+        return [key_of(svc) for svc in services.in_namespace(obj.metadata.namespace) if selects(svc, obj)]
 
     return keys
 
@@ -103,7 +103,7 @@ class EndpointsReconciler:
         await self._set_condition(service)
         if not service.spec.selector:
             return Result()
-        pods = [pod for pod in self.pods.items() if pod.metadata.namespace == namespace]
+        pods = self.pods.in_namespace(namespace)
         subsets, missing = endpoint_subsets(service, pods)
         await self._warn(service, missing)
         await self._write(service, subsets)

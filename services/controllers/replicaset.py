@@ -89,9 +89,8 @@ def owner_keys(replicasets: Informer[ReplicaSet]) -> Callable[[Resource], list[s
             return [owner] if owner is not None else []
         return [
             key_of(rs)
-            for rs in replicasets.items()
-            if rs.metadata.namespace == obj.metadata.namespace
-            and selectors.matches(selectors.from_label_selector(rs.spec.selector), obj.metadata.labels)
+            for rs in replicasets.in_namespace(obj.metadata.namespace)
+            if selectors.matches(selectors.from_label_selector(rs.spec.selector), obj.metadata.labels)
         ]
 
     return keys
@@ -117,9 +116,7 @@ class ReplicaSetReconciler:
         selector = selectors.from_label_selector(rs.spec.selector)
         owned: list[Pod] = []
         settled = True  # every adoption and release went through
-        for pod in self.pods.items():
-            if pod.metadata.namespace != namespace:
-                continue
+        for pod in self.pods.in_namespace(namespace):
             ref = controller_of(pod)
             matches = selectors.matches(selector, pod.metadata.labels)
             if ref is not None and ref.uid == rs.metadata.uid:

@@ -212,7 +212,7 @@ class Scheduler:
         if current.spec.node_name:
             self._account(key, current)
         elif current.metadata.deletion_timestamp is None:
-            self.pods.cache[key] = current
+            self.pods.put(current)
             self.enqueue(key)
 
     def _unassume(self, key: str) -> None:

@@ -187,7 +187,7 @@ def with_cache(client: Client, store: Store, *cached: Resource) -> GarbageCollec
     """A collector whose caches hold exactly `cached` (its informers never run)."""
     informers = collected_informers(store)
     for obj in cached:
-        informers[obj.kind].cache[f"{obj.metadata.namespace}/{obj.metadata.name}"] = obj
+        informers[obj.kind].put(obj)
     return GarbageCollector(client, informers)
 
 
