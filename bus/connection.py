@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,59 @@ class Credentials:
     token: str | None = None
 
 
+class Link:
+    """What the users of one connection learn of its state.
+
+    nats-py takes one callback per connection event; a process has many users of its connection
+    (every watch, the node agent's feeds, the node lifecycle controller), so the connection's
+    callbacks are fanned out here. `generation` counts reconnects: a watch that saw generation N
+    and finds N+1 knows its server-side consumer may be gone.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.connected = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._on_reconnect: list[Callable[[], None]] = []
+        self._on_disconnect: list[Callable[[], None]] = []
+
+    def on_reconnect(self, handler: Callable[[], None]) -> None:
+        """`handler()` after every reconnect; it must be quick (set a flag, wake a task)."""
+        self._on_reconnect.append(handler)
+
+    def on_disconnect(self, handler: Callable[[], None]) -> None:
+        self._on_disconnect.append(handler)
+
+    def _tell(self, handlers: list[Callable[[], None]]) -> None:
+        for handler in handlers:
+            try:
+                handler()
+            except Exception:  # one user's bug must not stop the others hearing of it
+                log.exception("connection state handler failed")
+
+    def reconnected(self) -> None:
+        self.generation += 1
+        self.connected.set()
+        self._tell(self._on_reconnect)
+
+    def disconnected(self) -> None:
+        self.connected.clear()
+        self._tell(self._on_disconnect)
+
+
+_links: weakref.WeakKeyDictionary[NATS, Link] = weakref.WeakKeyDictionary()
+
+
+def link(nc: NATS) -> Link:
+    """The state of connection `nc` (one made elsewhere gets a Link that never changes)."""
+    found = _links.get(nc)
+    if found is None:
+        found = _links[nc] = Link()
+        if nc.is_connected:
+            found.connected.set()
+    return found
+
+
 async def connect(
     servers: str | list[str] = DEFAULT_URL,
     *,
@@ -62,22 +116,39 @@ async def connect(
         "password": creds.password,
         "token": creds.token,
     }
-    if on_reconnect is not None:
-        options["reconnected_cb"] = on_reconnect
+    nc = NATS()
+    state = _links[nc] = Link()
+
+    async def on_reconnected() -> None:
+        state.reconnected()
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    async def on_disconnected() -> None:
+        state.disconnected()
+
+    async def on_closed() -> None:
+        state.connected.clear()
+        state.closed.set()
 
     async def on_error(err: Exception) -> None:
         log.debug("nats: %s", err)
 
+    options.update(
+        reconnected_cb=on_reconnected,
+        disconnected_cb=on_disconnected,
+        closed_cb=on_closed,
+        error_cb=on_error,
+    )
     try:
         # The first connection must succeed within the timeout; nats-py would otherwise retry forever.
-        return await asyncio.wait_for(
-            nats.connect(**options, error_cb=on_error),
-            timeout=connect_timeout + 1.0,
-        )
+        await asyncio.wait_for(nc.connect(**options), timeout=connect_timeout + 1.0)
     except (TimeoutError, OSError, nats.errors.Error) as err:
         raise Unavailable(
             f"cannot connect to NATS at {', '.join(urls)}: {str(err) or type(err).__name__}"
         ) from None
+    state.connected.set()
+    return nc
 
 
 async def close(nc: NATS, *, drain_for: float = 5.0) -> None:

@@ -42,10 +42,32 @@ class Informer(Generic[R]):
         self._by_namespace: dict[str, dict[str, R]] = {}
         self.synced = asyncio.Event()
         self._handlers: list[Callable[[Change, R | None, R | None], None]] = []
+        self._live = False
+        self._live_handlers: list[Callable[[bool], None]] = []
 
     def on_change(self, handler: Callable[[Change, R | None, R | None], None]) -> None:
         """`handler(change, old, new)` on every change after (and during) the initial listing."""
         self._handlers.append(handler)
+
+    @property
+    def live(self) -> bool:
+        """Whether the cache follows the store right now: the watch is synced and unbroken. While
+        it is not, the cache holds the last state seen, and silence means nothing."""
+        return self._live
+
+    def on_live(self, handler: Callable[[bool], None]) -> None:
+        """`handler(live)` whenever `live` changes; quick and non-blocking, as change handlers."""
+        self._live_handlers.append(handler)
+
+    def _set_live(self, live: bool) -> None:
+        if live == self._live:
+            return
+        self._live = live
+        for handler in self._live_handlers:
+            try:
+                handler(live)
+            except Exception:
+                log.exception("informer liveness handler failed")
 
     def get(self, key: str) -> R | None:
         return self.cache.get(key)
@@ -88,6 +110,8 @@ class Informer(Generic[R]):
                 await self._watch()
             except SteerError as err:
                 log.warning("%s watch failed: %s; watching again", self.cls.__name__, err)
+            finally:
+                self._set_live(False)
             await asyncio.sleep(RETRY_DELAY)
 
     async def _watch(self) -> None:
@@ -101,6 +125,7 @@ class Informer(Generic[R]):
                             self._tell("DELETED", self._drop(key), None)  # gone while we were away
                         listing = False
                         self.synced.set()
+                        self._set_live(True)
                     continue
                 obj = event.object
                 if obj is None:
