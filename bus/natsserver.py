@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -36,6 +37,13 @@ class NatsServer:
     process: subprocess.Popen[bytes]
     url: str
     data_dir: Path
+    host: str = "127.0.0.1"
+    config: Path = REPO_CONF
+    log_file: Path | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -45,6 +53,27 @@ class NatsServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash; its store is what it had synced."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def start_again(self, timeout: float = 15.0) -> None:
+        """Start a stopped (or killed) server again on the same address, port and store, as a
+        supervisor would. Blocking, as `start`."""
+        if self.process.poll() is None:
+            raise RuntimeError("nats-server is still running")
+        again = start(
+            self.data_dir,
+            port=self.port,
+            host=self.host,
+            config=self.config,
+            log_file=self.log_file,
+            timeout=timeout,
+        )
+        self.process = again.process
 
 
 def start(
@@ -94,7 +123,7 @@ def start(
         if ports_file.exists():
             try:
                 ports = json.loads(ports_file.read_text())
-                return NatsServer(process, ports["nats"][0], data_dir)
+                return NatsServer(process, ports["nats"][0], data_dir, host, config, log_file)
             except (ValueError, KeyError, IndexError):
                 pass  # written but not complete yet
         time.sleep(0.02)  # the server writes its ports file within milliseconds
