@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.agents import REPO
-from tests.cli.localup import LocalUp, alive, eventually, free_port, local_up, up_command
+from tests.cli.localup import (
+    LocalUp,
+    alive,
+    children_of,
+    eventually,
+    free_port,
+    local_up,
+    up_command,
+)
 
 POD = """apiVersion: v1
 kind: Pod
@@ -38,6 +46,25 @@ def test_up_stopped_by_any_signal_leaves_no_process(tmp_path: Path, sig: signal.
         if sig != signal.SIGKILL:
             assert code == 0
             assert up.proc.stdout is not None and "stopped" in up.proc.stdout.read()
+
+
+def test_closing_its_terminal_stops_up_and_all_it_started(tmp_path: Path) -> None:
+    """The terminal goes away (the kernel hangs it up): SIGHUP, and every write to it fails."""
+    terminal, terminal_end = os.openpty()
+    args = up_command(tmp_path, free_port(), "--nodes", "1", "--runtime", "process")
+    # A session of its own whose controlling terminal is ours, as in a terminal window.
+    with subprocess.Popen(
+        ["setsid", "--ctty", *args], stdin=terminal_end, stdout=terminal_end, stderr=terminal_end
+    ) as proc:
+        os.close(terminal_end)
+        screen = bytearray()
+        while b"ready:" not in screen:
+            screen += os.read(terminal, 65536)
+        children = children_of(proc.pid)
+        assert len(children) == 5, children  # nats-server, api, scheduler, controllers, the agent
+        os.close(terminal)  # the window is closed
+        assert proc.wait(60) == 0
+    assert eventually(lambda: not any(alive(pid) for pid in children), within=15)
 
 
 def test_a_killed_child_comes_back_and_the_cluster_serves_again(tmp_path: Path) -> None:
