@@ -42,6 +42,9 @@ async def down(
     if not data_dir.is_dir():
         _say(f"no cluster in {data_dir}")
         return 0
+    if not (data_dir / datadir.RECORD).exists() and not (data_dir / "nats").is_dir():
+        # Never remove (or look for containers in) a directory steer up did not make.
+        raise SteerError(f"{data_dir} is not the data dir of a steer up (no {datadir.RECORD}, no nats/)")
     await _stop_up(data_dir)
     record = datadir.read(data_dir)
     prefix = record.node_prefix if record else "node"

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from bus import natsserver
 from bus.connection import ComponentInfo, discover
-from bus.errors import SteerError, Unavailable
+from bus.errors import SteerError, Timeout, Unavailable
 from bus.meta import is_true
 from bus.resources import Namespace, Node
 from bus.validation.rules import dns1123_label
@@ -238,11 +238,13 @@ async def _wait_for_api(s: Session, api: Child) -> None:
         try:
             await s.client.get(Namespace, "default", "")
             return
-        except (Unavailable, nats.errors.Error):
+        except (Unavailable, Timeout, nats.errors.Error):
             if warn_at and loop.time() >= warn_at:
                 _say(f"warning: no API server answers yet (see {api.log})")
                 warn_at = 0.0
             await asyncio.sleep(0.2)
+        except SteerError:
+            return  # an answer, even an error, is an API replica serving
 
 
 async def _wait_for_nodes(s: Session, names: list[str]) -> None:
@@ -258,8 +260,9 @@ async def _wait_for_nodes(s: Session, names: list[str]) -> None:
                     waiting.discard(node.metadata.name)
                 if not waiting:
                     return
-    except TimeoutError:
-        _say(f"warning: nodes not ready yet: {', '.join(sorted(waiting))} (see their logs)")
+    except (TimeoutError, SteerError, nats.errors.Error):
+        pass  # said below: the agents are supervised all the same
+    _say(f"warning: nodes not ready yet: {', '.join(sorted(waiting))} (see their logs)")
 
 
 async def _apply(s: Session, path: str) -> None:

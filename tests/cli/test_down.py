@@ -104,3 +104,12 @@ def test_down_without_a_cluster_says_so(tmp_path: Path) -> None:
     result = down(tmp_path / "nothing")
     assert result.returncode == 0, result.stderr
     assert f"no cluster in {tmp_path / 'nothing'}" in result.stdout
+
+
+def test_down_never_removes_a_directory_steer_up_did_not_make(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    result = down(tmp_path, "--purge")
+    assert result.returncode == 1
+    assert f"error: {tmp_path} is not the data dir of a steer up" in result.stderr
+    assert precious.read_text() == "keep me"
