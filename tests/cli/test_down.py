@@ -113,3 +113,21 @@ def test_down_never_removes_a_directory_steer_up_did_not_make(tmp_path: Path) ->
     assert result.returncode == 1
     assert f"error: {tmp_path} is not the data dir of a steer up" in result.stderr
     assert precious.read_text() == "keep me"
+
+
+def test_a_killed_up_leaves_the_pods_containers_to_the_next_one(tmp_path: Path) -> None:
+    prefix = node_prefix()
+    with local_up(tmp_path, nodes=1, prefix=prefix) as up:
+        run_sleeper(up)
+        [container] = process_containers(tmp_path)
+        children = up.children()
+        up.proc.send_signal(signal.SIGKILL)
+        up.proc.wait(10)
+        assert eventually(lambda: not any(alive(pid) for pid in children))
+    assert alive(container)  # not a child of steer up: the kernel did not kill it
+    with local_up(tmp_path, nodes=1, prefix=prefix) as again:
+        pod = json.loads(again.steer("get", "pod", "sleeper", "-o", "json").stdout)
+        assert pod["status"]["containerStatuses"][0].get("restartCount", 0) == 0
+        assert process_containers(tmp_path) == [container]  # adopted, not started again
+        assert down(tmp_path).returncode == 0
+    assert not alive(container)
