@@ -26,7 +26,7 @@ from bus import events as bus_events
 from bus import kinds, subjects
 from bus import metrics as bus_metrics
 from bus.codec import encode
-from bus.connection import Credentials, announce, close, connect
+from bus.connection import Credentials, announce, close, connect, fail_when_closed
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
 from bus.meta import ObjectMeta
 from bus.protocol import (
@@ -181,7 +181,9 @@ async def _respond_error(request: Request, err: SteerError) -> None:
 
 async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
     """Serve the API until cancelled."""
-    nc = await connect(config.servers, name=f"steer-api {config.instance}", credentials=config.credentials)
+    nc = await connect(
+        config.servers, name=f"steer-api {config.instance}", credentials=config.credentials, wait=True
+    )
     try:
         js = nc.jetstream(timeout=5.0)
         store = Store(js, config.store)
@@ -189,6 +191,7 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
         await bus_events.ensure_stream(js, retention=config.event_retention, replicas=config.store.replicas)
         await bus_metrics.ensure_stream(js, replicas=config.store.replicas)
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(fail_when_closed(nc))
             server = ApiServer(nc, store, tasks)
             tasks.create_task(server.namespaces.run())
             await server.seed()

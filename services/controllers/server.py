@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus.client import Client
-from bus.connection import Credentials, announce, close, connect
+from bus.connection import Credentials, announce, close, connect, fail_when_closed
 from bus.controller import Controller
 from bus.informer import Informer
 from bus.leader import LeaderElector
@@ -60,7 +60,7 @@ class ControllersConfig:
 
 async def run(config: ControllersConfig) -> None:
     nc = await connect(
-        config.servers, name=f"steer-controllers {config.instance}", credentials=config.credentials
+        config.servers, name=f"steer-controllers {config.instance}", credentials=config.credentials, wait=True
     )
     client = Client(nc)
     elector = LeaderElector(
@@ -132,6 +132,7 @@ async def run(config: ControllersConfig) -> None:
             nc, "controllers", description="steersman controllers", metadata={"instance": config.instance}
         )
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(fail_when_closed(nc))
             for informer in informers:
                 tasks.create_task(informer.run())
             tasks.create_task(podmetrics.run(nc))

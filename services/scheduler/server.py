@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass, field
 
 from bus.client import Client
-from bus.connection import Credentials, announce, close, connect
+from bus.connection import Credentials, announce, close, connect, fail_when_closed
 from bus.store import Store
 from services.scheduler.scheduler import Scheduler
 
@@ -25,11 +25,12 @@ class SchedulerConfig:
 
 async def run(config: SchedulerConfig, *, ready: asyncio.Event | None = None) -> None:
     nc = await connect(
-        config.servers, name=f"steer-scheduler {config.instance}", credentials=config.credentials
+        config.servers, name=f"steer-scheduler {config.instance}", credentials=config.credentials, wait=True
     )
     try:
         store = Store(nc.jetstream(timeout=5.0))
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(fail_when_closed(nc))
             scheduler = Scheduler(Client(nc), store, tasks)
             tasks.create_task(scheduler.nodes.run())
             tasks.create_task(scheduler.pods.run())
