@@ -25,7 +25,10 @@ from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
 from bus import kinds, subjects
 from bus.codec import encode
-from bus.errors import AlreadyExists, Conflict, Internal, NotFound, SteerError, Timeout, Unavailable
+from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
+from bus.failures import translate
+from bus.following import CAUGHT_UP, LOST, Marker, follow
+from bus.following import ONE_SHOT_CONSUMER_TTL as ONE_SHOT_CONSUMER_TTL  # for bus.metrics
 from bus.meta import Resource
 from bus.selectors import Selector, matches
 
@@ -34,15 +37,15 @@ log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
 T = TypeVar("T")
 
-WatchType = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
+WatchType = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED", "STALE"]
 
-ONE_SHOT_CONSUMER_TTL = 2.0
 MAX_CONSUMERS = 100_000
-WATCH_CONSUMER_TTL = 60.0
 
 
 class WatchEvent(msgspec.Struct, frozen=True):
-    """One change seen by a watch. SYNCED marks the end of the initial listing (no object)."""
+    """One change seen by a watch. SYNCED (no object) marks the end of the initial listing, and
+    the end of each catching up after a STALE (no object): the connection dropped, and until the
+    next SYNCED what the watch has shown may be out of date."""
 
     type: WatchType
     key: str = ""
@@ -58,22 +61,6 @@ class StoreConfig:
     history: int = 1
     storage: StorageType = StorageType.FILE
     ttl: dict[str, float] = field(default_factory=lambda: {"leases": 600.0, "events": 3600.0})
-
-
-def translate(err: BaseException) -> SteerError:
-    """The bus error a NATS failure stands for."""
-    match err:
-        case SteerError():
-            return err
-        case nats.errors.TimeoutError() | asyncio.TimeoutError():
-            return Timeout("the store did not answer in time")
-        case nats.errors.NoRespondersError() | nats.js.errors.ServiceUnavailableError():
-            return Unavailable("JetStream is not available")
-        case nats.errors.ConnectionClosedError() | nats.errors.ConnectionReconnectingError():
-            return Unavailable("not connected to NATS")
-        case nats.errors.OutboundBufferLimitError():
-            return Unavailable("NATS connection is saturated")
-    return Internal(f"store error: {err!r}")
 
 
 def _nats_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -184,56 +171,45 @@ class Store:
     ) -> AsyncGenerator[WatchEvent, None]:
         """List-then-watch: ADDED for every current object, SYNCED, then live changes.
 
-        An ordered consumer with deliver policy last-per-subject. The initial listing ends with the
-        message after which nothing was pending; when the consumer info shows nothing pending and
-        nothing delivered, the bucket (or namespace) was empty. Keys seen are remembered, so that
-        a later put is ADDED for a new key and MODIFIED for a known one.
+        The entries come from an ordered consumer with deliver policy last-per-subject, which
+        `bus.following` resumes right after the last revision seen whenever the connection comes
+        back: STALE when the connection drops, SYNCED again once the resumed watch has caught up,
+        and in between exactly the changes missed. Keys seen are remembered with their last
+        object, so a later put is ADDED for a new key and MODIFIED for a known one, and a DELETED
+        always carries the object's final state (the delete marker's body, or the last one seen).
         """
         info = kinds.BY_KIND[cls.__name__]
         kv = await self.bucket(info)
         prefix = subjects.kv_subject(kv._name, "")
-        try:
-            sub = await self._js.subscribe(
-                subjects.kv_subject(kv._name, subjects.key_filter(namespace)),
-                stream=kv._stream,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                # Once unsubscribed, the server drops the consumer after this long: short for a
-                # one-shot listing (the API lists often), longer for a watch that may reconnect.
-                inactive_threshold=ONE_SHOT_CONSUMER_TTL if initial_only else WATCH_CONSUMER_TTL,
-            )
-            consumer = await sub.consumer_info()
-        except (TimeoutError, nats.errors.Error) as err:
-            raise translate(err) from err
-        known: set[str] = set()
-        try:
-            delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
-            synced = not consumer.num_pending and not delivered
-            if synced:
-                yield WatchEvent("SYNCED")
-                if initial_only:
-                    return
-            async for msg in sub.messages:
-                key = msg.subject[len(prefix) :]
-                revision = msg.metadata.sequence.stream
-                deleted = _is_delete(msg.headers)
-                if deleted:
-                    if synced and key in known:
-                        known.discard(key)
-                        obj = self._decode(info, msg.data, revision) if msg.data else None
-                        yield WatchEvent("DELETED", key, obj, revision)
-                elif msg.data:
-                    kind: WatchType = "MODIFIED" if key in known else "ADDED"
-                    known.add(key)
-                    yield WatchEvent(kind, key, self._decode(info, msg.data, revision), revision)
-                if not synced and msg.metadata.num_pending == 0:
-                    synced = True
+        known: dict[str, Resource] = {}
+        messages = follow(
+            self._js,
+            stream=kv._stream,
+            subject=subjects.kv_subject(kv._name, subjects.key_filter(namespace)),
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            one_shot=initial_only,
+        )
+        async with contextlib.aclosing(messages):
+            async for item in messages:
+                if item is LOST:
+                    yield WatchEvent("STALE")
+                    continue
+                if item is CAUGHT_UP:
                     yield WatchEvent("SYNCED")
-                    if initial_only:
-                        return
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                    continue
+                assert not isinstance(item, Marker)
+                key = item.subject[len(prefix) :]
+                revision = item.metadata.sequence.stream
+                if _is_delete(item.headers):
+                    last = known.pop(key, None)
+                    if last is not None:
+                        final = self._decode(info, item.data, revision) if item.data else last
+                        yield WatchEvent("DELETED", key, final, revision)
+                    continue
+                obj = self._decode(info, item.data, revision)
+                change: WatchType = "MODIFIED" if key in known else "ADDED"
+                known[key] = obj
+                yield WatchEvent(change, key, obj, revision)
 
     # -- writes (compare-and-set)
 

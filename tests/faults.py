@@ -15,7 +15,7 @@ Everything here is real: a real nats-server process, real TCP. Two tools:
 
 - `Relay`: a TCP relay on loopback in front of a nats-server. Point one client at `relay.url`
   and the others at the server itself; `relay.cut()` then drops the links the relay carries (with
-  a reset, as a dying peer does) and refuses new ones until it is restored, while the other
+  a reset, as a dying peer does) and stops listening until it is restored, while the other
   clients go on working: writers keep writing while one watcher is away. `relay.send(data)`
   speaks to the relayed clients as the server would, e.g. an `-ERR` after which nats-py closes the
   connection for good.
@@ -80,12 +80,14 @@ class Relay:
     upstream: str
     host: str = "127.0.0.1"
     _server: asyncio.Server | None = None
+    _port: int = 0
     _links: set[_Link] = field(default_factory=set)
     _cut: bool = False
     connections: int = 0  # links accepted and relayed so far
 
     async def __aenter__(self) -> Relay:
         self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self._port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -97,9 +99,8 @@ class Relay:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "use the relay in `async with`"
-        port = self._server.sockets[0].getsockname()[1]
-        return f"nats://{self.host}:{port}"
+        assert self._port, "use the relay in `async with`"
+        return f"nats://{self.host}:{self._port}"
 
     @property
     def carrying(self) -> int:
@@ -108,13 +109,18 @@ class Relay:
 
     @contextlib.asynccontextmanager
     async def cut(self) -> AsyncIterator[None]:
-        """Relayed clients are cut off inside the block, and may reconnect after it."""
+        """Relayed clients are cut off inside the block (their links reset, new connections
+        refused, as by a server that is down), and may reconnect after it."""
+        assert self._server is not None, "use the relay in `async with`"
         self._cut = True
+        self._server.close()
         self._abort_all()
+        await self._server.wait_closed()
         try:
             yield
         finally:
             self._cut = False
+            self._server = await asyncio.start_server(self._serve, self.host, self._port)
 
     async def cut_for(self, seconds: float) -> None:
         async with self.cut():
