@@ -20,10 +20,10 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 
 from bus import following, kinds, subjects
+from bus.buckets import MAX_CONSUMERS
 from bus.meta import ObjectMeta, ObjectReference, Resource
 from bus.resources import Event
 from bus.resources.records import EventSource
-from bus.store import MAX_CONSUMERS
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,12 @@ the delete markers), so nothing is missed and nothing comes twice. Within one co
 ordered consumer still handles flow control and sequence gaps, and its heartbeat check (on a short
 heartbeat) remains the backstop for a consumer lost without a reconnect (a cluster peer that died).
 
-Besides messages, a follower yields two markers: LOST when the connection drops (what was delivered
-may be stale from now on) and CAUGHT_UP when nothing is pending (after the first listing, and again
-after each resume). A one-shot follower (a listing) ends at its first CAUGHT_UP and fails with
-Unavailable if the connection drops meanwhile. A follower ends with Unavailable when the connection
-is closed for good.
+Besides messages, a follower yields markers: LOST when the connection drops (what was delivered
+may be stale from now on), CAUGHT_UP when nothing is pending (after the first listing, and again
+after each resume), and RESTARTED when it was away too long to resume and starts over from the
+beginning. A one-shot follower (a listing) ends at its first CAUGHT_UP and fails with Unavailable
+if the connection drops meanwhile. A follower ends with Unavailable when the connection is closed
+for good.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ HEARTBEAT = 2.0
 class Marker(Enum):
     LOST = "lost"
     CAUGHT_UP = "caught-up"
+    RESTARTED = "restarted"
 
 
 LOST = Marker.LOST
 CAUGHT_UP = Marker.CAUGHT_UP
+RESTARTED = Marker.RESTARTED
 
 
 async def follow(
@@ -63,10 +66,15 @@ async def follow(
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
     start_time: datetime | None = None,
     one_shot: bool = False,
+    resume_within: float | None = None,
 ) -> AsyncGenerator[Msg | Marker, None]:
     """The stream's messages on `subject` in order, from `deliver_policy`, then live ones (until
     CAUGHT_UP only, if `one_shot`), resuming after the last one delivered whenever the connection
-    comes back. See the module docstring for the markers."""
+    comes back. See the module docstring for the markers.
+
+    With `resume_within`, a follower that was away longer than that many seconds does not resume:
+    it yields RESTARTED and starts over from `deliver_policy` (the stream may have dropped what it
+    would have needed, such as the markers of expired KV entries)."""
     # The JetStream context has no public accessor for its connection.
     state = link(js._nc)
     changed = asyncio.Event()
@@ -78,6 +86,9 @@ async def follow(
     generation = state.generation
     behind = True  # not caught up yet (or since the last LOST)
     told_lost = False
+    started = False  # the first consumer was made
+    lost_at: float | None = None  # when the connection dropped (loop time)
+    loop = asyncio.get_running_loop()
     retry = Backoff(first=0.05, cap=1.0)
     try:
         while True:
@@ -90,6 +101,8 @@ async def follow(
             if not state.connected.is_set():
                 if one_shot:
                     raise Unavailable("lost the connection to NATS while reading")
+                if lost_at is None:
+                    lost_at = loop.time()
                 if not told_lost:
                     told_lost, behind = True, True
                     yield LOST
@@ -97,6 +110,10 @@ async def follow(
                 continue
             if sub is None:
                 generation = state.generation
+                if last and lost_at is not None and resume_within is not None:
+                    if loop.time() - lost_at > resume_within:
+                        last, lost_at = 0, None  # too long away to resume: start over
+                        yield RESTARTED
                 try:
                     sub, pending = await _subscribe(
                         js,
@@ -108,7 +125,7 @@ async def follow(
                         one_shot=one_shot,
                     )
                 except SteerError as err:
-                    if last == 0 and not told_lost:
+                    if not started:
                         raise  # the first attempt: the caller learns at once
                     # Resuming: JetStream may need a moment after a server restart. The watch
                     # is stale meanwhile, and says so.
@@ -120,6 +137,7 @@ async def follow(
                         await asyncio.wait_for(changed.wait(), retry.next())
                     continue
                 retry.reset()
+                started, lost_at = True, None
                 if pending == 0 and behind:
                     behind, told_lost = False, False
                     yield CAUGHT_UP
@@ -211,4 +229,4 @@ async def _drop(sub: JetStreamContext.PushSubscription) -> None:
         await sub.unsubscribe()
 
 
-__all__ = ["CAUGHT_UP", "LOST", "Marker", "follow"]
+__all__ = ["CAUGHT_UP", "LOST", "RESTARTED", "Marker", "follow"]

@@ -30,6 +30,7 @@ from bus.resources import (
     Service,
 )
 from bus.store import Store
+from bus.unreadable import UnreadableReporter
 from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD, autoscaler_controller
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
 from services.controllers.endpoints import endpoints_controller
@@ -43,6 +44,8 @@ from services.controllers.podmetrics import PodMetricsCache
 from services.controllers.replicaset import replicaset_controller
 
 log = logging.getLogger(__name__)
+
+COMPONENT = "steer-controllers"
 
 
 @dataclass
@@ -73,6 +76,9 @@ async def run(config: ControllersConfig) -> None:
     )
     try:
         store = Store(nc.jetstream(timeout=5.0))
+        await store.wait_for_buckets()
+        reporter = UnreadableReporter(client.create, component=COMPONENT)
+        store.on_unreadable(reporter)
         # One informer per kind, shared by every controller that reads it.
         replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
         pods: Informer[Pod] = Informer(store, Pod)
@@ -133,6 +139,7 @@ async def run(config: ControllersConfig) -> None:
         )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(fail_when_closed(nc))
+            tasks.create_task(reporter.run())
             for informer in informers:
                 tasks.create_task(informer.run())
             tasks.create_task(podmetrics.run(nc))

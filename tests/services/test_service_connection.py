@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bus import natsserver
+from bus import kinds, natsserver
+from bus.connection import close, connect
+from bus.store import Store
 from tests.cluster import ControlPlane
 from tests.conftest import start_service, wait_for_components
 from tests.faults import ERR_MAX_CONTROL_LINE, Relay, free_port, wait_for_exit, wait_for_line
@@ -75,3 +77,33 @@ async def test_a_service_started_before_its_bus_waits_for_it(tmp_path: Path) -> 
                 proc.wait(20)
         if server is not None:
             server.stop()
+
+
+async def test_services_started_before_the_api_wait_for_its_buckets(tmp_path: Path) -> None:
+    server = await asyncio.to_thread(natsserver.start, tmp_path / "nats")
+    logs = {name: tmp_path / f"{name}.log" for name in ("scheduler", "controllers", "api")}
+    procs = []
+    try:
+        procs.append(start_service("services.scheduler", "--nats", server.url, log=logs["scheduler"]))
+        procs.append(start_service("services.controllers", "--nats", server.url, log=logs["controllers"]))
+        for name in ("scheduler", "controllers"):
+            await wait_for_line(logs[name], "the API creates it when it starts; waiting for it")
+        # Whoever starts first, the buckets get the API's settings (not one replica, history 1).
+        procs.append(start_service("services.api", "--nats", server.url, "--history", "3", log=logs["api"]))
+        await wait_for_components(server.url, "steer-scheduler", 1)
+        await wait_for_components(server.url, "steer-controllers", 1)
+        nc = await connect(server.url, name="test-buckets")
+        try:
+            for info in kinds.KINDS:
+                assert (await (await Store(nc.jetstream()).bucket(info)).status()).history == 3
+        finally:
+            await close(nc)
+        for name in ("scheduler", "controllers"):
+            waiting = [line for line in logs[name].read_text().splitlines() if "waiting for it" in line]
+            assert len(waiting) == 1
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(20)
+        server.stop()
