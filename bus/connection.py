@@ -265,15 +265,19 @@ async def fail_when_closed(nc: NATS) -> None:
 async def close(nc: NATS, *, drain_for: float = 5.0) -> None:
     """Drain the connection (in-flight messages are finished), but never wait longer than
     `drain_for`: a shutdown must not hang on a peer that stopped reading."""
-    link(nc).deliberate = True
+    state = link(nc)
+    state.deliberate = True
     try:
         async with asyncio.timeout(drain_for):
             await nc.drain()
     except (TimeoutError, nats.errors.Error) as err:
         log.debug("drain did not finish (%s); closing", err or "timeout")
     if not nc.is_closed:
-        with contextlib.suppress(nats.errors.Error):
+        # While reconnecting, nats-py flushes what it buffered into a socket that may be dead
+        # (and then skips its callbacks).
+        with contextlib.suppress(nats.errors.Error, OSError):
             await nc.close()
+    state.closed_for_good("closed")
 
 
 async def announce(

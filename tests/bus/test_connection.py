@@ -129,3 +129,18 @@ async def test_closing_on_purpose_is_no_failure(server: natsserver.NatsServer) -
     watching = asyncio.create_task(fail_when_closed(nc))
     await close(nc)
     await asyncio.wait_for(watching, 10)  # returns, raises nothing
+
+
+async def test_closing_while_reconnecting_with_unsent_messages_does_not_raise(
+    server: natsserver.NatsServer,
+) -> None:
+    async with Relay(server.url) as relay:
+        nc = await connect(relay.url, name="test-close-reconnecting")
+        gone = asyncio.Event()
+        link(nc).on_disconnect(gone.set)
+        async with relay.cut():
+            await asyncio.wait_for(gone.wait(), 30)
+            for _ in range(100):
+                await nc.publish("test.unsent", b"x" * 1000)  # buffered: there is no server
+            await close(nc)
+        assert link(nc).closed.is_set()
