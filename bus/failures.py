@@ -27,4 +27,7 @@ def translate(err: BaseException) -> SteerError:
             return Unavailable("not connected to NATS")
         case nats.errors.OutboundBufferLimitError():
             return Unavailable("NATS connection is saturated")
+        case nats.js.errors.NotFoundError():
+            # A stream or bucket that is not there (yet): the API creates them when it starts.
+            return Unavailable(f"not found in JetStream: {err.description or 'stream or consumer'}")
     return Internal(f"store error: {err!r}")
