@@ -57,7 +57,16 @@ class Client:
         self.timeout = timeout
         self.node = node
         # What to do with a reply's warning (the CLI prints it, as kubectl prints "Warning:").
-        self.on_warning: Callable[[str], None] = lambda text: log.warning("API: %s", text)
+        self.on_warning: Callable[[str], None] = self._log_warning
+        self._warned: set[str] = set()
+
+    def _log_warning(self, text: str) -> None:
+        """Each warning once (a component lists again and again; the cause is the same)."""
+        if text not in self._warned:
+            if len(self._warned) >= 1000:
+                self._warned.clear()
+            self._warned.add(text)
+            log.warning("API: %s", text)
 
     def _subject(self, verb: subjects.ApiVerb, info: kinds.KindInfo, namespace: str) -> str:
         ns = namespace if info.namespaced else ""

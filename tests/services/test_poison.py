@@ -4,6 +4,8 @@ name removes it, and one Warning event names the bucket and key."""
 
 from __future__ import annotations
 
+import logging
+
 import nats.js.errors
 import pytest
 
@@ -65,3 +67,14 @@ async def test_deleting_a_namespace_removes_its_poison_too(client: Client, store
     kv = await store.bucket(kinds.BY_KIND["Pod"])
     with pytest.raises(nats.js.errors.KeyNotFoundError):
         await kv.get(subjects.key(ns, "bad"))
+
+
+async def test_a_component_logs_the_same_listing_warning_once(
+    client: Client, store: Store, ns: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await poison(store, "Pod", ns, "bad")
+    caplog.set_level(logging.WARNING, logger="bus.client")
+    for _ in range(3):  # a node agent lists its pods every resync
+        await client.list(Pod, ns)
+    [record] = [r for r in caplog.records if r.name == "bus.client"]
+    assert '"bad"' in record.getMessage()
