@@ -26,6 +26,10 @@ Everything here is real: a real nats-server process, real TCP. Two tools:
               await client.create(...)       # through a direct connection
           await relay.cut_for(3.0)           # or away for 3 s
 
+And for what follows a fault, around a service process: `wait_for_line(log, text)` (a log line
+appeared), `wait_for_exit(proc)` (its exit code), `free_port()` (a port to start a server on
+later, for a service started before its bus).
+
 A fault's duration is the one fixed sleep a test may have; everything after it waits for a
 condition (tests/waiting.py).
 """
