@@ -133,6 +133,14 @@ def link(nc: NATS) -> Link:
     return found
 
 
+class ConnectionClosed(Unavailable):
+    """The connection is closed for good: nothing sent over it will ever work again, so retrying
+    is pointless (a service ends, for its supervisor to start it again)."""
+
+    def __init__(self, state: Link) -> None:
+        super().__init__(f"the connection to NATS was closed for good ({state.reason})")
+
+
 class _NotConnected(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
@@ -250,7 +258,7 @@ def _url(nc: NATS) -> str:
 
 
 async def fail_when_closed(nc: NATS) -> None:
-    """Raise Unavailable when `nc` is closed for good other than by `close()`.
+    """Raise ConnectionClosed when `nc` is closed for good other than by `close()`.
 
     Run it in a service's task group: a connection nats-py will never reopen (after a server
     error such as "Maximum Control Line Exceeded") then ends the service, and `run_service`
@@ -259,7 +267,7 @@ async def fail_when_closed(nc: NATS) -> None:
     state = link(nc)
     await state.closed.wait()
     if not state.deliberate:
-        raise Unavailable(f"the connection to NATS was closed for good ({state.reason})")
+        raise ConnectionClosed(state)
 
 
 async def close(nc: NATS, *, drain_for: float = 5.0) -> None:

@@ -14,8 +14,8 @@ Besides messages, a follower yields markers: LOST when the connection drops (wha
 may be stale from now on), CAUGHT_UP when nothing is pending (after the first listing, and again
 after each resume), and RESTARTED when it was away too long to resume and starts over from the
 beginning. A one-shot follower (a listing) ends at its first CAUGHT_UP and fails with Unavailable
-if the connection drops meanwhile. A follower ends with Unavailable when the connection is closed
-for good.
+if the connection drops meanwhile. A follower ends with ConnectionClosed when the connection is
+closed for good.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bus.backoff import Backoff
-from bus.connection import link
+from bus.connection import ConnectionClosed, link
 from bus.errors import SteerError, Unavailable
 from bus.failures import translate
 
@@ -94,7 +94,7 @@ async def follow(
         while True:
             changed.clear()
             if state.closed.is_set():
-                raise Unavailable(f"the connection to NATS was closed for good ({state.reason})")
+                raise ConnectionClosed(state)
             if sub is not None and (generation != state.generation or not state.connected.is_set()):
                 await _drop(sub)  # its consumer may be gone, or still pushing into an old inbox
                 sub = None

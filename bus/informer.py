@@ -19,6 +19,7 @@ from typing import Generic, Literal, TypeVar
 
 from bus import subjects
 from bus.backoff import Backoff
+from bus.connection import ConnectionClosed
 from bus.errors import SteerError
 from bus.meta import Resource
 from bus.store import Store
@@ -109,15 +110,17 @@ class Informer(Generic[R]):
     async def run(self) -> None:
         """Keep the cache current until cancelled.
 
-        The watch itself resumes across reconnects; it ends only when it cannot (it could not
-        start, or the connection is closed for good). Then the informer watches again, after a
-        jittered back-off, and the new listing is compared with the cache.
+        The watch itself resumes across reconnects; it ends only when it cannot. If it could not
+        start, the informer watches again, after a jittered back-off, and the new listing is
+        compared with the cache; if the connection is closed for good, ConnectionClosed ends it.
         """
         retry = Backoff(first=0.1, cap=RETRY_CAP)
         failing = ""
         while True:
             try:
                 await self._watch(retry)
+            except ConnectionClosed:
+                raise  # nothing will ever work over it again: the service ends
             except SteerError as err:
                 if err.message != failing:  # one line per new cause, not one per attempt
                     log.warning("%s watch failed: %s; watching again", self.cls.__name__, err.message)

@@ -76,8 +76,10 @@ def _failed(name: str, group: BaseExceptionGroup[Any]) -> int:
     if others is not None:
         log.critical("%s: a task failed unexpectedly; exiting", name, exc_info=others)
     if bus_errors is not None:
-        for err in _leaves(bus_errors):
-            log.error("%s: %s; exiting", name, err.message if isinstance(err, SteerError) else err)
+        # Several tasks often fail of the same cause (every watch, when the connection closed).
+        messages = [err.message if isinstance(err, SteerError) else str(err) for err in _leaves(bus_errors)]
+        for message in dict.fromkeys(messages):
+            log.error("%s: %s; exiting", name, message)
     return 1
 
 

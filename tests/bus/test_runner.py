@@ -35,6 +35,7 @@ async def _connection_closed_for_good() -> None:
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(asyncio.Event().wait())
         tasks.create_task(watch())
+        tasks.create_task(watch())  # every watch fails of the same cause at once
 
 
 async def _returns_on_its_own() -> None:

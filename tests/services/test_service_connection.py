@@ -68,8 +68,8 @@ async def test_a_service_started_before_its_bus_waits_for_it(tmp_path: Path) -> 
         api = start_service("services.api", "--nats", url, log=tmp_path / "api.log")
         await wait_for_components(url, "steer-scheduler", 1)
         assert scheduler.poll() is None
-        waiting = [line for line in log.read_text().splitlines() if "waiting for it" in line]
-        assert len(waiting) == 1 and url in waiting[0]
+        waiting = [line for line in log.read_text().splitlines() if "cannot connect to NATS" in line]
+        assert len(waiting) == 1 and url in waiting[0] and "waiting for it" in waiting[0]
     finally:
         for proc in (scheduler, api):
             if proc is not None and proc.poll() is None:
