@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,6 +129,7 @@ async def run(outages: list[float], rounds: int) -> None:
         api.terminate()
         api.wait(10)
         server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:
