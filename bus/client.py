@@ -8,6 +8,7 @@ store directly (see `bus.store.Store.watch`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -30,6 +31,7 @@ from bus.errors import (
 from bus.meta import Resource
 from bus.protocol import (
     ERROR_CODE_HEADER,
+    WARNING_HEADER,
     DeleteRequest,
     GetRequest,
     ListRequest,
@@ -54,6 +56,17 @@ class Client:
         self.nc = nc
         self.timeout = timeout
         self.node = node
+        # What to do with a reply's warning (the CLI prints it, as kubectl prints "Warning:").
+        self.on_warning: Callable[[str], None] = self._log_warning
+        self._warned: set[str] = set()
+
+    def _log_warning(self, text: str) -> None:
+        """Each warning once (a component lists again and again; the cause is the same)."""
+        if text not in self._warned:
+            if len(self._warned) >= 1000:
+                self._warned.clear()
+            self._warned.add(text)
+            log.warning("API: %s", text)
 
     def _subject(self, verb: subjects.ApiVerb, info: kinds.KindInfo, namespace: str) -> str:
         ns = namespace if info.namespaced else ""
@@ -82,6 +95,8 @@ class Client:
             except msgspec.DecodeError:
                 raise Internal(f"malformed error reply on {subject}") from None
             raise from_status(status)
+        if msg.headers and WARNING_HEADER in msg.headers:
+            self.on_warning(msg.headers[WARNING_HEADER])
         return msg.data
 
     # -- untyped, by kind (the CLI works with whatever kind the user names)

@@ -1,5 +1,10 @@
 """Connecting to NATS, and announcing and discovering components as NATS micro services.
 
+A connection, once made, reconnects forever with jittered back-off capped at RECONNECT_CAP: an
+outage of any length ends for every component within about a second of the server's return.
+nats-py still closes a connection for good on some server errors; `fail_when_closed` turns that
+into the end of the service, so its supervisor restarts it instead of leaving it alive and deaf.
+
 Every component registers a micro service (`steer-api`, `steer-scheduler`, ...), so standard NATS
 tooling (`nats micro ls`) and `steer status` can list, ping and read the stats of each live one.
 """
@@ -11,23 +16,34 @@ import contextlib
 import json
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.client import Server
 from nats.micro import add_service
 from nats.micro.service import Service
 
 from bus import subjects
+from bus.backoff import Backoff
 from bus.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 VERSION = "0.1.0"
+
+# Reconnecting: the first attempt within RECONNECT_FIRST of a drop, then doubling, never more than
+# RECONNECT_CAP apart, so a component is back within about a second of its server's return.
+RECONNECT_FIRST = 0.05
+RECONNECT_CAP = 1.0
+WAIT_CAP = 1.0  # the same for a service waiting for its first connection
+# A link that died silently (no reset from the peer) is noticed after this many unanswered pings.
+PING_INTERVAL = 5
+MAX_OUTSTANDING_PINGS = 3
 
 
 @dataclass(frozen=True)
@@ -46,15 +62,21 @@ class Link:
     nats-py takes one callback per connection event; a process has many users of its connection
     (every watch, the node agent's feeds, the node lifecycle controller), so the connection's
     callbacks are fanned out here. `generation` counts reconnects: a watch that saw generation N
-    and finds N+1 knows its server-side consumer may be gone.
+    and finds N+1 knows its server-side consumer may be gone. `closed` is set when the connection
+    is closed for good: by `close()` (`deliberate`), or by nats-py after a server error such as
+    "Maximum Control Line Exceeded" or an authorization violation, after which it never
+    reconnects (`reason` says why).
     """
 
     def __init__(self) -> None:
         self.generation = 0
         self.connected = asyncio.Event()
         self.closed = asyncio.Event()
+        self.deliberate = False
+        self.reason = ""
         self._on_reconnect: list[Callable[[], None]] = []
         self._on_disconnect: list[Callable[[], None]] = []
+        self._on_close: list[Callable[[], None]] = []
 
     def on_reconnect(self, handler: Callable[[], None]) -> None:
         """`handler()` after every reconnect; it must be quick (set a flag, wake a task)."""
@@ -63,8 +85,18 @@ class Link:
     def on_disconnect(self, handler: Callable[[], None]) -> None:
         self._on_disconnect.append(handler)
 
+    def on_close(self, handler: Callable[[], None]) -> None:
+        """`handler()` once, when the connection is closed for good."""
+        self._on_close.append(handler)
+
+    def forget(self, handler: Callable[[], None]) -> None:
+        """Stop telling `handler` anything (a watch that ended)."""
+        for handlers in (self._on_reconnect, self._on_disconnect, self._on_close):
+            with contextlib.suppress(ValueError):
+                handlers.remove(handler)
+
     def _tell(self, handlers: list[Callable[[], None]]) -> None:
-        for handler in handlers:
+        for handler in list(handlers):
             try:
                 handler()
             except Exception:  # one user's bug must not stop the others hearing of it
@@ -78,6 +110,14 @@ class Link:
     def disconnected(self) -> None:
         self.connected.clear()
         self._tell(self._on_disconnect)
+
+    def closed_for_good(self, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.reason = reason
+        self.connected.clear()
+        self.closed.set()
+        self._tell(self._on_close)
 
 
 _links: weakref.WeakKeyDictionary[NATS, Link] = weakref.WeakKeyDictionary()
@@ -93,75 +133,159 @@ def link(nc: NATS) -> Link:
     return found
 
 
+class ConnectionClosed(Unavailable):
+    """The connection is closed for good: nothing sent over it will ever work again, so retrying
+    is pointless (a service ends, for its supervisor to start it again)."""
+
+    def __init__(self, state: Link) -> None:
+        super().__init__(f"the connection to NATS was closed for good ({state.reason})")
+
+
+class _NotConnected(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 async def connect(
     servers: str | list[str] = DEFAULT_URL,
     *,
     name: str,
     credentials: Credentials | None = None,
     connect_timeout: float = 5.0,
-    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    wait: bool = False,
 ) -> NATS:
-    """A connection that reconnects forever once established; a clear error if none can be made."""
+    """A connection that reconnects forever once established.
+
+    Without `wait` (the CLI), a clear Unavailable error if no server answers now. With `wait` (a
+    service started before its bus), one log line, then attempts with back-off until a server
+    answers; only a refused authorization is an error then, since waiting cannot cure it.
+    """
     urls = [s.strip() for s in servers.split(",")] if isinstance(servers, str) else servers
-    creds = credentials or Credentials()
+    where = ", ".join(urls)
+    backoff = Backoff(first=0.1, cap=WAIT_CAP)
+    waiting = False
+    while True:
+        try:
+            nc = await _connect_once(urls, name, credentials or Credentials(), connect_timeout)
+        except _NotConnected as failed:
+            message = f"cannot connect to NATS at {where}: {_describe(failed.cause)}"
+            if not wait or isinstance(failed.cause, nats.errors.AuthorizationError):
+                raise Unavailable(message) from None
+            if not waiting:
+                log.warning("%s; waiting for it (retrying every %gs at most)", message, WAIT_CAP)
+                waiting = True
+            await asyncio.sleep(backoff.next())
+            continue
+        if waiting:
+            log.info("connected to NATS at %s", where)
+        return nc
+
+
+async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_timeout: float) -> NATS:
+    nc = NATS()
+    state = Link()
+    failures: list[BaseException] = []
+    reconnecting = Backoff(first=RECONNECT_FIRST, cap=RECONNECT_CAP)
+
+    def next_server(servers: list[Server], info: dict[str, Any]) -> tuple[Server | None, float]:
+        # The server tried least often since it last answered (the pool is shuffled, so ties
+        # spread), after a jittered delay: a cluster's clients do not all knock at once, and no
+        # wait is ever longer than RECONNECT_CAP, however long the outage.
+        return min(servers, key=lambda s: s.reconnects), reconnecting.next()
+
+    async def on_reconnected() -> None:
+        log.info("reconnected to NATS at %s", _url(nc))
+        state.reconnected()
+
+    async def on_disconnected() -> None:
+        reconnecting.reset()
+        if not nc.is_closed:
+            log.warning("disconnected from NATS; reconnecting")
+        state.disconnected()
+
+    async def on_closed() -> None:
+        error = nc.last_error
+        state.closed_for_good(_describe(error) if error is not None else "closed")
+
+    async def on_error(err: Exception) -> None:
+        failures.append(err)
+        del failures[:-1]
+        log.debug("nats: %r", err)
+
     options: dict[str, Any] = {
         "servers": urls,
         "name": name,
         "connect_timeout": connect_timeout,
         "allow_reconnect": True,
+        # One round over the servers for the first connection (see below for afterwards).
         "max_reconnect_attempts": 1,
-        "reconnect_time_wait": 0.5,
+        "reconnect_time_wait": 0.1,
+        "reconnect_to_server_handler": next_server,
+        "ping_interval": PING_INTERVAL,
+        "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
         "user_credentials": creds.creds_file,
         "user": creds.user,
         "password": creds.password,
         "token": creds.token,
+        "reconnected_cb": on_reconnected,
+        "disconnected_cb": on_disconnected,
+        "closed_cb": on_closed,
+        "error_cb": on_error,
     }
-    nc = NATS()
-    state = _links[nc] = Link()
-
-    async def on_reconnected() -> None:
-        state.reconnected()
-        if on_reconnect is not None:
-            await on_reconnect()
-
-    async def on_disconnected() -> None:
-        state.disconnected()
-
-    async def on_closed() -> None:
-        state.connected.clear()
-        state.closed.set()
-
-    async def on_error(err: Exception) -> None:
-        log.debug("nats: %s", err)
-
-    options.update(
-        reconnected_cb=on_reconnected,
-        disconnected_cb=on_disconnected,
-        closed_cb=on_closed,
-        error_cb=on_error,
-    )
     try:
-        # The first connection must succeed within the timeout; nats-py would otherwise retry forever.
-        await asyncio.wait_for(nc.connect(**options), timeout=connect_timeout + 1.0)
+        # Bounded: a server that accepts but never answers must not hold us forever.
+        await asyncio.wait_for(nc.connect(**options), timeout=2 * connect_timeout + 1.0)
     except (TimeoutError, OSError, nats.errors.Error) as err:
-        raise Unavailable(
-            f"cannot connect to NATS at {', '.join(urls)}: {str(err) or type(err).__name__}"
-        ) from None
+        with contextlib.suppress(Exception):
+            await nc.close()
+        cause = err if isinstance(err, nats.errors.AuthorizationError) or not failures else failures[-1]
+        raise _NotConnected(cause) from None
+    # Connected: from now on nats-py reconnects forever, pacing itself by `next_server`.
+    nc.options["max_reconnect_attempts"] = -1
+    _links[nc] = state
     state.connected.set()
     return nc
+
+
+def _describe(err: BaseException) -> str:
+    return str(err).strip() or type(err).__name__
+
+
+def _url(nc: NATS) -> str:
+    url = nc.connected_url
+    return f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else "?"
+
+
+async def fail_when_closed(nc: NATS) -> None:
+    """Raise ConnectionClosed when `nc` is closed for good other than by `close()`.
+
+    Run it in a service's task group: a connection nats-py will never reopen (after a server
+    error such as "Maximum Control Line Exceeded") then ends the service, and `run_service`
+    exits non-zero so that its supervisor starts it again. Alive but deaf is never a state.
+    """
+    state = link(nc)
+    await state.closed.wait()
+    if not state.deliberate:
+        raise ConnectionClosed(state)
 
 
 async def close(nc: NATS, *, drain_for: float = 5.0) -> None:
     """Drain the connection (in-flight messages are finished), but never wait longer than
     `drain_for`: a shutdown must not hang on a peer that stopped reading."""
+    state = link(nc)
+    state.deliberate = True
     try:
         async with asyncio.timeout(drain_for):
             await nc.drain()
     except (TimeoutError, nats.errors.Error) as err:
         log.debug("drain did not finish (%s); closing", err or "timeout")
     if not nc.is_closed:
-        with contextlib.suppress(nats.errors.Error):
+        # While reconnecting, nats-py flushes what it buffered into a socket that may be dead
+        # (and then skips its callbacks).
+        with contextlib.suppress(nats.errors.Error, OSError):
             await nc.close()
+    state.closed_for_good("closed")
 
 
 async def announce(

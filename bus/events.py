@@ -17,18 +17,13 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 
-from bus import kinds, subjects
+from bus import following, kinds, subjects
+from bus.buckets import MAX_CONSUMERS
 from bus.meta import ObjectMeta, ObjectReference, Resource
 from bus.resources import Event
 from bus.resources.records import EventSource
-from bus.store import (
-    MAX_CONSUMERS,
-    ONE_SHOT_CONSUMER_TTL,
-    WATCH_CONSUMER_TTL,
-    translate,
-)
 
 log = logging.getLogger(__name__)
 
@@ -122,31 +117,23 @@ async def read(
     since: timedelta | None = None,
     follow: bool = False,
 ) -> AsyncIterator[Event]:
-    """Events oldest first from `since` ago (all retained when None); then live ones if `follow`."""
-    if since is None:
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    else:
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=now() - since)
-    # Dropped by the server soon after we unsubscribe (a replay is one-shot; a follow may reconnect).
-    config.inactive_threshold = WATCH_CONSUMER_TTL if follow else ONE_SHOT_CONSUMER_TTL
-    try:
-        sub = await js.subscribe(
-            subject_filter, stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config
-        )
-        info = await sub.consumer_info()
-    except (TimeoutError, nats.errors.Error) as err:
-        raise translate(err) from err
-    try:
-        # Messages may already be on their way to us (delivered, so no longer pending) by the
-        # time the consumer info arrives: only "nothing pending and nothing delivered" is empty.
-        delivered = info.delivered.consumer_seq if info.delivered else 0
-        if not follow and not info.num_pending and not delivered:
-            return
-        async for msg in sub.messages:
+    """Events oldest first from `since` ago (all retained when None); then live ones if `follow`.
+
+    A follower resumes after the last event it delivered whenever the connection comes back
+    (`bus.following`): none is missed while the stream still holds it, none comes twice. It ends
+    with Unavailable only when the connection is closed for good.
+    """
+    messages = following.follow(
+        js,
+        stream=subjects.EVENTS_STREAM,
+        subject=subject_filter,
+        deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+        start_time=None if since is None else now() - since,
+        one_shot=not follow,
+    )
+    async with contextlib.aclosing(messages):
+        async for item in messages:
+            if isinstance(item, following.Marker):
+                continue
             with contextlib.suppress(msgspec.DecodeError):
-                yield _decoder.decode(msg.data)
-            if not follow and msg.metadata.num_pending == 0:
-                return
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+                yield _decoder.decode(item.data)

@@ -1,10 +1,12 @@
 """Informers: a local cache of one kind, fed by a watch, kept whole across reconnects.
 
-The watch lists everything, marks the synced point, then streams changes. If the watch breaks
-(the server restarted, the consumer was lost), the informer watches again: the new listing
-is compared with the cache, so objects deleted while we were away are reported as deleted and
-nothing goes silently stale. Handlers are told of every change; they must be quick and must not
-block (put a key on a queue, set a flag).
+The watch lists everything, marks the synced point, then streams changes. When the connection
+drops, the watch says so (the informer is not `live` any more) and, once the connection is back,
+resumes right after the last revision it saw, so the cache catches up on exactly what it missed
+and is `live` again. If the watch breaks for good (it could not start), the informer watches again:
+the new listing is compared with the cache, so objects deleted while we were away are reported as
+deleted and nothing goes silently stale. Handlers are told of every change; they must be quick and
+must not block (put a key on a queue, set a flag).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
 
 from bus import subjects
+from bus.backoff import Backoff
+from bus.connection import ConnectionClosed
 from bus.errors import SteerError
 from bus.meta import Resource
 from bus.store import Store
@@ -25,7 +29,7 @@ log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
 Change = Literal["ADDED", "MODIFIED", "DELETED"]
 
-RETRY_DELAY = 1.0
+RETRY_CAP = 1.0  # the longest wait before watching again after a watch failed
 
 
 def key_of(obj: Resource) -> str:
@@ -104,28 +108,43 @@ class Informer(Generic[R]):
                 log.exception("informer handler failed")
 
     async def run(self) -> None:
-        """Keep the cache current until cancelled."""
+        """Keep the cache current until cancelled.
+
+        The watch itself resumes across reconnects; it ends only when it cannot. If it could not
+        start, the informer watches again, after a jittered back-off, and the new listing is
+        compared with the cache; if the connection is closed for good, ConnectionClosed ends it.
+        """
+        retry = Backoff(first=0.1, cap=RETRY_CAP)
+        failing = ""
         while True:
             try:
-                await self._watch()
+                await self._watch(retry)
+            except ConnectionClosed:
+                raise  # nothing will ever work over it again: the service ends
             except SteerError as err:
-                log.warning("%s watch failed: %s; watching again", self.cls.__name__, err)
+                if err.message != failing:  # one line per new cause, not one per attempt
+                    log.warning("%s watch failed: %s; watching again", self.cls.__name__, err.message)
+                    failing = err.message
             finally:
                 self._set_live(False)
-            await asyncio.sleep(RETRY_DELAY)
+            await asyncio.sleep(retry.next())
 
-    async def _watch(self) -> None:
+    async def _watch(self, retry: Backoff) -> None:
         listed: set[str] = set()
         listing = True
         async with contextlib.aclosing(self.store.watch(self.cls, self.namespace)) as events:
             async for event in events:
+                if event.type == "STALE":
+                    self._set_live(False)
+                    continue
                 if event.type == "SYNCED":
                     if listing:
                         for key in [k for k in self.cache if k not in listed]:
                             self._tell("DELETED", self._drop(key), None)  # gone while we were away
                         listing = False
+                        retry.reset()
                         self.synced.set()
-                        self._set_live(True)
+                    self._set_live(True)
                     continue
                 obj = event.object
                 if obj is None:
@@ -140,6 +159,6 @@ class Informer(Generic[R]):
                 if listing:
                     listed.add(key)
                 if old is not None and old.metadata.resource_version == obj.metadata.resource_version:
-                    continue  # seen already (a re-listing after a reconnect)
+                    continue  # seen already (a re-listing, or a version read live with put())
                 self._store(key, obj)
                 self._tell("ADDED" if old is None else "MODIFIED", old, obj)

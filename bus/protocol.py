@@ -25,6 +25,8 @@ NODE_LEASE_NAMESPACE = "steer-node-lease"
 SYSTEM_NAMESPACE = "steer-system"
 # Header of a node feed message: ADDED, MODIFIED or DELETED.
 FEED_EVENT_HEADER = "Steer-Event"
+# Header of a successful reply that has something to say besides (Kubernetes' Warning header).
+WARNING_HEADER = "Steer-Warning"
 
 PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
 # Finalizers the API adds for a Foreground or Orphan delete; the garbage collector removes them

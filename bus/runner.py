@@ -1,7 +1,11 @@
-"""Running a service process: logging, signals, and a clean exit.
+"""Running a service process: logging, signals, and an exit code a supervisor can act on.
 
 SIGINT and SIGTERM cancel the service's main task, so shutdown is ordinary cancellation through
-its task group; a connection failure at start-up is one clear line on stderr and exit code 1.
+its task group, and exit code 0. Everything else that ends a service is a failure, exit code 1, so
+that its supervisor (`steer up`, systemd, Kubernetes) starts it again: a bus error it cannot get
+past (its connection closed for good, say) is one log line; anything unexpected, a task of its
+task group that died of a bug, is logged with its traceback. A service's main never returns on
+its own while it serves; if it does, that is a failure too.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import Coroutine
 from typing import Any
 
 from bus.errors import SteerError
+
+log = logging.getLogger(__name__)
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -26,23 +31,60 @@ def setup_logging(level: str | None = None) -> None:
     logging.getLogger("nats").setLevel(logging.WARNING)
 
 
-async def _until_signalled(main: Coroutine[Any, Any, None]) -> None:
+async def _until_signalled(main: Coroutine[Any, Any, None]) -> bool:
+    """Run `main`; whether it was stopped by a signal (rather than ending on its own)."""
     task = asyncio.ensure_future(main)
+    signalled = False
+
+    def stop() -> None:
+        nonlocal signalled
+        signalled = True
+        task.cancel()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     with contextlib.suppress(asyncio.CancelledError):  # a signal: the normal way to stop
         await task
+    return signalled
 
 
 def run_service(name: str, main: Coroutine[Any, Any, None]) -> int:
-    """Run `main` until it ends or a signal arrives; the process exit code."""
+    """Run `main` until a signal arrives; the process exit code (see the module docstring)."""
     setup_logging()
     try:
-        asyncio.run(_until_signalled(main))
-    except SteerError as err:
-        print(f"{name}: {err.message}", file=sys.stderr)
-        return 1
+        signalled = asyncio.run(_until_signalled(main))
     except KeyboardInterrupt:
         return 0  # interrupted before the signal handlers were in place
+    except SteerError as err:
+        log.error("%s: %s; exiting", name, err.message)
+        return 1
+    except BaseExceptionGroup as group:
+        return _failed(name, group)
+    except Exception:
+        log.critical("%s: stopped by an unexpected error; exiting", name, exc_info=True)
+        return 1
+    if not signalled:
+        log.error("%s: stopped serving on its own; exiting", name)
+        return 1
     return 0
+
+
+def _failed(name: str, group: BaseExceptionGroup[Any]) -> int:
+    """A task group that failed: its bus errors in one line each, anything else with a traceback."""
+    bus_errors, others = group.split(SteerError)
+    if others is not None:
+        log.critical("%s: a task failed unexpectedly; exiting", name, exc_info=others)
+    if bus_errors is not None:
+        # Several tasks often fail of the same cause (every watch, when the connection closed).
+        messages = [err.message if isinstance(err, SteerError) else str(err) for err in _leaves(bus_errors)]
+        for message in dict.fromkeys(messages):
+            log.error("%s: %s; exiting", name, message)
+    return 1
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for err in group.exceptions:
+        found.extend(_leaves(err) if isinstance(err, BaseExceptionGroup) else [err])
+    return found

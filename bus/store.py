@@ -3,77 +3,59 @@
 One bucket per kind, key `<namespace>.<name>`. `metadata.resourceVersion` is the KV revision of
 the entry, so every write is a compare-and-set against the revision the writer last read; a lost
 race is a `Conflict`, never a silent overwrite. Deletes write a KV delete marker whose body is the
-object's final state, so watchers see what was deleted (as in a Kubernetes DELETED event).
+object's final state, so watchers see what was deleted (as in a Kubernetes DELETED event). Only
+the API creates buckets (`bus.buckets`). A stored value that cannot be read is left out of lists
+and watches and reported, never a reason for a reader to fail (`bus.unreadable`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.api import DeliverPolicy
 from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
 from bus import kinds, subjects
+from bus.buckets import MAX_CONSUMERS as MAX_CONSUMERS  # for bus.metrics
+from bus.buckets import Buckets
+from bus.buckets import StoreConfig as StoreConfig
 from bus.codec import encode
-from bus.errors import AlreadyExists, Conflict, Internal, NotFound, SteerError, Timeout, Unavailable
+from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
+from bus.failures import translate
+from bus.following import CAUGHT_UP, LOST, RESTARTED, Marker, follow
+from bus.following import ONE_SHOT_CONSUMER_TTL as ONE_SHOT_CONSUMER_TTL  # for bus.metrics
 from bus.meta import Resource
 from bus.selectors import Selector, matches
+from bus.unreadable import UnreadableEntry, UnreadableError
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Resource)
 T = TypeVar("T")
 
-WatchType = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
+WatchType = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED", "STALE"]
+OnUnreadable = Callable[[UnreadableEntry], None]
 
-ONE_SHOT_CONSUMER_TTL = 2.0
-MAX_CONSUMERS = 100_000
-WATCH_CONSUMER_TTL = 60.0
+_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 
 
 class WatchEvent(msgspec.Struct, frozen=True):
-    """One change seen by a watch. SYNCED marks the end of the initial listing (no object)."""
+    """One change seen by a watch. SYNCED (no object) marks the end of the initial listing, and
+    the end of each catching up after a STALE (no object): the connection dropped, and until the
+    next SYNCED what the watch has shown may be out of date."""
 
     type: WatchType
     key: str = ""
     object: Any = None
     revision: int = 0
-
-
-@dataclass
-class StoreConfig:
-    """How buckets are created: replicas and history for all, a TTL for liveness-type kinds."""
-
-    replicas: int = 1
-    history: int = 1
-    storage: StorageType = StorageType.FILE
-    ttl: dict[str, float] = field(default_factory=lambda: {"leases": 600.0, "events": 3600.0})
-
-
-def translate(err: BaseException) -> SteerError:
-    """The bus error a NATS failure stands for."""
-    match err:
-        case SteerError():
-            return err
-        case nats.errors.TimeoutError() | asyncio.TimeoutError():
-            return Timeout("the store did not answer in time")
-        case nats.errors.NoRespondersError() | nats.js.errors.ServiceUnavailableError():
-            return Unavailable("JetStream is not available")
-        case nats.errors.ConnectionClosedError() | nats.errors.ConnectionReconnectingError():
-            return Unavailable("not connected to NATS")
-        case nats.errors.OutboundBufferLimitError():
-            return Unavailable("NATS connection is saturated")
-    return Internal(f"store error: {err!r}")
 
 
 def _nats_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -92,73 +74,77 @@ def _nats_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
 class Store:
     def __init__(self, js: JetStreamContext, config: StoreConfig | None = None) -> None:
         self._js = js
-        self._config = config or StoreConfig()
-        self._buckets: dict[str, KeyValue] = {}
-        self._lock = asyncio.Lock()
+        self.buckets = Buckets(js, config)
         self._decoders: dict[type[Resource], msgspec.json.Decoder[Any]] = {}
+        self._reported: set[tuple[str, str, int]] = set()
+        self._on_unreadable: list[OnUnreadable] = []
 
     # -- buckets
 
     async def bucket(self, info: kinds.KindInfo) -> KeyValue:
-        """The kind's bucket, created on first use; creation is idempotent across processes."""
-        kv = self._buckets.get(info.plural)
-        if kv is not None:
-            return kv
-        async with self._lock:
-            kv = self._buckets.get(info.plural)
-            if kv is None:
-                kv = await self._open_bucket(info)
-                self._buckets[info.plural] = kv
-        return kv
-
-    @_nats_errors
-    async def _open_bucket(self, info: kinds.KindInfo) -> KeyValue:
-        name = subjects.bucket(info.plural)
-        with contextlib.suppress(nats.js.errors.BucketNotFoundError):  # absent: create it below
-            kv = await self._js.key_value(name)
-            await raise_consumer_limit(self._js, kv._stream)  # a bucket made before the limit was set
-            return kv
-        config = KeyValueConfig(
-            bucket=name,
-            history=self._config.history,
-            replicas=self._config.replicas,
-            storage=self._config.storage,
-            ttl=self._config.ttl.get(info.plural),
-            direct=True,
-            description=f"steersman {info.plural}",
-        )
-        try:
-            kv = await self._js.create_key_value(config)
-        except nats.js.errors.BadRequestError:
-            # Another process created it first with its own settings; use theirs.
-            return await self._js.key_value(name)
-        await raise_consumer_limit(self._js, kv._stream)
-        return kv
+        """The kind's bucket; Unavailable if the API has not created it yet."""
+        return (await self.buckets.get(info)).kv
 
     async def ensure_buckets(self) -> None:
-        for info in kinds.KINDS:
-            await self.bucket(info)
+        """Create the buckets that are missing (the API, and only the API, does this)."""
+        await self.buckets.ensure()
 
-    # -- reads
+    async def wait_for_buckets(self) -> None:
+        """Until the API has created every bucket (a component started before it)."""
+        await self.buckets.wait()
 
-    def _decode(self, info: kinds.KindInfo, data: bytes, revision: int) -> Resource:
+    # -- values that cannot be read
+
+    def on_unreadable(self, handler: OnUnreadable) -> None:
+        """`handler(entry)` once per unreadable key and revision this store meets; quick and
+        non-blocking (bus.unreadable.UnreadableReporter queues it)."""
+        self._on_unreadable.append(handler)
+
+    def _read(
+        self, info: kinds.KindInfo, bucket: str, key: str, data: bytes, revision: int
+    ) -> Resource | UnreadableEntry:
+        """The object a stored value holds, or what is wrong with it (reported once)."""
         decoder = self._decoders.get(info.type)
         if decoder is None:
             decoder = self._decoders[info.type] = msgspec.json.Decoder(info.type)
-        obj = decoder.decode(data)
-        obj.metadata.resource_version = str(revision)
-        return obj
+        try:
+            obj: Resource = decoder.decode(data)
+        except msgspec.DecodeError as err:
+            problem = f"does not decode as a {info.kind}: {err}"
+        else:
+            meta = obj.metadata
+            if subjects.key(meta.namespace if info.namespaced else "", meta.name) == key:
+                meta.resource_version = str(revision)
+                return obj
+            problem = f'holds {info.kind} "{meta.name}" of namespace "{meta.namespace}", another key'
+        entry = UnreadableEntry(info, bucket, key, revision, problem)
+        if (bucket, key, revision) not in self._reported:
+            self._reported.add((bucket, key, revision))
+            log.error("%s", entry.message())
+            for handler in self._on_unreadable:
+                try:
+                    handler(entry)
+                except Exception:  # a handler's bug must not stop the reading
+                    log.exception("unreadable-value handler failed")
+        return entry
+
+    # -- reads
 
     @_nats_errors
     async def get(self, cls: type[R], namespace: str, name: str) -> R:
+        """The object; NotFound, or UnreadableError if its stored value cannot be read."""
         info = kinds.BY_KIND[cls.__name__]
         kv = await self.bucket(info)
+        key = subjects.key(namespace, name)
         try:
-            entry = await kv.get(subjects.key(namespace, name))
+            entry = await kv.get(key)
         except nats.js.errors.KeyNotFoundError:
             raise NotFound(not_found_message(info, name)) from None
-        assert entry.value is not None and entry.revision is not None
-        return self._decode(info, entry.value, entry.revision)  # type: ignore[return-value]
+        assert entry.revision is not None
+        read = self._read(info, kv._name, key, entry.value or b"", entry.revision)
+        if isinstance(read, UnreadableEntry):
+            raise UnreadableError(read)
+        return read  # type: ignore[return-value]
 
     async def list(
         self,
@@ -166,11 +152,14 @@ class Store:
         namespace: str = subjects.ALL,
         *,
         selector: Selector | None = None,
+        unreadable: list[UnreadableEntry] | None = None,
     ) -> tuple[list[R], int]:
-        """Objects of a kind in one namespace (or all, with `*`), and the highest revision seen."""
+        """Objects of a kind in one namespace (or all, with `*`), and the highest revision seen.
+        Values that cannot be read are left out (and added to `unreadable`, if given)."""
         items: list[R] = []
         revision = 0
-        async for event in self.watch(cls, namespace, initial_only=True):
+        found = unreadable.append if unreadable is not None else None
+        async for event in self.watch(cls, namespace, initial_only=True, unreadable=found):
             if event.type == "SYNCED":
                 break
             revision = max(revision, event.revision)
@@ -180,60 +169,83 @@ class Store:
         return items, revision
 
     async def watch(
-        self, cls: type[R], namespace: str = subjects.ALL, *, initial_only: bool = False
+        self,
+        cls: type[R],
+        namespace: str = subjects.ALL,
+        *,
+        initial_only: bool = False,
+        unreadable: OnUnreadable | None = None,
     ) -> AsyncGenerator[WatchEvent, None]:
         """List-then-watch: ADDED for every current object, SYNCED, then live changes.
 
-        An ordered consumer with deliver policy last-per-subject. The initial listing ends with the
-        message after which nothing was pending; when the consumer info shows nothing pending and
-        nothing delivered, the bucket (or namespace) was empty. Keys seen are remembered, so that
-        a later put is ADDED for a new key and MODIFIED for a known one.
+        The entries come from an ordered consumer with deliver policy last-per-subject, which
+        `bus.following` resumes right after the last revision seen whenever the connection comes
+        back: STALE when the connection drops, SYNCED again once the resumed watch has caught up,
+        and in between exactly the changes missed. A watch away longer than its bucket's delete
+        markers last lists again instead, and reports what vanished meanwhile as DELETED. Keys
+        seen are remembered with their last object, so a later put is ADDED for a new key and
+        MODIFIED for a known one, and a DELETED always carries the object's final state (the
+        delete marker's body, or the last one seen). A value that cannot be read is left out
+        (DELETED if the key was known) and passed to `unreadable`.
         """
         info = kinds.BY_KIND[cls.__name__]
-        kv = await self.bucket(info)
-        prefix = subjects.kv_subject(kv._name, "")
-        try:
-            sub = await self._js.subscribe(
-                subjects.kv_subject(kv._name, subjects.key_filter(namespace)),
-                stream=kv._stream,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                # Once unsubscribed, the server drops the consumer after this long: short for a
-                # one-shot listing (the API lists often), longer for a watch that may reconnect.
-                inactive_threshold=ONE_SHOT_CONSUMER_TTL if initial_only else WATCH_CONSUMER_TTL,
-            )
-            consumer = await sub.consumer_info()
-        except (TimeoutError, nats.errors.Error) as err:
-            raise translate(err) from err
-        known: set[str] = set()
-        try:
-            delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
-            synced = not consumer.num_pending and not delivered
-            if synced:
-                yield WatchEvent("SYNCED")
-                if initial_only:
-                    return
-            async for msg in sub.messages:
-                key = msg.subject[len(prefix) :]
-                revision = msg.metadata.sequence.stream
-                deleted = _is_delete(msg.headers)
-                if deleted:
-                    if synced and key in known:
-                        known.discard(key)
-                        obj = self._decode(info, msg.data, revision) if msg.data else None
-                        yield WatchEvent("DELETED", key, obj, revision)
-                elif msg.data:
-                    kind: WatchType = "MODIFIED" if key in known else "ADDED"
-                    known.add(key)
-                    yield WatchEvent(kind, key, self._decode(info, msg.data, revision), revision)
-                if not synced and msg.metadata.num_pending == 0:
-                    synced = True
+        bucket = await self.buckets.get(info)
+        prefix = subjects.kv_subject(bucket.name, "")
+        known: dict[str, Resource] = {}
+        relisted: set[str] | None = None  # keys seen since a RESTARTED, until caught up
+        latest = 0
+        messages = follow(
+            self._js,
+            stream=bucket.stream,
+            subject=subjects.kv_subject(bucket.name, subjects.key_filter(namespace)),
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            one_shot=initial_only,
+            resume_within=bucket.resume_within,
+        )
+        async with contextlib.aclosing(messages):
+            async for item in messages:
+                if item is LOST:
+                    yield WatchEvent("STALE")
+                    continue
+                if item is RESTARTED:
+                    relisted = set()
+                    continue
+                if item is CAUGHT_UP:
+                    if relisted is not None:
+                        for key in [k for k in known if k not in relisted]:
+                            yield WatchEvent("DELETED", key, known.pop(key), latest)  # gone meanwhile
+                        relisted = None
                     yield WatchEvent("SYNCED")
-                    if initial_only:
-                        return
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                    continue
+                assert not isinstance(item, Marker)
+                key = item.subject[len(prefix) :]
+                revision = latest = item.metadata.sequence.stream
+                if _is_delete(item.headers):
+                    last = known.pop(key, None)
+                    if last is not None:
+                        final = self._read(info, bucket.name, key, item.data, revision) if item.data else last
+                        yield WatchEvent(
+                            "DELETED", key, final if isinstance(final, Resource) else last, revision
+                        )
+                    continue
+                read = self._read(info, bucket.name, key, item.data, revision)
+                if isinstance(read, UnreadableEntry):
+                    if unreadable is not None:
+                        unreadable(read)
+                    last = known.pop(key, None)
+                    if last is not None:
+                        yield WatchEvent("DELETED", key, last, revision)
+                    continue
+                if relisted is not None:
+                    relisted.add(key)
+                    if (
+                        key in known
+                        and known[key].metadata.resource_version == read.metadata.resource_version
+                    ):
+                        continue  # unchanged while we were away
+                change: WatchType = "MODIFIED" if key in known else "ADDED"
+                known[key] = read
+                yield WatchEvent(change, key, read, revision)
 
     # -- writes (compare-and-set)
 
@@ -263,35 +275,26 @@ class Store:
         obj.metadata.resource_version = str(revision)
         return obj
 
-    @_nats_errors
     async def delete(self, obj: Resource) -> None:
         """Remove `obj` if unchanged since read; the delete marker carries its final state."""
         info = kinds.of(obj)
         kv = await self.bucket(info)
         key = subjects.key(obj.metadata.namespace, obj.metadata.name)
-        headers = {KV_OP: KV_DEL, "Nats-Expected-Last-Subject-Sequence": str(_revision(obj))}
+        await self._delete(info, kv._name, key, _revision(obj), _body(obj))
+
+    async def delete_unreadable(self, entry: UnreadableEntry) -> None:
+        """Remove a value that cannot be read, if it is still at `entry.revision`."""
+        await self._delete(entry.info, entry.bucket, entry.key, entry.revision, b"")
+
+    @_nats_errors
+    async def _delete(self, info: kinds.KindInfo, bucket: str, key: str, revision: int, body: bytes) -> None:
+        headers = {KV_OP: KV_DEL, _EXPECTED_LAST: str(revision)}
         try:
-            await self._js.publish(subjects.kv_subject(kv._name, key), _body(obj), headers=headers)
+            await self._js.publish(subjects.kv_subject(bucket, key), body, headers=headers)
         except nats.js.errors.APIError as err:
             if err.err_code in (10071, 10164):
-                raise Conflict(conflict_message(info, obj.metadata.name)) from None
+                raise Conflict(conflict_message(info, subjects.split_key(key)[1])) from None
             raise
-
-
-async def raise_consumer_limit(js: JetStreamContext, stream: str) -> None:
-    """Let a stream have MAX_CONSUMERS consumers.
-
-    nats-server 2.15 caps every stream at 1,000 consumers unless the stream sets its own limit
-    (and -1 no longer means unlimited). Every list and watch is an ephemeral consumer, and a
-    thousand node agents listing at once would hit that cap.
-    """
-    info = await js.stream_info(stream)
-    if (info.config.max_consumers or 0) < MAX_CONSUMERS:
-        info.config.max_consumers = MAX_CONSUMERS
-        try:
-            await js.update_stream(info.config)
-        except nats.js.errors.APIError as err:  # e.g. a read-only user: reading still works
-            log.warning("could not raise the consumer limit of %s: %s", stream, err)
 
 
 def _is_delete(headers: dict[str, str] | None) -> bool:

@@ -8,7 +8,7 @@ import typer
 
 from bus import events as bus_events
 from bus import kinds, subjects
-from bus.errors import BadRequest
+from bus.errors import BadRequest, Unavailable
 from bus.resources import Event
 from cli import columns, output
 from cli.durations import parse_duration
@@ -54,6 +54,8 @@ async def events(
         async for event in bus_events.read(js, subject_filter=subject_filter, since=window, follow=watch):
             seen += 1
             _print(event, printer, out, all_namespaces)
+        if watch:  # a follower resumes by itself; one that ends could not
+            raise Unavailable("the watch ended")
     if not seen and not watch:
         print("No events found.", flush=True)
     return 0

@@ -10,10 +10,10 @@ import typer
 from bus import events as bus_events
 from bus import kinds, subjects
 from bus.codec import to_builtins, to_json, to_yaml
-from bus.errors import BadRequest
+from bus.errors import BadRequest, Unavailable
 from bus.meta import Resource
 from cli import columns, output
-from cli.errors import run_async
+from cli.errors import run_async, stderr
 from cli.options import AllNamespaces, Namespace, Selector, namespace_or_default, split_target
 from cli.session import Session, session
 
@@ -114,9 +114,19 @@ async def _watch(
     except ValueError as err:
         raise BadRequest(f"invalid label selector: {err}") from None
     printer = output.RowPrinter(columns.header(info, wide=fmt == "wide", all_namespaces=every_ns))
+    interrupted = False
     async for event in s.store.watch(info.type, ns if info.namespaced else subjects.ALL):
         obj = event.object
-        if event.type == "SYNCED" or obj is None:
+        if event.type == "STALE":
+            interrupted = True
+            stderr.print("watch interrupted: lost the connection to NATS; it resumes where it left off")
+            continue
+        if event.type == "SYNCED":
+            if interrupted:
+                interrupted = False
+                stderr.print("watch resumed")
+            continue
+        if obj is None:
             continue
         if names and obj.metadata.name not in names:
             continue
@@ -131,6 +141,8 @@ async def _watch(
                 print(output.name_of(obj), flush=True)
             case _:
                 printer.print(columns.row(obj, wide=fmt == "wide", all_namespaces=every_ns))
+    # A watch resumes by itself; one that ends could not (the connection closed for good).
+    raise Unavailable("the watch ended")
 
 
 @run_async

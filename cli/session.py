@@ -7,6 +7,7 @@ Settings come from the global options (`steer --nats URL get pods`) or the envir
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from nats.aio.client import Client as NATS
 from bus.client import Client
 from bus.connection import DEFAULT_URL, Credentials, connect
 from bus.store import Store
+from cli.errors import stderr
 
 
 @dataclass
@@ -30,6 +32,11 @@ class Settings:
 settings = Settings()
 
 
+def warn(text: str) -> None:
+    """A warning from the API or the store, as kubectl prints one."""
+    stderr.print(f"Warning: {text}", markup=False)
+
+
 @dataclass
 class Session:
     nc: NATS
@@ -37,15 +44,25 @@ class Session:
 
     @property
     def store(self) -> Store:
-        """Direct store access, for watches (JetStream read permission needed)."""
-        return Store(self.nc.jetstream(timeout=settings.timeout))
+        """Direct store access, for watches (JetStream read permission needed). A value it cannot
+        read is a warning on stderr."""
+        store = Store(self.nc.jetstream(timeout=settings.timeout))
+        store.on_unreadable(lambda entry: warn(entry.message()))
+        return store
 
 
 @contextlib.asynccontextmanager
 async def session() -> AsyncIterator[Session]:
     nc = await connect(settings.servers, name="steer-cli", credentials=settings.credentials)
+    client = Client(nc, timeout=settings.timeout)
+    client.on_warning = warn
     try:
-        yield Session(nc, Client(nc, timeout=settings.timeout))
+        yield Session(nc, client)
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
+
+
+# The CLI says what matters itself (errors, warnings); the bus's logs are for services, and
+# without a handler of their own Python would print their warnings bare on stderr.
+logging.getLogger("bus").addHandler(logging.NullHandler())

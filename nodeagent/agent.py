@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.client import Client
-from bus.connection import announce, close, connect
+from bus.connection import announce, close, connect, fail_when_closed, link
 from bus.errors import NotFound, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
@@ -199,22 +199,22 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
     resync_now = asyncio.Event()
     proxy_resync = asyncio.Event()
 
-    async def reconnected() -> None:
-        log.info("reconnected to NATS; re-listing pods, Services and Endpoints")
+    def reconnected() -> None:
+        # The feeds are core NATS: what was published while we were away is lost, so list now.
+        log.info("re-listing pods, Services and Endpoints after the reconnect")
         resync_now.set()
         proxy_resync.set()
 
     nc = await connect(
-        config.servers,
-        name=f"steer-nodeagent {config.name}",
-        credentials=config.credentials,
-        on_reconnect=reconnected,
+        config.servers, name=f"steer-nodeagent {config.name}", credentials=config.credentials, wait=True
     )
+    link(nc).on_reconnect(reconnected)
     reaper = ContainerReaper(runtime, config.container_gc_delay) if config.container_gc_delay > 0 else None
     try:
         client = Client(nc, node=config.name)
         registration = Registration(client, config, await runtime.version())
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(fail_when_closed(nc))
             agent = Agent(config, nc, client, runtime, tasks, reaper)
             if reaper is not None:
                 tasks.create_task(reaper.run())

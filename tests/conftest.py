@@ -92,7 +92,8 @@ async def client(nc: object, api_servers: object) -> Client:
 
 
 @pytest.fixture
-async def store(nc: object) -> Store:
+async def store(nc: object, api_servers: object) -> Store:
+    """Direct store access (the API has created the buckets)."""
     return Store(nc.jetstream())  # type: ignore[attr-defined]
 
 

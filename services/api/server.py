@@ -26,8 +26,9 @@ from bus import events as bus_events
 from bus import kinds, subjects
 from bus import metrics as bus_metrics
 from bus.codec import encode
-from bus.connection import Credentials, announce, close, connect
+from bus.connection import Credentials, announce, close, connect, fail_when_closed
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
+from bus.failures import translate
 from bus.meta import ObjectMeta
 from bus.protocol import (
     ERROR_CODE_HEADER,
@@ -35,12 +36,14 @@ from bus.protocol import (
     FEED_EVENT_HEADER,
     NODE_LEASE_NAMESPACE,
     SYSTEM_NAMESPACE,
+    WARNING_HEADER,
 )
 from bus.resources import Endpoints, Event, Namespace, Pod, Service
 from bus.store import Store, StoreConfig
+from bus.unreadable import UnreadableReporter
 from services.api import nodes
 from services.api.namespaces import NamespaceCache
-from services.api.verbs import Outcome, Verbs
+from services.api.verbs import COMPONENT, Outcome, Verbs
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +99,11 @@ class ApiServer:
             return
         finally:
             self.slots.release()
+        # One line: a header value cannot hold a line break.
+        warning = " ".join("; ".join(outcome.warnings).split())
+        headers = {WARNING_HEADER: warning} if warning else None
         with contextlib.suppress(Exception):
-            await request.respond(encode(outcome.reply))
+            await request.respond(encode(outcome.reply), headers=headers)
         for done in outcome.all():
             await self.feed(done)
             await self.record(done.events)
@@ -160,6 +166,15 @@ class ApiServer:
             except SteerError as err:
                 log.warning("could not record event %s: %s", event.reason, err)
 
+    async def record_unreadable(self, event: Event) -> None:
+        """Store and publish the Warning event about a value that cannot be read; AlreadyExists
+        when another component recorded it first (its name is derived from the key)."""
+        stored = await self.store.create(event)
+        try:
+            await self.publish_events([stored])
+        except (TimeoutError, nats.errors.Error) as err:
+            raise translate(err) from err
+
     async def publish_events(self, events: list[Event]) -> None:
         for event in events:
             await self.js.publish(bus_events.subject_of(event), encode(event))
@@ -181,7 +196,9 @@ async def _respond_error(request: Request, err: SteerError) -> None:
 
 async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
     """Serve the API until cancelled."""
-    nc = await connect(config.servers, name=f"steer-api {config.instance}", credentials=config.credentials)
+    nc = await connect(
+        config.servers, name=f"steer-api {config.instance}", credentials=config.credentials, wait=True
+    )
     try:
         js = nc.jetstream(timeout=5.0)
         store = Store(js, config.store)
@@ -189,7 +206,11 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
         await bus_events.ensure_stream(js, retention=config.event_retention, replicas=config.store.replicas)
         await bus_metrics.ensure_stream(js, replicas=config.store.replicas)
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(fail_when_closed(nc))
             server = ApiServer(nc, store, tasks)
+            reporter = UnreadableReporter(server.record_unreadable, component=COMPONENT)
+            store.on_unreadable(reporter)
+            tasks.create_task(reporter.run())
             tasks.create_task(server.namespaces.run())
             await server.seed()
             service = await announce(

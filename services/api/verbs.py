@@ -7,6 +7,7 @@ written until the request has been fully validated, so bad input never changes s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from bus.protocol import (
 )
 from bus.resources import Event, Namespace, Pod
 from bus.store import Store, conflict_message
+from bus.unreadable import UnreadableEntry, UnreadableError, left_out
 from bus.validation import decode_object
 from services.api.admission import prepare_create, prepare_update
 from services.api.namespaces import NamespaceCache
@@ -61,6 +63,7 @@ class Outcome:
     written: bool = False
     deleted: bool = False
     related: list[Outcome] = field(default_factory=list)  # writes this one caused (namespace content)
+    warnings: list[str] = field(default_factory=list)  # for the reply's warning header
 
     def all(self) -> list[Outcome]:
         return [self, *(o for related in self.related for o in related.all())]
@@ -158,7 +161,10 @@ class Verbs:
             field_selector = fields.parse(request.field_selector, info.kind)
         except ValueError as err:
             raise BadRequest(f"invalid field selector: {err}") from None
-        items, revision = await self.store.list(info.type, namespace or subjects.ALL, selector=requirements)
+        unreadable: list[UnreadableEntry] = []
+        items, revision = await self.store.list(
+            info.type, namespace or subjects.ALL, selector=requirements, unreadable=unreadable
+        )
         if field_selector:
             items = [item for item in items if fields.matches(field_selector, item)]
         listing = ObjectList(
@@ -167,7 +173,7 @@ class Verbs:
             items=[msgspec.Raw(msgspec.json.encode(item)) for item in items],
         )
         listing.metadata.resource_version = str(revision)
-        return Outcome(listing)
+        return Outcome(listing, warnings=[left_out(info, unreadable)] if unreadable else [])
 
     async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         new = self._decode_for(info, namespace, parse_json(body))
@@ -265,7 +271,21 @@ class Verbs:
                 outcome.related = await self._empty_namespace(current.metadata.name)
             return outcome
 
-        return await self._retrying(info, namespace, request.name, request.resource_version, write)
+        try:
+            return await self._retrying(info, namespace, request.name, request.resource_version, write)
+        except UnreadableError as err:
+            return await self._delete_unreadable(err.entry, request.resource_version)
+
+    async def _delete_unreadable(self, entry: UnreadableEntry, precondition: str = "") -> Outcome:
+        """Remove a stored value that cannot be read (compare-and-set on its revision): there is
+        nothing to finalize or to stop, since no component could read it either."""
+        if precondition and precondition != str(entry.revision):
+            raise Conflict(conflict_message(entry.info, entry.name))
+        await self.store.delete_unreadable(entry)
+        log.info("deleted the unreadable value of %s (revision %d)", entry.key, entry.revision)
+        gone = entry.placeholder()
+        message = f"Deleted {entry.info.singular} {entry.name}, whose stored value could not be read"
+        return Outcome(gone, self._lifecycle(gone, "Deleted", message), written=True, deleted=True)
 
     async def _delete(self, info: kinds.KindInfo, current: Resource, request: DeleteRequest) -> Outcome:
         """Remove now, or mark for deletion when someone still has work to do first: finalizers
@@ -307,7 +327,11 @@ class Verbs:
         for info in kinds.KINDS:
             if not info.namespaced:
                 continue
-            items, _ = await self.store.list(info.type, namespace)
+            unreadable: list[UnreadableEntry] = []
+            items, _ = await self.store.list(info.type, namespace, unreadable=unreadable)
+            for entry in unreadable:
+                with contextlib.suppress(Conflict):  # rewritten meanwhile: the next pass sees it
+                    outcomes.append(await self._delete_unreadable(entry))
             for item in items:
                 try:
                     outcomes.append(await self._delete(info, item, DeleteRequest(name=item.metadata.name)))

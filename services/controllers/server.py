@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus.client import Client
-from bus.connection import Credentials, announce, close, connect
+from bus.connection import Credentials, announce, close, connect, fail_when_closed
 from bus.controller import Controller
 from bus.informer import Informer
 from bus.leader import LeaderElector
@@ -30,6 +30,7 @@ from bus.resources import (
     Service,
 )
 from bus.store import Store
+from bus.unreadable import UnreadableReporter
 from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD, autoscaler_controller
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
 from services.controllers.endpoints import endpoints_controller
@@ -43,6 +44,8 @@ from services.controllers.podmetrics import PodMetricsCache
 from services.controllers.replicaset import replicaset_controller
 
 log = logging.getLogger(__name__)
+
+COMPONENT = "steer-controllers"
 
 
 @dataclass
@@ -60,7 +63,7 @@ class ControllersConfig:
 
 async def run(config: ControllersConfig) -> None:
     nc = await connect(
-        config.servers, name=f"steer-controllers {config.instance}", credentials=config.credentials
+        config.servers, name=f"steer-controllers {config.instance}", credentials=config.credentials, wait=True
     )
     client = Client(nc)
     elector = LeaderElector(
@@ -73,6 +76,9 @@ async def run(config: ControllersConfig) -> None:
     )
     try:
         store = Store(nc.jetstream(timeout=5.0))
+        await store.wait_for_buckets()
+        reporter = UnreadableReporter(client.create, component=COMPONENT)
+        store.on_unreadable(reporter)
         # One informer per kind, shared by every controller that reads it.
         replicasets: Informer[ReplicaSet] = Informer(store, ReplicaSet)
         pods: Informer[Pod] = Informer(store, Pod)
@@ -132,6 +138,8 @@ async def run(config: ControllersConfig) -> None:
             nc, "controllers", description="steersman controllers", metadata={"instance": config.instance}
         )
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(fail_when_closed(nc))
+            tasks.create_task(reporter.run())
             for informer in informers:
                 tasks.create_task(informer.run())
             tasks.create_task(podmetrics.run(nc))

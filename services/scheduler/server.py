@@ -9,9 +9,10 @@ import socket
 from dataclasses import dataclass, field
 
 from bus.client import Client
-from bus.connection import Credentials, announce, close, connect
+from bus.connection import Credentials, announce, close, connect, fail_when_closed
 from bus.store import Store
-from services.scheduler.scheduler import Scheduler
+from bus.unreadable import UnreadableReporter
+from services.scheduler.scheduler import SCHEDULER_NAME, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,18 @@ class SchedulerConfig:
 
 async def run(config: SchedulerConfig, *, ready: asyncio.Event | None = None) -> None:
     nc = await connect(
-        config.servers, name=f"steer-scheduler {config.instance}", credentials=config.credentials
+        config.servers, name=f"steer-scheduler {config.instance}", credentials=config.credentials, wait=True
     )
     try:
+        client = Client(nc)
         store = Store(nc.jetstream(timeout=5.0))
+        await store.wait_for_buckets()
         async with asyncio.TaskGroup() as tasks:
-            scheduler = Scheduler(Client(nc), store, tasks)
+            tasks.create_task(fail_when_closed(nc))
+            reporter = UnreadableReporter(client.create, component=SCHEDULER_NAME)
+            store.on_unreadable(reporter)
+            tasks.create_task(reporter.run())
+            scheduler = Scheduler(client, store, tasks)
             tasks.create_task(scheduler.nodes.run())
             tasks.create_task(scheduler.pods.run())
             tasks.create_task(scheduler.run())

@@ -13,7 +13,7 @@ from bus.meta import ObjectMeta
 from bus.resources import Pod
 from bus.resources.pod import Container, PodSpec
 from bus.selectors import parse
-from bus.store import Store, StoreConfig
+from bus.store import Store
 
 
 def pod(name: str, namespace: str, **labels: str) -> Pod:
@@ -111,18 +111,6 @@ async def test_watch_on_empty_namespace_syncs_at_once(store: Store, space: str) 
     events = store.watch(Pod, space)
     assert (await asyncio.wait_for(anext(events), 5)).type == "SYNCED"
     await events.aclose()
-
-
-async def test_bucket_creation_is_idempotent_across_stores(nc: object) -> None:
-    js = nc.jetstream()  # type: ignore[attr-defined]
-    config = StoreConfig(history=3)
-    stores = [Store(js, config) for _ in range(4)]
-    from bus import kinds
-
-    buckets = await asyncio.gather(*(s.bucket(kinds.BY_KIND["Lease"]) for s in stores))
-    assert {b._name for b in buckets} == {subjects.bucket("leases")}
-    status = await buckets[0].status()
-    assert status.bucket == subjects.bucket("leases")
 
 
 async def test_nats_failures_become_bus_errors(nats_url: str, space: str) -> None:

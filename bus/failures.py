@@ -1,0 +1,33 @@
+"""What a NATS failure means on the bus: the steersman error it stands for.
+
+nats-py raises its own errors (timeouts, no responders, a closed or reconnecting connection);
+callers of the store and of the readers under it catch `bus.errors` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats.errors
+import nats.js.errors
+
+from bus.errors import Internal, SteerError, Timeout, Unavailable
+
+
+def translate(err: BaseException) -> SteerError:
+    """The bus error a NATS failure stands for."""
+    match err:
+        case SteerError():
+            return err
+        case nats.errors.TimeoutError() | asyncio.TimeoutError():
+            return Timeout("the store did not answer in time")
+        case nats.errors.NoRespondersError() | nats.js.errors.ServiceUnavailableError():
+            return Unavailable("JetStream is not available")
+        case nats.errors.ConnectionClosedError() | nats.errors.ConnectionReconnectingError():
+            return Unavailable("not connected to NATS")
+        case nats.errors.OutboundBufferLimitError():
+            return Unavailable("NATS connection is saturated")
+        case nats.js.errors.NotFoundError():
+            # A stream or bucket that is not there (yet): the API creates them when it starts.
+            return Unavailable(f"not found in JetStream: {err.description or 'stream or consumer'}")
+    return Internal(f"store error: {err!r}")
