@@ -16,6 +16,13 @@ A controller-runtime shape, small enough to read in one sitting:
 
 Reconciliation is level-based: the request holds only the key, and one reconcile runs per key at
 a time while different keys run in parallel.
+
+Failures are logged for what they are. A `SteerError` is the API's answer (a Conflict, a
+Timeout, the bus away): the world moved, and retrying is the cure, so it is one line at INFO.
+Anything else is a bug in the reconciler (a TypeError, a KeyError): an ERROR with its
+traceback. Either way a key that keeps failing the same way is logged in full once, then at
+DEBUG for every retry, and once more at INFO when it succeeds again: a bug retried with back-off
+for days fills no disk, and the traceback is there at the top.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bus.errors import SteerError
 from bus.informer import Informer, key_of
 from bus.meta import Resource
 from bus.workqueue import Backoff, WorkQueue
@@ -63,6 +71,7 @@ class Controller:
         self.backoff = backoff
         self.queue = WorkQueue(backoff)
         self._sources: list[tuple[Informer[Any], KeyMapper]] = []
+        self._failing: dict[str, str] = {}  # key -> how it last failed (logged in full once)
 
     def watch(self, informer: Informer[Any], key_of: KeyMapper = _own_key) -> None:
         """Reconcile the keys `key_of` maps each changed object to (its own key by default)."""
@@ -108,12 +117,40 @@ class Controller:
             except TerminalError as err:
                 log.warning("%s: %s: %s (not retried)", self.name, key, err)
                 self.queue.forget(key)
+                self._failing.pop(key, None)
             except Exception as err:  # any other failure: retry with back-off
                 delay = self.queue.add_rate_limited(key)
-                log.info("%s: %s failed: %s; retrying in %.2fs", self.name, key, err, delay)
+                self._log_failure(key, err, delay)
             else:
+                self._recovered(key)
                 self.queue.forget(key)
                 if result.requeue_after is not None:
                     self.queue.add_after(key, result.requeue_after)
             finally:
                 self.queue.done(key)
+
+    def _log_failure(self, key: str, err: Exception, delay: float) -> None:
+        """In full the first time a key fails this way; at DEBUG while it goes on failing so."""
+        how = f"{type(err).__name__}: {err}"
+        failures = self.queue.failures(key)
+        if self._failing.get(key) == how:
+            log.debug(
+                "%s: %s failed again (%d times): %s; retrying in %.2fs", self.name, key, failures, how, delay
+            )
+            return
+        self._failing[key] = how
+        if isinstance(err, SteerError):
+            log.info("%s: %s failed: %s; retrying in %.2fs", self.name, key, err, delay)
+        else:
+            log.error(
+                "%s: reconciling %s raised %s (a bug); retrying in %.2fs with back-off",
+                self.name,
+                key,
+                how,
+                delay,
+                exc_info=err,
+            )
+
+    def _recovered(self, key: str) -> None:
+        if self._failing.pop(key, None) is not None:
+            log.info("%s: %s reconciled after %d failed tries", self.name, key, self.queue.failures(key))
