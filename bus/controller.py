@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +55,18 @@ class Reconciler(Protocol):
 
 
 KeyMapper = Callable[[Resource], list[str]]
+
+
+async def all_of(writes: Iterable[Awaitable[object]]) -> None:
+    """Run a reconcile's independent writes at once and wait for every one of them; then raise
+    the first failure, if any. Unlike a bare `asyncio.gather`, a failure does not return while
+    the other writes still run unowned (their outcome unseen, racing the retry); unlike a task
+    group, it does not cancel them half-way either: a create cancelled after its request left
+    may still happen, and the caller's bookkeeping (expectations) must know which did."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _own_key(obj: Resource) -> list[str]:

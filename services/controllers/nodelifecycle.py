@@ -40,7 +40,7 @@ import msgspec
 
 from bus.client import Client
 from bus.codec import to_builtins
-from bus.controller import Controller, Result
+from bus.controller import Controller, Result, all_of
 from bus.errors import Conflict, NotFound
 from bus.events import now
 from bus.informer import Change, Informer
@@ -230,7 +230,7 @@ class NodeLifecycleReconciler:
                 due.append(pod)
             elif delay is not None:
                 later.append(delay)
-        await asyncio.gather(*(self._evict_pod(pod) for pod in due))
+        await all_of([self._evict_pod(pod) for pod in due])
         return min(later) if later else None
 
     async def _evict_pod(self, pod: Pod) -> None:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from bus.controller import Controller, Result
+from bus.controller import Controller, Result, all_of
 from bus.errors import Conflict
 from bus.workqueue import Backoff
 
@@ -83,3 +83,43 @@ async def test_an_api_error_is_one_line_without_a_traceback(caplog: pytest.LogCa
         if "Conflict" in r.getMessage() or "modified" in r.getMessage()
     ]
     assert len(infos) == 1 and infos[0].exc_info is None
+
+
+async def test_all_of_waits_for_every_write_before_raising_the_first_failure() -> None:
+    finished: list[str] = []
+    release = asyncio.Event()
+
+    async def fails_at_once() -> None:
+        raise Conflict("taken")
+
+    async def slow(name: str) -> None:
+        await release.wait()
+        finished.append(name)
+
+    attempt = asyncio.create_task(all_of([fails_at_once(), slow("a"), slow("b")]))
+    await asyncio.sleep(0.05)
+    assert not attempt.done()  # the failure does not return while the others run
+    release.set()
+    with pytest.raises(Conflict):
+        await attempt
+    assert sorted(finished) == ["a", "b"]
+
+
+async def test_all_of_cancelled_cancels_every_write() -> None:
+    started = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def endless() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    attempt = asyncio.create_task(all_of([endless(), endless()]))
+    await started.wait()
+    attempt.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+    assert cancelled == [True, True]
