@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from bus.connection import Credentials
@@ -16,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steer controllers", description="Run the built-in controllers.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
     parser.add_argument("--creds", help="NATS credentials file")
-    parser.add_argument("--lease", default="15,5", help="leader lease duration,renew interval in seconds")
+    parser.add_argument(
+        "--lease",
+        default="15,5",
+        help="leader lease duration,renew interval in seconds (the leader stops half-way between them)",
+    )
     parser.add_argument(
         "--node-grace",
         type=float,
@@ -43,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         duration, renew = (float(x) for x in args.lease.split(","))
     except ValueError:
         parser.error("--lease takes two numbers: duration,renew")
-    if not 0 < renew < duration:
-        parser.error("--lease: the renew interval must be positive and shorter than the duration")
+    if duration < 1 or not 0 < renew < math.floor(duration):
+        parser.error(
+            "--lease: the duration is whole seconds, at least 1, and the renew interval must be "
+            "positive and shorter than it"
+        )
     if args.node_grace <= 0:
         parser.error("--node-grace must be positive")
     if args.default_toleration_seconds < 0:
