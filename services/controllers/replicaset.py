@@ -208,8 +208,10 @@ class ReplicaSetReconciler:
             conditions=rs.status.conditions,
         )
         if status != rs.status:
-            with contextlib.suppress(NotFound):  # deleted meanwhile: no status to write
-                await self.client.write_status(ReplicaSet(metadata=rs.metadata, spec=rs.spec, status=status))
+            # Compare-and-set on the cached version the counts were judged against: a Conflict
+            # runs the reconcile again on the newer one. Deleted meanwhile: no status to write.
+            with contextlib.suppress(NotFound):
+                await self.client.update_status(ReplicaSet(metadata=rs.metadata, spec=rs.spec, status=status))
         return min(pending) if pending else None
 
 

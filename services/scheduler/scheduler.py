@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SCHEDULER_NAME = "default-scheduler"
 MAX_BINDS_IN_FLIGHT = 256
 BIND_BACKOFF = Backoff(base=0.5, cap=30.0)  # per pod, after a failed bind
+STATUS_TRIES = 3  # compare-and-set tries of an Unschedulable condition
 
 
 def _placement_fields(state: NodeState) -> tuple[object, ...]:
@@ -244,6 +245,9 @@ class Scheduler:
         self.spawn(self._write_unschedulable(pod, message))
 
     async def _write_unschedulable(self, pod: Pod, message: str) -> None:
+        """PodScheduled=False on the pod, compare-and-set: after a Conflict the pod is read
+        again and, if still unbound and still ours to say, the condition is set on that."""
+        key = key_of(pod)
         condition = PodCondition(
             type="PodScheduled",
             status="False",
@@ -251,10 +255,29 @@ class Scheduler:
             message=message,
             last_transition_time=now(),
         )
-        others = [c for c in pod.status.conditions if c.type != "PodScheduled"]
-        status = msgspec.structs.replace(pod.status, conditions=[*others, condition])
-        try:
-            await self.client.write_status(Pod(metadata=pod.metadata, spec=pod.spec, status=status))
-        except SteerError as err:
-            log.info("could not mark %s unschedulable: %s", key_of(pod), err)
+        for _ in range(STATUS_TRIES):
+            others = [c for c in pod.status.conditions if c.type != "PodScheduled"]
+            status = msgspec.structs.replace(pod.status, conditions=[*others, condition])
+            try:
+                await self.client.update_status(Pod(metadata=pod.metadata, spec=pod.spec, status=status))
+                break
+            except Conflict:
+                try:
+                    pod = await self.client.get(Pod, pod.metadata.name, pod.metadata.namespace)
+                except SteerError as err:
+                    log.info("could not mark %s unschedulable: %s", key, err)
+                    return
+                if (
+                    pod.spec.node_name
+                    or pod.metadata.deletion_timestamp
+                    or self.unschedulable.get(key) != message
+                ):
+                    return  # bound, going, or judged again meanwhile: nothing to say any more
+            except NotFound:
+                return
+            except SteerError as err:
+                log.info("could not mark %s unschedulable: %s", key, err)
+                break
+        else:
+            log.info("could not mark %s unschedulable: it kept changing", key)
         await self.recorder.warning(pod, "FailedScheduling", message)

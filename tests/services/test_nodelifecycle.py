@@ -15,7 +15,7 @@ from datetime import datetime
 import pytest
 
 from bus.client import Client
-from bus.errors import NotFound
+from bus.errors import Conflict, NotFound
 from bus.events import now
 from bus.meta import LabelSelector, ObjectMeta, is_true
 from bus.resources import Event, Node, Pod, ReplicaSet
@@ -93,6 +93,19 @@ def hand_made_node(name: str, ready: str) -> Node:
         spec=NodeSpec(unschedulable=True),
         status=NodeStatus(conditions=[condition], allocatable={"cpu": "1", "memory": "1Gi", "pods": "10"}),
     )
+
+
+async def post_ready(client: Client, name: str) -> Node:
+    """Post Ready=True with a fresh heartbeat, as an agent does (compare-and-set, read again on
+    a Conflict: the controller may have written the node meanwhile)."""
+    for _ in range(10):
+        node = await client.get(Node, name, "")
+        node.status.conditions = [NodeCondition(type="Ready", status="True", last_heartbeat_time=now())]
+        try:
+            return await client.update_status(node)
+        except Conflict:
+            continue
+    raise AssertionError(f"node {name} kept changing")
 
 
 def bound_pod(ns: str, name: str, node: str, tolerations: list[Toleration] | None = None) -> Pod:
@@ -188,8 +201,7 @@ async def test_a_not_ready_node_is_tainted_until_it_is_ready_again(
         assert taint.time_added is not None
         await wait_event(store, "default", name, "NodeNotReady")
         # The agent posts Ready again (a new heartbeat): the taint goes.
-        sick.status.conditions = [NodeCondition(type="Ready", status="True", last_heartbeat_time=now())]
-        await client.write_status(sick)
+        await post_ready(client, name)
         await wait_for(store, Node, "", name, lambda n: not taint_keys(n) and is_true(n.status.conditions))
     finally:
         await client.delete(Node, name, "")
