@@ -272,8 +272,14 @@ class DeploymentReconciler:
         for rs in sorted(empty, key=rollout.revision)[: max(excess, 0)]:
             if any(active(p) and _owned_by(p, rs) for p in self.pods.in_namespace(rs.metadata.namespace)):
                 continue  # its last pods are still going
+            # On the version judged empty: one scaled up meanwhile (a rollback) is a Conflict.
             with contextlib.suppress(NotFound):
-                await self.client.delete(ReplicaSet, rs.metadata.name, rs.metadata.namespace)
+                await self.client.delete(
+                    ReplicaSet,
+                    rs.metadata.name,
+                    rs.metadata.namespace,
+                    resource_version=rs.metadata.resource_version,
+                )
 
     async def _write_status(
         self, deployment: Deployment, new: ReplicaSet | None, status: DeploymentStatus, *, created: bool
