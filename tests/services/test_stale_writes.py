@@ -16,6 +16,7 @@ import pytest
 
 from bus import metrics
 from bus.client import Client
+from bus.codec import to_builtins
 from bus.errors import Conflict
 from bus.informer import Informer
 from bus.meta import LabelSelector, ObjectMeta, Resource
@@ -165,3 +166,24 @@ async def test_a_status_judged_on_a_stale_version_is_not_written(client: Client,
     stored = await client.get(ReplicaSet, "web", ns)
     assert stored.status == written.status
     assert stored.metadata.resource_version == scaled.metadata.resource_version
+
+
+async def test_history_is_pruned_only_as_judged(client: Client, ns: str) -> None:
+    """An old ReplicaSet judged empty is deleted only in that version: one scaled up since (a
+    rollback) stays."""
+    spec = DeploymentSpec(
+        replicas=0, selector=LabelSelector(match_labels=LABELS), template=template(), revision_history_limit=0
+    )
+    deployment = await client.create(Deployment(metadata=ObjectMeta(name="web", namespace=ns), spec=spec))
+    deployments, replicasets = cache_of(Deployment, deployment), cache_of(ReplicaSet)
+    reconciler = DeploymentReconciler(client, deployments, replicasets, cache_of(Pod))
+    await reconciler.reconcile(f"{ns}/web")
+    [first] = await client.list(ReplicaSet, ns)
+    replicasets.put(first)
+    changed = await client.patch(Deployment, "web", {"spec": {"template": to_builtins(template("200m"))}}, ns)
+    deployments.put(changed)
+    await client.patch(ReplicaSet, first.metadata.name, {"spec": {"replicas": 2}}, ns)  # unseen
+    with pytest.raises(Conflict):
+        await reconciler.reconcile(f"{ns}/web")  # a new ReplicaSet; the old one looks empty
+    kept = await client.get(ReplicaSet, first.metadata.name, ns)
+    assert kept.metadata.deletion_timestamp is None and kept.spec.replicas == 2
