@@ -84,6 +84,7 @@ class Controller:
         self.queue = WorkQueue(backoff)
         self._sources: list[tuple[Informer[Any], KeyMapper]] = []
         self._failing: dict[str, str] = {}  # key -> how it last failed (logged in full once)
+        self._sweeps: list[tuple[float, Callable[[], Awaitable[Iterable[str]]]]] = []
 
     def watch(self, informer: Informer[Any], key_of: KeyMapper = _own_key) -> None:
         """Reconcile the keys `key_of` maps each changed object to (its own key by default)."""
@@ -96,6 +97,30 @@ class Controller:
                         self.queue.add(key)
 
         informer.on_change(enqueue)
+
+    def periodic(self, every: float, sweep: Callable[[], Awaitable[Iterable[str]]]) -> None:
+        """While the controller runs (after its informers synced), call `sweep()` every `every`
+        seconds and reconcile the keys it returns: for judgements over many objects at once,
+        which no single key's reconcile can make (the node lifecycle controller's zones)."""
+        self._sweeps.append((every, sweep))
+
+    async def _sweep(self, every: float, sweep: Callable[[], Awaitable[Iterable[str]]]) -> None:
+        failed = ""  # how the last sweep failed: logged in full once, as a reconcile's failure
+        while True:
+            try:
+                for key in await sweep():
+                    self.queue.add(key)
+                failed = ""
+            except Exception as err:
+                how = f"{type(err).__name__}: {err}"
+                if how == failed:
+                    log.debug("%s: periodic sweep failed again: %s", self.name, how)
+                elif isinstance(err, SteerError):
+                    log.info("%s: periodic sweep failed: %s", self.name, err)
+                else:  # a bug: said loudly, and the sweep goes on
+                    log.error("%s: periodic sweep raised %s (a bug)", self.name, how, exc_info=err)
+                failed = how
+            await asyncio.sleep(every)
 
     async def run(self) -> None:
         """Wait for the informers to sync, then reconcile everything they hold, and every change,
@@ -113,6 +138,8 @@ class Controller:
             async with asyncio.TaskGroup() as tasks:
                 for _ in range(self.workers):
                     tasks.create_task(self._work())
+                for every, sweep in self._sweeps:
+                    tasks.create_task(self._sweep(every, sweep))
         finally:
             self.queue.close()
 

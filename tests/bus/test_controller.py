@@ -123,3 +123,40 @@ async def test_all_of_cancelled_cancels_every_write() -> None:
     with pytest.raises(asyncio.CancelledError):
         await attempt
     assert cancelled == [True, True]
+
+
+async def test_a_periodic_sweep_queues_the_keys_it_returns_and_survives_its_bugs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bus.controller")
+    reconciled: list[str] = []
+    done = asyncio.Event()
+
+    class Seen:
+        async def reconcile(self, key: str) -> Result:
+            reconciled.append(key)
+            done.set()
+            return Result()
+
+    sweeps = 0
+
+    async def sweep() -> list[str]:
+        nonlocal sweeps
+        sweeps += 1
+        if sweeps < 4:
+            raise KeyError("zone")  # a bug, three times over
+        return ["n1"]
+
+    controller = Controller("t", Seen())
+    controller.periodic(0.001, sweep)
+    task = asyncio.create_task(controller.run())
+    try:
+        async with asyncio.timeout(10):
+            await done.wait()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert reconciled[0] == "n1"
+    errors = records(caplog, logging.ERROR)
+    assert len(errors) == 1 and errors[0].exc_info is not None  # once, with its traceback
