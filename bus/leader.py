@@ -88,6 +88,7 @@ class LeaderElector:
         self.leading = asyncio.Event()
         self._lease: Lease | None = None  # the version we last wrote or read
         self._observed: tuple[str, float] | None = None  # (resourceVersion, when we first saw it)
+        self._failing = ""  # how the rounds fail, while they do
 
     def _loop_time(self) -> float:
         return asyncio.get_running_loop().time()
@@ -164,12 +165,25 @@ class LeaderElector:
             return False
         try:
             async with asyncio.timeout(left):
-                return await self.try_acquire()
+                held = await self.try_acquire()
         except TimeoutError:
-            log.warning("%s: election round did not finish within %.1fs", self.name, left)
+            self._failed("did not finish in time")
         except SteerError as err:
-            log.info("%s: election round failed: %s", self.name, err)
+            self._failed(f"failed: {err}")
+        else:
+            if self._failing:
+                log.info("%s: election rounds go through again", self.name)
+                self._failing = ""
+            return held
         return False
+
+    def _failed(self, how: str) -> None:
+        """Once per streak of failing rounds (the bus away for a minute is one line, not thirty)."""
+        if how != self._failing:
+            log.warning("%s: election round %s; trying again until it goes through", self.name, how)
+        else:
+            log.debug("%s: election round %s", self.name, how)
+        self._failing = how
 
     async def run(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Campaign until cancelled; run `work` while leading, cancel it when leadership is lost."""
