@@ -37,6 +37,7 @@ from bus.resources.autoscaling import (
     MetricTarget,
     ResourceMetricSource,
 )
+from bus.workqueue import Backoff
 from services.controllers import hpabehavior
 from services.controllers.hpametrics import Evaluation, MetricFailure, evaluate
 from services.controllers.podmetrics import PodMetricsCache
@@ -304,6 +305,8 @@ def autoscaler_controller(
     """Reconciles each autoscaler every `sync_period`, and at once when its spec changes. Pods
     are read from the shared informer, not watched: their changes wait for the next sync."""
     reconciler = AutoscalerReconciler(client, hpas, pods, cache, sync_period=sync_period)
-    controller = Controller("autoscaler", reconciler, workers=workers)
+    # A failed sync (a Conflict, the API away) is retried soon, but never later than the next
+    # sync would have been (Kubernetes requeues every autoscaler each period, error or not).
+    controller = Controller("autoscaler", reconciler, workers=workers, backoff=Backoff(cap=sync_period))
     controller.watch(hpas)
     return controller
