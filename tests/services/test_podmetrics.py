@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from bus import metrics
 from services.controllers.podmetrics import PodMetricsCache
 
-NOW = datetime.now(UTC)
 INTERVAL = 1.0
 
 
@@ -43,24 +42,27 @@ def cpu(cache: PodMetricsCache, pod: str) -> int | None:
 
 
 def test_a_sample_stamped_earlier_than_the_last_still_replaces_it() -> None:
+    now = datetime.now(UTC)
     cache = PodMetricsCache()
-    cache.add_node(node_sample(NOW))  # no pod yet
+    cache.add_node(node_sample(now))  # no pod yet
     # The node's clock stepped back ten minutes; the burner started meanwhile.
-    cache.add_node(node_sample(NOW - timedelta(minutes=10), ("burner", 200)))
+    cache.add_node(node_sample(now - timedelta(minutes=10), ("burner", 200)))
     assert cpu(cache, "burner") == 200
 
 
 def test_a_node_whose_clock_is_far_from_ours_is_fresh_while_it_publishes() -> None:
+    now = datetime.now(UTC)
     for skew in (timedelta(minutes=-5), timedelta(minutes=5)):
         cache = PodMetricsCache()
-        cache.add_node(node_sample(NOW + skew, ("web", 100)))
+        cache.add_node(node_sample(now + skew, ("web", 100)))
         assert cpu(cache, "web") == 100, skew
 
 
 def test_a_node_that_stops_publishing_goes_unmeasured_after_three_intervals() -> None:
+    now = datetime.now(UTC)
     clock = Clock()
     cache = PodMetricsCache(clock=clock)
-    cache.add_node(node_sample(NOW, ("web", 100)))
+    cache.add_node(node_sample(now, ("web", 100)))
     clock.now += 3 * INTERVAL
     assert cpu(cache, "web") == 100
     clock.now += 2  # and a second's slack
@@ -68,30 +70,33 @@ def test_a_node_that_stops_publishing_goes_unmeasured_after_three_intervals() ->
 
 
 def test_a_sample_read_back_from_the_stream_never_replaces_a_live_one() -> None:
+    now = datetime.now(UTC)
     clock = Clock()
     cache = PodMetricsCache(clock=clock)
-    cache.add_node(node_sample(NOW, ("web", 300)))
-    cache.add_node(node_sample(NOW - timedelta(seconds=1), ("web", 100)), replayed=True)
+    cache.add_node(node_sample(now, ("web", 300)))
+    cache.add_node(node_sample(now - timedelta(seconds=1), ("web", 100)), replayed=True)
     assert cpu(cache, "web") == 300
 
 
 def test_a_sample_read_back_from_the_stream_is_as_old_as_its_stamp_says() -> None:
+    now = datetime.now(UTC)
     clock = Clock()
     cache = PodMetricsCache(clock=clock)
-    cache.add_node(node_sample(NOW - timedelta(seconds=5), ("recent", 100), node="a"), replayed=True)
-    cache.add_node(node_sample(NOW - timedelta(minutes=5), ("gone", 100), node="b"), replayed=True)
+    cache.add_node(node_sample(now - timedelta(seconds=5), ("recent", 100), node="a"), replayed=True)
+    cache.add_node(node_sample(now - timedelta(minutes=5), ("gone", 100), node="b"), replayed=True)
     assert cpu(cache, "recent") == 100
     assert cpu(cache, "gone") is None
 
 
 def test_request_rates_of_proxies_follow_the_same_rules() -> None:
+    now = datetime.now(UTC)
     clock = Clock()
     cache = PodMetricsCache(clock=clock)
     endpoints = [metrics.EndpointRequests(pod_name="web-1", requests=10)]
     service = metrics.ServiceRequests(namespace="ns", name="web", requests=10, endpoints=endpoints)
-    cache.add_proxy(metrics.ProxyMetrics(node="n1", timestamp=NOW, window_seconds=INTERVAL))
+    cache.add_proxy(metrics.ProxyMetrics(node="n1", timestamp=now, window_seconds=INTERVAL))
     clock.now += 1
-    stepped_back = NOW - timedelta(minutes=10)
+    stepped_back = now - timedelta(minutes=10)
     cache.add_proxy(
         metrics.ProxyMetrics(node="n1", timestamp=stepped_back, window_seconds=INTERVAL, services=[service])
     )
