@@ -49,9 +49,6 @@ class FlakyApi:
         assert isinstance(obj, Event)
         return obj
 
-    async def write_status(self, obj: Any) -> Any:
-        return obj
-
     async def update_status(self, obj: Any) -> Any:
         return obj
 
