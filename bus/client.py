@@ -192,9 +192,10 @@ class Client:
         return _decode(info, data)  # type: ignore[return-value]
 
     async def write_status(self, obj: R) -> R:
-        """`update_status` without a resourceVersion precondition, for the one writer that owns
-        the status (a node agent its pods', a controller its objects'): the API re-reads and
-        retries, so a spec change meanwhile never makes the status write fail."""
+        """`update_status` without a resourceVersion precondition: the API re-reads and writes
+        over whatever status is there. A blind write; do not use it. The controllers and the
+        scheduler compare and set (`update_status` on the version they judged); this goes once
+        its last user, the node agent's pod status writer, does too."""
         unconditional = msgspec.structs.replace(
             obj, metadata=msgspec.structs.replace(obj.metadata, resource_version="")
         )

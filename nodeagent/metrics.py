@@ -55,7 +55,10 @@ class CpuRates:
         previous = self._last.get(key)
         if previous is not None:
             elapsed, used = now - previous[0], cpu_nanos - previous[1]
-            if elapsed <= 0:  # the same reading again (a runtime sampling on its own schedule)
+            if elapsed < 0:  # the clock stepped back: rates count from this reading on
+                self._last[key] = (now, cpu_nanos, previous[2])
+                return previous[2]
+            if elapsed == 0:  # the same reading again (a runtime sampling on its own schedule)
                 return previous[2]
         elif started_at is not None:
             elapsed, used = now - started_at, cpu_nanos

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 
 from bus.client import Client
-from bus.errors import NotFound
+from bus.errors import Conflict, NotFound
 from bus.events import now
 from bus.resources import Pod
 from bus.resources.pod import PodCondition, PodStatus
@@ -27,5 +27,6 @@ async def mark_pods_ready(
                 continue
             ready = PodCondition(type="Ready", status="True", last_transition_time=now())
             pod.status = PodStatus(phase="Running", conditions=[ready])
-            with contextlib.suppress(NotFound):
-                await client.write_status(pod)
+            # Compare-and-set: a pod changed meanwhile (adopted, bound) comes round again.
+            with contextlib.suppress(NotFound, Conflict):
+                await client.update_status(pod)

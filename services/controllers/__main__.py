@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from bus.connection import Credentials
 from bus.runner import run_service
 from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD
-from services.controllers.nodelifecycle import DEFAULT_GRACE, DEFAULT_TOLERATION_SECONDS
+from services.controllers.disruption import EvictionLimits
+from services.controllers.nodelifecycle import DEFAULT_GRACE, DEFAULT_SETTLE, DEFAULT_TOLERATION_SECONDS
 from services.controllers.server import ControllersConfig, run
 
 
@@ -16,7 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steer controllers", description="Run the built-in controllers.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
     parser.add_argument("--creds", help="NATS credentials file")
-    parser.add_argument("--lease", default="15,5", help="leader lease duration,renew interval in seconds")
+    parser.add_argument(
+        "--lease",
+        default="15,5",
+        help="leader lease duration,renew interval in seconds (the leader stops half-way between them)",
+    )
     parser.add_argument(
         "--node-grace",
         type=float,
@@ -32,6 +38,43 @@ def main(argv: list[str] | None = None) -> int:
         help="how long pods without their own toleration stay on a not-ready or unreachable node",
     )
     parser.add_argument(
+        "--node-eviction-settle",
+        type=float,
+        default=DEFAULT_SETTLE,
+        metavar="SECONDS",
+        help="how long a node stays unhealthy before its pods may be evicted (at least the agents' "
+        "lease renewal interval, so that nodes silent together are seen together)",
+    )
+    limits = EvictionLimits()
+    parser.add_argument(
+        "--node-eviction-rate",
+        type=float,
+        default=limits.node_eviction_rate,
+        metavar="PER_SECOND",
+        help="nodes per second whose pods may begin to be evicted, per zone",
+    )
+    parser.add_argument(
+        "--secondary-node-eviction-rate",
+        type=float,
+        default=limits.secondary_node_eviction_rate,
+        metavar="PER_SECOND",
+        help="the same in a partially disrupted zone larger than --large-cluster-size-threshold",
+    )
+    parser.add_argument(
+        "--large-cluster-size-threshold",
+        type=int,
+        default=limits.large_cluster_size_threshold,
+        metavar="N",
+        help="a partially disrupted zone of at most N nodes evicts nothing",
+    )
+    parser.add_argument(
+        "--unhealthy-zone-threshold",
+        type=float,
+        default=limits.unhealthy_zone_threshold,
+        metavar="FRACTION",
+        help="share of a zone's nodes not ready (and more than 2) that makes it partially disrupted",
+    )
+    parser.add_argument(
         "--hpa-sync-period",
         type=float,
         default=DEFAULT_SYNC_PERIOD,
@@ -43,14 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         duration, renew = (float(x) for x in args.lease.split(","))
     except ValueError:
         parser.error("--lease takes two numbers: duration,renew")
-    if not 0 < renew < duration:
-        parser.error("--lease: the renew interval must be positive and shorter than the duration")
+    if duration < 1 or not 0 < renew < math.floor(duration):
+        parser.error(
+            "--lease: the duration is whole seconds, at least 1, and the renew interval must be "
+            "positive and shorter than it"
+        )
     if args.node_grace <= 0:
         parser.error("--node-grace must be positive")
     if args.default_toleration_seconds < 0:
         parser.error("--default-toleration-seconds must not be negative")
     if args.hpa_sync_period <= 0:
         parser.error("--hpa-sync-period must be positive")
+    if args.node_eviction_settle < 0 or args.node_eviction_rate < 0 or args.secondary_node_eviction_rate < 0:
+        parser.error("--node-eviction-settle and the eviction rates must not be negative")
+    if args.large_cluster_size_threshold < 0:
+        parser.error("--large-cluster-size-threshold must not be negative")
+    if not 0 < args.unhealthy_zone_threshold <= 1:
+        parser.error("--unhealthy-zone-threshold is a fraction: more than 0, at most 1")
     config = ControllersConfig(
         servers=args.nats,
         credentials=Credentials(creds_file=args.creds),
@@ -58,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         renew_every=renew,
         node_grace=args.node_grace,
         default_toleration_seconds=args.default_toleration_seconds,
+        node_eviction_settle=args.node_eviction_settle,
+        eviction_limits=EvictionLimits(
+            node_eviction_rate=args.node_eviction_rate,
+            secondary_node_eviction_rate=args.secondary_node_eviction_rate,
+            large_cluster_size_threshold=args.large_cluster_size_threshold,
+            unhealthy_zone_threshold=args.unhealthy_zone_threshold,
+        ),
         hpa_sync_period=args.hpa_sync_period,
     )
     return run_service("steer controllers", run(config))

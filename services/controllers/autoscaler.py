@@ -4,9 +4,10 @@ replicas from the usage of its pods.
 Every `sync_period` seconds (15 s, as Kubernetes) each autoscaler is reconciled: the target's
 scale is read live, every metric proposes a replica count (`hpametrics`, `replicacalc`), the
 highest wins, and `hpabehavior` applies stabilization, rate limits and the bounds. A change is
-written as a merge patch of the target's `spec.replicas` and recorded as a SuccessfulRescale
-event; the status says what was measured and why the count is what it is (conditions
-AbleToScale, ScalingActive, ScalingLimited). Warnings (FailedGetScale, FailedGetResourceMetric,
+written as a merge patch of the target's `spec.replicas`, conditional on the resourceVersion
+read (a scale made meanwhile is a Conflict and a new sync, never overwritten), and recorded as
+a SuccessfulRescale event; the status says what was measured and why the count is what it is
+(conditions AbleToScale, ScalingActive, ScalingLimited). Warnings (FailedGetScale, FailedGetResourceMetric,
 ...) are recorded when a condition changes, not at every sync.
 """
 
@@ -23,7 +24,7 @@ import msgspec
 from bus import selectors
 from bus.client import Client
 from bus.controller import Controller, Result
-from bus.errors import NotFound, SteerError
+from bus.errors import Conflict, NotFound, SteerError
 from bus.events import now
 from bus.informer import Informer
 from bus.recorder import Recorder
@@ -36,6 +37,7 @@ from bus.resources.autoscaling import (
     MetricTarget,
     ResourceMetricSource,
 )
+from bus.workqueue import Backoff
 from services.controllers import hpabehavior
 from services.controllers.hpametrics import Evaluation, MetricFailure, evaluate
 from services.controllers.podmetrics import PodMetricsCache
@@ -127,9 +129,11 @@ class AutoscalerReconciler:
             wait = last[0] + self.sync_period - self.clock()
             if wait > 0.01:
                 return Result(requeue_after=wait)
-        self.last_sync[key] = (self.clock(), hpa.metadata.generation)
+        started = self.clock()
         outcome = await self._sync(key, hpa)
         await self._write_status(hpa, outcome)
+        # Only a sync that went through counts: one that raised (a Conflict) is retried at once.
+        self.last_sync[key] = (started, hpa.metadata.generation)
         return Result(requeue_after=self.sync_period)
 
     async def _sync(self, key: str, hpa: HorizontalPodAutoscaler) -> Outcome:
@@ -217,10 +221,17 @@ class AutoscalerReconciler:
         reason: str,
         outcome: Outcome,
     ) -> None:
+        # Compare-and-set on the scale that was read, as Kubernetes' scale subresource: a
+        # `steer scale` (or any change) since then is a Conflict, and the sync runs again on it
+        # rather than overwriting it with a count computed from the old one.
+        patch = {
+            "metadata": {"resourceVersion": target.metadata.resource_version},
+            "spec": {"replicas": desired},
+        }
         try:
-            await self.client.patch(
-                type(target), target.metadata.name, {"spec": {"replicas": desired}}, target.metadata.namespace
-            )
+            await self.client.patch(type(target), target.metadata.name, patch, target.metadata.namespace)
+        except Conflict:
+            raise
         except SteerError as err:
             message = f"the HPA controller was unable to update the target scale: {err.message}"
             outcome.conditions["AbleToScale"] = ("False", "FailedUpdateScale", message)
@@ -276,8 +287,10 @@ class AutoscalerReconciler:
             conditions=conditions,
         )
         if status != old:
-            with contextlib.suppress(NotFound):  # deleted meanwhile: no status to write
-                await self.client.write_status(msgspec.structs.replace(hpa, status=status))
+            # Compare-and-set on the version synced: a Conflict runs the sync again. Deleted
+            # meanwhile: no status to write.
+            with contextlib.suppress(NotFound):
+                await self.client.update_status(msgspec.structs.replace(hpa, status=status))
 
 
 def autoscaler_controller(
@@ -292,6 +305,8 @@ def autoscaler_controller(
     """Reconciles each autoscaler every `sync_period`, and at once when its spec changes. Pods
     are read from the shared informer, not watched: their changes wait for the next sync."""
     reconciler = AutoscalerReconciler(client, hpas, pods, cache, sync_period=sync_period)
-    controller = Controller("autoscaler", reconciler, workers=workers)
+    # A failed sync (a Conflict, the API away) is retried soon, but never later than the next
+    # sync would have been (Kubernetes requeues every autoscaler each period, error or not).
+    controller = Controller("autoscaler", reconciler, workers=workers, backoff=Backoff(cap=sync_period))
     controller.watch(hpas)
     return controller

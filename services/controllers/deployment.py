@@ -4,8 +4,10 @@ Each reconcile reads the Deployment and its ReplicaSets from the informer caches
 ReplicaSets by selector and ownerReference (as the ReplicaSet controller claims pods), makes sure
 the ReplicaSet for the current template exists (named `<deployment>-<template hash>`), moves
 replicas according to the strategy, prunes history and writes the status. Every write is an
-absolute count, so a reconcile that runs on a cache a moment stale repeats a write rather than
-doubling it; the ReplicaSet names are deterministic, so a duplicate create fails harmlessly.
+absolute count and carries the resourceVersion of the object it was computed from, so a
+reconcile that runs on a cache a moment stale gets a Conflict and runs again, rather than
+overwriting a change it has not seen (a `steer scale`, another controller); the ReplicaSet
+names are deterministic, so a duplicate create fails harmlessly.
 
 Rollback is the client's job, as in kubectl: `steer rollout undo` copies an old ReplicaSet's
 template back into the Deployment, and the controller then treats that ReplicaSet as the new one.
@@ -199,8 +201,8 @@ class DeploymentReconciler:
         status = msgspec.structs.replace(
             deployment.status, collision_count=deployment.status.collision_count + 1
         )
-        with contextlib.suppress(NotFound):
-            await self.client.write_status(msgspec.structs.replace(deployment, status=status))
+        with contextlib.suppress(NotFound):  # compare-and-set: a Conflict is retried from a fresh read
+            await self.client.update_status(msgspec.structs.replace(deployment, status=status))
 
     async def _promote(self, deployment: Deployment, new: ReplicaSet, olds: list[ReplicaSet]) -> ReplicaSet:
         """Keep the new ReplicaSet's revision the newest (a rollback reuses an old ReplicaSet)."""
@@ -217,6 +219,7 @@ class DeploymentReconciler:
             patch["spec"] = {"minReadySeconds": deployment.spec.min_ready_seconds}
         if not patch:
             return new
+        patch = _on(new, patch)
         try:
             return await self.client.patch(ReplicaSet, new.metadata.name, patch, new.metadata.namespace)
         except NotFound:
@@ -250,7 +253,7 @@ class DeploymentReconciler:
     async def _scale(self, deployment: Deployment, rs: ReplicaSet, replicas: int) -> ReplicaSet:
         try:
             scaled = await self.client.patch(
-                ReplicaSet, rs.metadata.name, {"spec": {"replicas": replicas}}, rs.metadata.namespace
+                ReplicaSet, rs.metadata.name, _on(rs, {"spec": {"replicas": replicas}}), rs.metadata.namespace
             )
         except NotFound:
             return rs
@@ -269,8 +272,14 @@ class DeploymentReconciler:
         for rs in sorted(empty, key=rollout.revision)[: max(excess, 0)]:
             if any(active(p) and _owned_by(p, rs) for p in self.pods.in_namespace(rs.metadata.namespace)):
                 continue  # its last pods are still going
+            # On the version judged empty: one scaled up meanwhile (a rollback) is a Conflict.
             with contextlib.suppress(NotFound):
-                await self.client.delete(ReplicaSet, rs.metadata.name, rs.metadata.namespace)
+                await self.client.delete(
+                    ReplicaSet,
+                    rs.metadata.name,
+                    rs.metadata.namespace,
+                    resource_version=rs.metadata.resource_version,
+                )
 
     async def _write_status(
         self, deployment: Deployment, new: ReplicaSet | None, status: DeploymentStatus, *, created: bool
@@ -283,14 +292,18 @@ class DeploymentReconciler:
             and rollout.revision(new)
             and rollout.revision(deployment) != rollout.revision(new)
         ):
-            revision_patch = {"metadata": {"annotations": {REVISION: str(rollout.revision(new))}}}
+            revision_patch = _on(
+                deployment, {"metadata": {"annotations": {REVISION: str(rollout.revision(new))}}}
+            )
+        # Compare-and-set on the version judged: if the Deployment changed meanwhile (a scale, a
+        # new template), the Conflict makes the reconcile run again on the new version.
         with contextlib.suppress(NotFound):
             if revision_patch:
                 deployment = await self.client.patch(
                     Deployment, deployment.metadata.name, revision_patch, deployment.metadata.namespace
                 )
             if status != deployment.status:
-                await self.client.write_status(msgspec.structs.replace(deployment, status=status))
+                await self.client.update_status(msgspec.structs.replace(deployment, status=status))
         progressing = _condition(status, "Progressing")
         if deployment.spec.paused or rollout.complete(deployment, status) or progressing is None:
             return Result()
@@ -298,6 +311,15 @@ class DeploymentReconciler:
             return Result()
         left = rollout.deadline_left(deployment, progressing.last_update_time, moment)
         return Result(requeue_after=max(left, 0.0) + 0.1)
+
+
+def _on(obj: Resource, patch: dict[str, object]) -> dict[str, object]:
+    """`patch` made conditional on the version of `obj` it was computed from: the API answers
+    Conflict if the object changed since (a `steer scale`, another controller), and the
+    reconcile runs again on what is there now, rather than overwriting it."""
+    metadata = dict(patch.get("metadata") or {})  # type: ignore[call-overload]
+    metadata["resourceVersion"] = obj.metadata.resource_version
+    return {**patch, "metadata": metadata}
 
 
 def _rolling(olds: list[ReplicaSet]) -> bool:

@@ -163,8 +163,9 @@ class EndpointsReconciler:
             wanted = [*others, condition]
         if wanted == service.status.conditions:
             return
-        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to say
-            await self.client.write_status(
+        # Compare-and-set: a Service changed meanwhile is reconciled again. Deleted: nothing to say.
+        with contextlib.suppress(NotFound):
+            await self.client.update_status(
                 msgspec.structs.replace(service, status=ServiceStatus(conditions=wanted))
             )
 

@@ -3,12 +3,18 @@
 Kubernetes' node lifecycle controller, taint manager and pod GC in one reconciler, keyed by node
 name:
 
-- **Failure detection.** A node agent renews its Lease (`steer-node-lease/<node>`) every few
-  seconds and posts its status (with a Ready condition) now and then. When we have heard neither
-  for `grace` seconds, the node's conditions become Unknown (NodeStatusUnknown).
-- **Health taints.** Ready=False gives `node.kubernetes.io/not-ready:NoExecute`, Ready=Unknown
-  `node.kubernetes.io/unreachable:NoExecute` (with timeAdded); Ready=True removes them. Only the
-  agent sets Ready back to True, when it posts its status again.
+- **Failure detection** (`nodehealth`). A node agent renews its Lease (`steer-node-lease/<node>`)
+  every few seconds and posts its status (with a Ready condition) now and then. When we have
+  heard neither for `grace` seconds, the node's conditions become Unknown (NodeStatusUnknown).
+  Silence counts only while we hear the bus ourselves (our connection, and the Node and Lease
+  watches, are live); when we hear again, every node gets a fresh grace period. A bus outage
+  is our blindness, not the nodes' death.
+- **Health taints.** Ready=False gives `node.kubernetes.io/not-ready`, Ready=Unknown
+  `node.kubernetes.io/unreachable`, at once as NoSchedule, and as NoExecute once the node is
+  released for eviction; Ready=True removes them. Only the agent sets Ready back to True.
+- **Disruption** (`nodedisruption`, `disruption`). Every `monitor_period` seconds a sweep judges
+  each zone: nodes are released for eviction at the zone's rate (0.1 node/s), more slowly or
+  not at all when a large share of a zone is unhealthy, never when no zone has a ready node.
 - **Eviction.** Pods bound to a node with NoExecute taints are deleted (gracefully) when they
   do not tolerate one, or when their tolerationSeconds run out (`nodetaints.eviction_delay`).
   An evicted pod on a dead node stays Terminating: only its agent can finish it, when it comes
@@ -16,12 +22,9 @@ name:
 - **Pod GC.** Pods bound to a node that no longer exists are deleted at once (grace period 0),
   as nothing will ever stop them.
 
-Clocks: we never compare a Lease's renewTime with our own clock, as the agent's clock may be
-skewed from ours. Like Kubernetes, we note on our monotonic clock when we saw the renewTime (or
-the Ready heartbeat) change, and a node is silent when we have seen no change for `grace`
-seconds. The cost: after the controllers start (or a new leader takes over), a node that was
-already dead is noticed one grace period later. Taint timeAdded is our wall clock, and
-tolerationSeconds count from it.
+The cost of counting silence on our clock: after the controllers start (or a new leader takes
+over, or the bus comes back), a node that was already dead is noticed one grace period later.
+Taint timeAdded is our wall clock, and tolerationSeconds count from it.
 
 Rather than polling, each reconcile asks to be run again when the node would go silent or the
 next toleration would run out (`Result(requeue_after=...)`); Lease renewals of a healthy node
@@ -30,7 +33,6 @@ do not wake the controller at all.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -40,7 +42,8 @@ import msgspec
 
 from bus.client import Client
 from bus.codec import to_builtins
-from bus.controller import Controller, Result
+from bus.connection import Link, link
+from bus.controller import Controller, Result, all_of
 from bus.errors import Conflict, NotFound
 from bus.events import now
 from bus.informer import Change, Informer
@@ -49,6 +52,9 @@ from bus.recorder import Recorder
 from bus.resources import Lease, Node, Pod
 from bus.resources.cluster import Taint
 from services.controllers import nodetaints
+from services.controllers.disruption import EvictionLimits
+from services.controllers.nodedisruption import DisruptionSweep
+from services.controllers.nodehealth import NodeHealth
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,10 @@ COMPONENT = "node-controller"
 # elsewhere within 30 s (docs/controllers.md).
 DEFAULT_GRACE = 10.0
 DEFAULT_TOLERATION_SECONDS = 5
+# At least the agents' Lease renewal interval (3 s): nodes that fell silent together are seen
+# together before the first of them is evicted.
+DEFAULT_SETTLE = 3.0
+MONITOR_PERIOD = 1.0  # seconds between two sweeps of every zone (Kubernetes: 5)
 REQUEUE_MARGIN = 0.05  # wake a little after the deadline, not a little before it
 
 
@@ -90,28 +100,30 @@ class NodeLifecycleReconciler:
         *,
         grace: float = DEFAULT_GRACE,
         default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+        settle: float = DEFAULT_SETTLE,
+        limits: EvictionLimits | None = None,
+        connection: Link | None = None,
     ) -> None:
+        """`connection`: the Link of `client`'s connection (None: one that never drops)."""
         self.client = client
         self.nodes = nodes
         self.pods = pods
         self.grace = grace
         self.default_toleration_seconds = default_toleration_seconds
         self.recorder = Recorder(client, component=COMPONENT)
-        self._heard: dict[str, float] = {}  # node -> when (monotonic) we last heard from its agent
-        self._beats: dict[tuple[str, str], datetime | None] = {}  # (source, node) -> last heartbeat seen
+        self.health = NodeHealth(connection, [nodes, leases])
+        self.disruption = DisruptionSweep(
+            self.health, self.recorder, grace=grace, settle=settle, limits=limits or EvictionLimits()
+        )
+        self._all_again = False  # every node to be reconciled: we hear again after being deaf
         self._taint_seen: dict[tuple[str, str, str], datetime] = {}  # for taints without timeAdded
         self._evicted: set[str] = set()  # pod uids we deleted, so each eviction is recorded once
+        self.health.on_hearing(self._hear_again)
         nodes.on_change(self._node_changed)
         leases.on_change(self._lease_changed)
         pods.on_change(self._pod_changed)
 
     # -- hearing from agents (informer handlers: quick, never blocking)
-
-    def _beat(self, source: str, node: str, stamp: datetime | None) -> None:
-        key = (source, node)
-        if key not in self._beats or self._beats[key] != stamp:
-            self._beats[key] = stamp
-            self._heard[node] = asyncio.get_running_loop().time()
 
     def _node_changed(self, change: Change, old: Node | None, new: Node | None) -> None:
         if new is None:
@@ -119,36 +131,54 @@ class NodeLifecycleReconciler:
                 self._forget(old.metadata.name)
             return
         ready = next((c for c in new.status.conditions if c.type == "Ready"), None)
-        self._beat("status", new.metadata.name, ready.last_heartbeat_time if ready else None)
+        self.health.beat("status", new.metadata.name, ready.last_heartbeat_time if ready else None)
 
     def _lease_changed(self, change: Change, old: Lease | None, new: Lease | None) -> None:
         if new is not None:
-            self._beat("lease", new.metadata.name, new.spec.renew_time)
+            self.health.beat("lease", new.metadata.name, new.spec.renew_time)
 
     def _pod_changed(self, change: Change, old: Pod | None, new: Pod | None) -> None:
         if new is None and old is not None:
             self._evicted.discard(old.metadata.uid)
 
+    def _hear_again(self) -> None:
+        self._all_again = True
+
     def _forget(self, node: str) -> None:
-        self._heard.pop(node, None)
-        for source in ("status", "lease"):
-            self._beats.pop((source, node), None)
+        self.health.forget(node)
+        self.disruption.forget(node)
         for key in [k for k in self._taint_seen if k[0] == node]:
             del self._taint_seen[key]
+
+    # -- every zone at once
+
+    async def sweep(self) -> list[str]:
+        """The periodic look at every zone; the nodes to reconcile now."""
+        wake = await self.disruption.sweep(self.nodes.items())
+        if self._all_again and self.health.hearing:
+            self._all_again = False
+            wake |= {node.metadata.name for node in self.nodes.items()}
+        return sorted(wake)
 
     # -- reconciling
 
     async def reconcile(self, name: str) -> Result:
+        if not self.health.hearing:
+            return Result()  # nothing judged on what may be stale: all is looked at again then
         node = self.nodes.get(name)
         if node is None:
             await self._collect_orphans(name)
             return Result()
-        loop = asyncio.get_running_loop()
-        silent_for = loop.time() - self._heard.setdefault(name, loop.time())
+        silent_for = self.health.silent_for(name)
         if silent_for > self.grace:
             node = await self._mark_unknown(node)
         ready = nodetaints.ready_status(node.status.conditions)
-        node = await self._set_health_taint(node, nodetaints.health_taint(ready))
+        key = nodetaints.health_taint(ready)
+        if key is None:
+            self.disruption.forget(name)
+        elif self._already_evicting(node, key):
+            self.disruption.released.add(name)  # released before (by an earlier leader): so it stays
+        node = await self._set_health_taints(node, key, evicting=name in self.disruption.released)
         if ready == "Unknown":
             await self._mark_pods_not_ready(node)
         wakes = [self.grace - silent_for] if silent_for <= self.grace else []
@@ -156,6 +186,11 @@ class NodeLifecycleReconciler:
         if next_eviction is not None:
             wakes.append(next_eviction)
         return Result(requeue_after=min(wakes) + REQUEUE_MARGIN) if wakes else Result()
+
+    def _already_evicting(self, node: Node, key: str) -> bool:
+        if self.disruption.zones.everywhere_disrupted:
+            return False
+        return any(t.key == key and t.effect == "NoExecute" for t in node.spec.taints)
 
     async def _mark_unknown(self, node: Node) -> Node:
         if any(c.type == "Ready" and c.status == "Unknown" for c in node.status.conditions):
@@ -168,8 +203,8 @@ class NodeLifecycleReconciler:
         log.info("node %s: no heartbeat for %.0fs; status Unknown", node.metadata.name, self.grace)
         return stored
 
-    async def _set_health_taint(self, node: Node, key: str | None) -> Node:
-        taints = nodetaints.with_health_taint(node.spec.taints, key, now())
+    async def _set_health_taints(self, node: Node, key: str | None, *, evicting: bool) -> Node:
+        taints = nodetaints.with_health_taints(node.spec.taints, key, evicting=evicting, at=now())
         if taints == node.spec.taints:
             return node
         had_one = any(nodetaints.is_managed(t) for t in node.spec.taints)
@@ -178,10 +213,11 @@ class NodeLifecycleReconciler:
             "spec": {"taints": [to_builtins(t) for t in taints] or None},
         }
         stored = await self.client.patch(Node, node.metadata.name, patch, "")
+        name = node.metadata.name
         if key is None:
-            log.info("node %s: Ready again; health taints removed", node.metadata.name)
+            log.info("node %s: Ready again; health taints removed", name)
         else:
-            log.info("node %s: tainted %s:NoExecute", node.metadata.name, key)
+            log.info("node %s: tainted %s:%s", name, key, "NoExecute" if evicting else "NoSchedule")
         if key is not None and not had_one:
             message = f"Node {node.metadata.name} status is now: NodeNotReady"
             await self.recorder.normal(stored, "NodeNotReady", message)
@@ -230,7 +266,7 @@ class NodeLifecycleReconciler:
                 due.append(pod)
             elif delay is not None:
                 later.append(delay)
-        await asyncio.gather(*(self._evict_pod(pod) for pod in due))
+        await all_of([self._evict_pod(pod) for pod in due])
         return min(later) if later else None
 
     async def _evict_pod(self, pod: Pod) -> None:
@@ -268,14 +304,27 @@ def node_lifecycle_controller(
     *,
     grace: float = DEFAULT_GRACE,
     default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+    settle: float = DEFAULT_SETTLE,
+    limits: EvictionLimits | None = None,
+    monitor_period: float = MONITOR_PERIOD,
     workers: int = 1,
 ) -> Controller:
-    """The controller, wired to its informers (`leases`: those of `steer-node-lease`)."""
+    """The controller, wired to its informers (`leases`: those of `steer-node-lease`) and to the
+    state of `client`'s connection."""
     reconciler = NodeLifecycleReconciler(
-        client, nodes, leases, pods, grace=grace, default_toleration_seconds=default_toleration_seconds
+        client,
+        nodes,
+        leases,
+        pods,
+        grace=grace,
+        default_toleration_seconds=default_toleration_seconds,
+        settle=settle,
+        limits=limits,
+        connection=link(client.nc),
     )
     controller = Controller("nodelifecycle", reconciler, workers=workers)
     controller.watch(nodes)
     controller.watch(leases, lease_keys(nodes))
     controller.watch(pods, pod_node_keys)
+    controller.periodic(monitor_period, reconciler.sweep)
     return controller

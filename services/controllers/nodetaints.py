@@ -1,10 +1,12 @@
 """Node health as taints, and which pods a NoExecute taint evicts when: pure functions.
 
 Kubernetes' rules, reduced to what steersman has. A node's Ready condition maps to one taint
-the node lifecycle controller manages: False to `node.kubernetes.io/not-ready:NoExecute`,
-Unknown (or missing) to `node.kubernetes.io/unreachable:NoExecute`, True to none. A pod on a
-node with NoExecute taints is evicted at once if it does not tolerate one of them, or once the
-shortest `tolerationSeconds` of its matching tolerations has passed since that taint was added.
+key the node lifecycle controller manages: False to `node.kubernetes.io/not-ready`, Unknown (or
+missing) to `node.kubernetes.io/unreachable`, True to none. The key goes on at once with the
+effect NoSchedule (no new pods there), and with NoExecute (its pods are evicted) only once the
+zone's eviction rate lets the node's evictions begin (`disruption`). A pod on a node with
+NoExecute taints is evicted at once if it does not tolerate one of them, or once the shortest
+`tolerationSeconds` of its matching tolerations has passed since that taint was added.
 Kubernetes' admission gives every pod tolerations of 300 s for the two managed taints; here the
 controller applies a (shorter, configurable) default to pods that have no toleration of their
 own for them, so pods keep the spec they were written with.
@@ -41,16 +43,22 @@ def health_taint(ready: ConditionStatus) -> str | None:
 
 
 def is_managed(taint: Taint) -> bool:
-    return taint.key in MANAGED and taint.effect == "NoExecute"
+    return taint.key in MANAGED and taint.effect in ("NoSchedule", "NoExecute")
 
 
-def with_health_taint(taints: Sequence[Taint], key: str | None, at: datetime) -> list[Taint]:
-    """`taints` with `key` as the only managed taint (one already there keeps its timeAdded)."""
+def with_health_taints(
+    taints: Sequence[Taint], key: str | None, *, evicting: bool, at: datetime
+) -> list[Taint]:
+    """`taints` with `key` as the only managed key: NoSchedule, and NoExecute too when
+    `evicting` (each one already there keeps its timeAdded)."""
     kept = [t for t in taints if not is_managed(t)]
     if key is None:
         return kept
-    present = next((t for t in taints if is_managed(t) and t.key == key), None)
-    return [*kept, present or Taint(key=key, effect="NoExecute", time_added=at)]
+    effects = ("NoSchedule", "NoExecute") if evicting else ("NoSchedule",)
+    for effect in effects:
+        present = next((t for t in taints if t.key == key and t.effect == effect), None)
+        kept.append(present or Taint(key=key, effect=effect, time_added=at))  # type: ignore[arg-type]
+    return kept
 
 
 def unknown_conditions(conditions: Sequence[NodeCondition], at: datetime) -> list[NodeCondition]:

@@ -13,7 +13,6 @@ youngest).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 
 from bus import selectors
 from bus.client import Client
-from bus.controller import Controller, Result
+from bus.controller import Controller, Result, all_of
 from bus.errors import Conflict, NotFound, SteerError
 from bus.events import now
 from bus.expectations import Expectations
@@ -146,11 +145,11 @@ class ReplicaSetReconciler:
         if diff > 0:
             count = min(diff, BURST)
             self.expectations.expect(key, creations=count)
-            await asyncio.gather(*(self._create(key, rs) for _ in range(count)))
+            await all_of([self._create(key, rs) for _ in range(count)])
         else:
             extra = sorted(live, key=deletion_rank)[: min(-diff, BURST)]
             self.expectations.expect(key, deletions=[key_of(p) for p in extra])
-            await asyncio.gather(*(self._delete(p, key) for p in extra))
+            await all_of([self._delete(p, key) for p in extra])
         verb = "Created" if diff > 0 else "Deleted"
         await self.recorder.normal(
             rs, f"Successful{'Create' if diff > 0 else 'Delete'}", f"{verb} {abs(diff)} pod(s)"
@@ -209,8 +208,10 @@ class ReplicaSetReconciler:
             conditions=rs.status.conditions,
         )
         if status != rs.status:
-            with contextlib.suppress(NotFound):  # deleted meanwhile: no status to write
-                await self.client.write_status(ReplicaSet(metadata=rs.metadata, spec=rs.spec, status=status))
+            # Compare-and-set on the cached version the counts were judged against: a Conflict
+            # runs the reconcile again on the newer one. Deleted meanwhile: no status to write.
+            with contextlib.suppress(NotFound):
+                await self.client.update_status(ReplicaSet(metadata=rs.metadata, spec=rs.spec, status=status))
         return min(pending) if pending else None
 
 

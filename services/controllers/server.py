@@ -33,10 +33,12 @@ from bus.store import Store
 from bus.unreadable import UnreadableReporter
 from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD, autoscaler_controller
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
+from services.controllers.disruption import EvictionLimits
 from services.controllers.endpoints import endpoints_controller
 from services.controllers.garbagecollector import collected_informers, garbage_collector
 from services.controllers.nodelifecycle import (
     DEFAULT_GRACE,
+    DEFAULT_SETTLE,
     DEFAULT_TOLERATION_SECONDS,
     node_lifecycle_controller,
 )
@@ -58,6 +60,8 @@ class ControllersConfig:
     workers: int = 4
     node_grace: float = DEFAULT_GRACE  # seconds without a heartbeat before a node is Unknown
     default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+    node_eviction_settle: float = DEFAULT_SETTLE  # seconds unhealthy before evictions may begin
+    eviction_limits: EvictionLimits = field(default_factory=EvictionLimits)
     hpa_sync_period: float = DEFAULT_SYNC_PERIOD  # seconds between two syncs of an autoscaler
 
 
@@ -107,6 +111,8 @@ async def run(config: ControllersConfig) -> None:
             pods,
             grace=config.node_grace,
             default_toleration_seconds=config.default_toleration_seconds,
+            settle=config.node_eviction_settle,
+            limits=config.eviction_limits,
             workers=config.workers,
         )
 

@@ -3,8 +3,10 @@
 Decisions are made against a cache (informers of nodes and pods, plus the pods this scheduler
 has placed but not yet seen bound), so one slow round trip never stalls the queue: a pod is
 *assumed* on its node at once and bound in the background. A bind that fails un-assumes the pod
-and puts it back in the queue. Binding is a compare-and-set patch of `spec.nodeName`, so two
-schedulers running at once still bind each pod exactly once.
+and puts it back in the queue: at once when the pod changed meanwhile (a Conflict), after a
+per-pod back-off when the API did not take it (a Timeout, the API away, an Invalid). Binding is
+a compare-and-set patch of `spec.nodeName`, so two schedulers running at once still bind each
+pod exactly once.
 
 A pod that fits nowhere gets PodScheduled=False (reason Unschedulable, Kubernetes' message) and
 a FailedScheduling event, and waits until the cluster changes in a way that may let it fit: a
@@ -22,20 +24,22 @@ from typing import Any
 import msgspec
 
 from bus.client import Client
-from bus.errors import Conflict, Invalid, NotFound, SteerError
+from bus.errors import Conflict, NotFound, SteerError
 from bus.events import now
 from bus.informer import Change, Informer, key_of
 from bus.recorder import Recorder
 from bus.resources import Node, Pod
 from bus.resources.pod import PodCondition
 from bus.store import Store
+from bus.workqueue import Backoff
 from services.scheduler.placement import NodeState, PodRequest, choose, node_state, request_of
 
 log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "default-scheduler"
 MAX_BINDS_IN_FLIGHT = 256
-BIND_RETRY_DELAY = 0.5
+BIND_BACKOFF = Backoff(base=0.5, cap=30.0)  # per pod, after a failed bind
+STATUS_TRIES = 3  # compare-and-set tries of an Unschedulable condition
 
 
 def _placement_fields(state: NodeState) -> tuple[object, ...]:
@@ -65,6 +69,7 @@ class Scheduler:
         self.queued: set[str] = set()
         self.waiting = asyncio.Event()
         self.unschedulable: dict[str, str] = {}  # pod key -> the message last reported
+        self.bind_failures: dict[str, int] = {}  # pod key -> failed binds in a row
         self.binds = asyncio.Semaphore(MAX_BINDS_IN_FLIGHT)
         self.rotation = 0
         self.bound = 0
@@ -97,11 +102,13 @@ class Scheduler:
         if gone:
             self._release(key)
             self.unschedulable.pop(key, None)
+            self.bind_failures.pop(key, None)
             self._retry_unschedulable()  # what it held is free again
             return
         assert new is not None
         if new.spec.node_name:
             self.unschedulable.pop(key, None)
+            self.bind_failures.pop(key, None)
             self._account(key, new)
         elif new.spec.scheduler_name == self.name and key not in self.placed:
             spec_changed = old is None or old.metadata.generation != new.metadata.generation
@@ -186,18 +193,17 @@ class Scheduler:
             }
             try:
                 await self.client.patch(Pod, pod.metadata.name, patch, pod.metadata.namespace)
-            except (Conflict, Invalid):
+            except NotFound:
+                self._unassume(key)  # deleted meanwhile: nothing to place
+                return
+            except Conflict:
                 await self._lost_bind(key, pod)
                 return
-            except NotFound:
+            except SteerError as err:  # Timeout, Unavailable, Invalid: this pod waits and tries again
                 self._unassume(key)
+                self._retry_later(key, f"binding {key} to {node} failed: {err}")
                 return
-            except SteerError as err:
-                log.warning("binding %s to %s failed: %s; retrying", key, node, err)
-                self._unassume(key)
-                await asyncio.sleep(BIND_RETRY_DELAY)
-                self.enqueue(key)
-                return
+        self.bind_failures.pop(key, None)
         self.bound += 1
         message = f"Successfully assigned {key} to {node}"
         await self.recorder.normal(pod, "Scheduled", message)
@@ -207,13 +213,25 @@ class Scheduler:
         self._unassume(key)
         try:
             current = await self.client.get(Pod, pod.metadata.name, pod.metadata.namespace)
-        except SteerError:
+        except NotFound:
+            return
+        except SteerError as err:
+            self._retry_later(key, f"{key} changed while being bound, and reading it again failed: {err}")
             return
         if current.spec.node_name:
             self._account(key, current)
         elif current.metadata.deletion_timestamp is None:
             self.pods.put(current)
             self.enqueue(key)
+
+    def _retry_later(self, key: str, why: str) -> None:
+        """Queue the pod again after its back-off (doubling per failure): a failed bind never
+        drops a pod, and a bind that keeps failing does not spin."""
+        failures = self.bind_failures.get(key, 0)
+        self.bind_failures[key] = failures + 1
+        delay = BIND_BACKOFF.delay(failures)
+        log.warning("%s; trying again in %.1fs", why, delay)
+        asyncio.get_running_loop().call_later(delay, self.enqueue, key)
 
     def _unassume(self, key: str) -> None:
         if key in self.assumed:
@@ -227,6 +245,9 @@ class Scheduler:
         self.spawn(self._write_unschedulable(pod, message))
 
     async def _write_unschedulable(self, pod: Pod, message: str) -> None:
+        """PodScheduled=False on the pod, compare-and-set: after a Conflict the pod is read
+        again and, if still unbound and still ours to say, the condition is set on that."""
+        key = key_of(pod)
         condition = PodCondition(
             type="PodScheduled",
             status="False",
@@ -234,10 +255,29 @@ class Scheduler:
             message=message,
             last_transition_time=now(),
         )
-        others = [c for c in pod.status.conditions if c.type != "PodScheduled"]
-        status = msgspec.structs.replace(pod.status, conditions=[*others, condition])
-        try:
-            await self.client.write_status(Pod(metadata=pod.metadata, spec=pod.spec, status=status))
-        except SteerError as err:
-            log.info("could not mark %s unschedulable: %s", key_of(pod), err)
+        for _ in range(STATUS_TRIES):
+            others = [c for c in pod.status.conditions if c.type != "PodScheduled"]
+            status = msgspec.structs.replace(pod.status, conditions=[*others, condition])
+            try:
+                await self.client.update_status(Pod(metadata=pod.metadata, spec=pod.spec, status=status))
+                break
+            except Conflict:
+                try:
+                    pod = await self.client.get(Pod, pod.metadata.name, pod.metadata.namespace)
+                except SteerError as err:
+                    log.info("could not mark %s unschedulable: %s", key, err)
+                    return
+                if (
+                    pod.spec.node_name
+                    or pod.metadata.deletion_timestamp
+                    or self.unschedulable.get(key) != message
+                ):
+                    return  # bound, going, or judged again meanwhile: nothing to say any more
+            except NotFound:
+                return
+            except SteerError as err:
+                log.info("could not mark %s unschedulable: %s", key, err)
+                break
+        else:
+            log.info("could not mark %s unschedulable: it kept changing", key)
         await self.recorder.warning(pod, "FailedScheduling", message)

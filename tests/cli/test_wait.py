@@ -92,8 +92,9 @@ def new_pod(name: str, ns: str, **meta: Any) -> Pod:
 
 
 async def set_pod_ready(client: Client, pod: Pod, status: str) -> None:
-    pod.status = PodStatus(conditions=[PodCondition(type="Ready", status=status)])  # type: ignore[arg-type]
-    await client.write_status(pod)
+    current = await client.get(Pod, pod.metadata.name, pod.metadata.namespace)
+    current.status = PodStatus(conditions=[PodCondition(type="Ready", status=status)])  # type: ignore[arg-type]
+    await client.update_status(current)
 
 
 async def test_waits_for_a_pod_created_after_the_wait_began(
@@ -183,7 +184,7 @@ async def test_replicasets_by_selector(client: Client, ns: str, steer: Steer) ->
             )
         )
         rs.status = ReplicaSetStatus(conditions=[ReplicaSetCondition(type="Scaled", status=status)])  # type: ignore[arg-type]
-        await client.write_status(rs)
+        await client.update_status(rs)
     met = steer("wait", "--for=condition=Scaled", "rs", "-l", "app=x", "-n", ns, "--timeout", "0")
     assert met.code == 1
     assert met.out == "replicaset.apps/one condition met\n"
@@ -201,7 +202,7 @@ async def test_a_node_condition(client: Client, steer: Steer) -> None:
     name = f"wait-{uuid.uuid4().hex[:8]}"
     node = await client.create(Node(metadata=ObjectMeta(name=name)))
     node.status = NodeStatus(conditions=[NodeCondition(type="Ready", status="True")])
-    await client.write_status(node)
+    await client.update_status(node)
     try:
         ready = steer("wait", "--for=condition=Ready", f"node/{name}", "--timeout", "10s")
         assert ready.code == 0 and ready.out == f"node/{name} condition met\n"

@@ -51,6 +51,17 @@ def test_the_same_reading_twice_keeps_the_last_rate() -> None:
     assert rates.rate("c", 3_500_000_000, now=13.0) == 500
 
 
+def test_cpu_rates_follow_a_clock_that_stepped_back() -> None:
+    # Readings are stamped by the runtime's wall clock, which a time sync may step back: the
+    # rate must not stay frozen at its last value until the clock catches up again.
+    rates = CpuRates()
+    rates.rate("c", 1_000_000_000, now=1000.0)
+    assert rates.rate("c", 1_000_000_000, now=1001.0) == 0  # idle
+    rates.rate("c", 1_500_000_000, now=400.0)  # ten minutes back, and busy since
+    assert rates.rate("c", 2_500_000_000, now=401.0) == 1000
+    assert rates.rate("c", 3_500_000_000, now=402.0) == 1000
+
+
 def test_cpu_rates_forget_containers_that_are_gone() -> None:
     rates = CpuRates()
     rates.rate("a", 1_000_000_000, now=1.0)

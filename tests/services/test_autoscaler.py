@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -350,3 +351,12 @@ async def test_no_scale_down_while_a_metric_is_unknown(
 def _utilization(hpa: HorizontalPodAutoscaler) -> int | None:
     metric = hpa.status.current_metrics[0] if hpa.status.current_metrics else None
     return metric.resource.current.average_utilization if metric and metric.resource else None
+
+
+def test_a_failing_sync_is_retried_no_later_than_the_next_sync() -> None:
+    """A Conflict or an API away makes a sync fail: retried soon, but not after an ever longer
+    back-off (Kubernetes requeues every autoscaler each period, error or not)."""
+    hpas: Informer[HorizontalPodAutoscaler] = Informer(cast(Store, None), HorizontalPodAutoscaler)
+    pods: Informer[Pod] = Informer(cast(Store, None), Pod)
+    controller = autoscaler_controller(cast(Client, None), hpas, pods, PodMetricsCache(), sync_period=15)
+    assert [controller.queue.backoff.delay(failures) for failures in (0, 20, 60)] == [0.005, 15, 15]

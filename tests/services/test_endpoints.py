@@ -69,13 +69,13 @@ async def running_pod(
         ],
         conditions=[PodCondition(type="Ready", status="True" if ready else "False")],
     )
-    return await client.write_status(pod)
+    return await client.update_status(pod)
 
 
 async def set_ready(client: Client, pod: Pod, ready: bool) -> Pod:
     current = await client.get(Pod, pod.metadata.name, pod.metadata.namespace)
     current.status.conditions = [PodCondition(type="Ready", status="True" if ready else "False")]
-    return await client.write_status(current)
+    return await client.update_status(current)
 
 
 def addresses(ep: Endpoints) -> tuple[set[str], set[str]]:

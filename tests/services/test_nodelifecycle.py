@@ -1,7 +1,12 @@
 """The node lifecycle controller in a control plane of its own (tests/cluster.py): nodes that stop
 heartbeating become Unknown and tainted, their pods are evicted per their tolerations and replaced
-elsewhere, and a node that comes back stops what it ran meanwhile. The controllers run with short
-timings: a node is silent after 4 s, and pods tolerate a sick node for 2 s by default."""
+elsewhere, and a node that comes back stops what it ran meanwhile; nodes that fall silent together
+are tainted but keep their pods. The controllers run with short timings: a node is silent after
+4 s, its evictions may begin 1 s later, and pods tolerate a sick node for 2 s by default.
+
+Two bystander nodes (hollow agents nothing is scheduled on) stay healthy throughout, so that one
+node down is one node of several, as in any real cluster: a lone node that goes silent is a
+fully disrupted zone, whose pods are never evicted."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from datetime import datetime
 import pytest
 
 from bus.client import Client
-from bus.errors import NotFound
+from bus.errors import Conflict, NotFound
 from bus.events import now
 from bus.meta import LabelSelector, ObjectMeta, is_true
 from bus.resources import Event, Node, Pod, ReplicaSet
@@ -31,7 +36,9 @@ from tests.nodeagent.conftest import IMAGE, docker_engine  # noqa: F401  (a fixt
 from tests.waiting import wait_for, wait_gone
 
 GRACE = 4
+SETTLE = 1
 DEFAULT_TOLERATION = 2
+BYSTANDER = "bystander=yes:NoSchedule"
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +46,23 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     with ControlPlane.running(tmp_path_factory.mktemp("nodelifecycle")) as plane:
         plane.start_scheduler()
         plane.start_controllers(
-            "--node-grace", str(GRACE), "--default-toleration-seconds", str(DEFAULT_TOLERATION)
+            "--node-grace",
+            str(GRACE),
+            "--node-eviction-settle",
+            str(SETTLE),
+            "--default-toleration-seconds",
+            str(DEFAULT_TOLERATION),
         )
+        for _ in range(2):
+            plane.start_agent("fake", "--lease", f"{GRACE},1", "--taints", BYSTANDER)
+        asyncio.run(bystanders_ready(plane))
         yield plane
+
+
+async def bystanders_ready(plane: ControlPlane) -> None:
+    async with plane.connect() as (_, store):
+        for agent in plane.agents:
+            await wait_for(store, Node, "", agent.name, node_ready)
 
 
 @pytest.fixture
@@ -77,8 +98,13 @@ async def start(plane: ControlPlane, cluster: tuple[Client, Store, str]) -> Asyn
 # -- helpers
 
 
-def taint_keys(node: Node) -> set[str]:
-    return {t.key for t in node.spec.taints if t.effect == "NoExecute"}
+def taint_keys(node: Node, effect: str = "NoExecute") -> set[str]:
+    return {t.key for t in node.spec.taints if t.effect == effect}
+
+
+def health_taints(node: Node) -> list[str]:
+    """The taints the controller manages, as `key:effect`."""
+    return [f"{t.key}:{t.effect}" for t in node.spec.taints if nodetaints.is_managed(t)]
 
 
 def ready_condition(node: Node) -> NodeCondition:
@@ -93,6 +119,19 @@ def hand_made_node(name: str, ready: str) -> Node:
         spec=NodeSpec(unschedulable=True),
         status=NodeStatus(conditions=[condition], allocatable={"cpu": "1", "memory": "1Gi", "pods": "10"}),
     )
+
+
+async def post_ready(client: Client, name: str) -> Node:
+    """Post Ready=True with a fresh heartbeat, as an agent does (compare-and-set, read again on
+    a Conflict: the controller may have written the node meanwhile)."""
+    for _ in range(10):
+        node = await client.get(Node, name, "")
+        node.status.conditions = [NodeCondition(type="Ready", status="True", last_heartbeat_time=now())]
+        try:
+            return await client.update_status(node)
+        except Conflict:
+            continue
+    raise AssertionError(f"node {name} kept changing")
 
 
 def bound_pod(ns: str, name: str, node: str, tolerations: list[Toleration] | None = None) -> Pod:
@@ -184,13 +223,13 @@ async def test_a_not_ready_node_is_tainted_until_it_is_ready_again(
     await client.create(hand_made_node(name, "False"))
     try:
         sick = await wait_for(store, Node, "", name, lambda n: NOT_READY in taint_keys(n))
+        assert NOT_READY in taint_keys(sick, "NoSchedule")  # new pods kept off at once
         taint = next(t for t in sick.spec.taints if t.key == NOT_READY)
         assert taint.time_added is not None
         await wait_event(store, "default", name, "NodeNotReady")
         # The agent posts Ready again (a new heartbeat): the taint goes.
-        sick.status.conditions = [NodeCondition(type="Ready", status="True", last_heartbeat_time=now())]
-        await client.write_status(sick)
-        await wait_for(store, Node, "", name, lambda n: not taint_keys(n) and is_true(n.status.conditions))
+        await post_ready(client, name)
+        await wait_for(store, Node, "", name, lambda n: not health_taints(n) and is_true(n.status.conditions))
     finally:
         await client.delete(Node, name, "")
 
@@ -211,7 +250,7 @@ async def test_a_silent_node_is_unknown_and_its_pods_go_as_they_tolerate(
     node = await wait_for(store, Node, "", agent.name, lambda n: UNREACHABLE in taint_keys(n))
     condition = ready_condition(node)
     assert (condition.status, condition.reason) == ("Unknown", UNKNOWN_REASON)
-    added = next(t.time_added for t in node.spec.taints if t.key == UNREACHABLE)
+    added = next(t.time_added for t in node.spec.taints if (t.key, t.effect) == (UNREACHABLE, "NoExecute"))
 
     plain = await wait_for(store, Pod, ns, "plain", terminating)
     assert seconds_between(added, plain.metadata.deletion_timestamp) >= DEFAULT_TOLERATION - 0.1
@@ -228,9 +267,53 @@ async def test_a_silent_node_is_unknown_and_its_pods_go_as_they_tolerate(
     agent.start()
     await wait_gone(store, Pod, ns, "plain")
     await wait_gone(store, Pod, ns, "patient")
-    await wait_for(store, Node, "", agent.name, lambda n: not taint_keys(n) and node_ready(n))
+    await wait_for(store, Node, "", agent.name, lambda n: not health_taints(n) and node_ready(n))
     assert not terminating(await client.get(Pod, "forever", ns))
     await wait_for(store, Pod, ns, "forever", lambda p: is_true(p.status.conditions))  # the agent says so
+
+
+async def test_nodes_silent_together_are_tainted_but_keep_their_pods(
+    start: StartAgent, cluster: tuple[Client, Store, str]
+) -> None:
+    """Three of five nodes (the bystanders are the other two) fall silent at once: a partial
+    disruption of a small cluster. They are marked Unknown and tainted NoSchedule, an event on
+    each says why nothing is evicted, and their pods stay until the agents come back."""
+    client, store, ns = cluster
+    agents = [await start("fake", "--lease", f"{GRACE},0.3") for _ in range(3)]
+    for i, agent in enumerate(agents):
+        await client.create(bound_pod(ns, f"p{i}", agent.name))
+    await wait_pods(store, ns, lambda pods: all(len(running_on(pods, a.name)) == 1 for a in agents))
+
+    for agent in agents:
+        agent.pause()
+    try:
+        for agent in agents:
+            node = await wait_for(
+                store, Node, "", agent.name, lambda n: UNREACHABLE in taint_keys(n, "NoSchedule")
+            )
+            assert ready_condition(node).status == "Unknown"
+            suspended = await wait_event(store, "default", agent.name, "EvictionSuspended")
+            assert "3 of 5 nodes" in suspended.message and suspended.type == "Warning"
+        # Well past the point where one dead node's pods would have gone (settle, toleration):
+        await nothing_evicted(store, ns, for_seconds=SETTLE + DEFAULT_TOLERATION + 3)
+        for agent in agents:  # tainted NoSchedule only: no NoExecute, which would evict
+            assert UNREACHABLE not in taint_keys(await client.get(Node, agent.name, ""))
+    finally:
+        for agent in agents:
+            agent.resume()
+    for agent in agents:
+        await wait_for(store, Node, "", agent.name, lambda n: not health_taints(n) and node_ready(n))
+    pods = await wait_pods(store, ns, lambda pods: all(len(running_on(pods, a.name)) == 1 for a in agents))
+    assert not any(terminating(p) for p in pods)
+
+
+async def nothing_evicted(store: Store, ns: str, *, for_seconds: float) -> None:
+    """Watch the namespace's pods for a while; fail at the first one marked for deletion."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(for_seconds), contextlib.aclosing(store.watch(Pod, ns)) as events:
+            async for event in events:
+                if event.object is not None and terminating(event.object):
+                    raise AssertionError(f"pod {event.object.metadata.name} was evicted")
 
 
 async def test_a_live_agent_restores_the_readiness_someone_else_wrote(
@@ -340,7 +423,7 @@ async def test_a_killed_node_s_pods_run_elsewhere_and_its_containers_stop_when_i
         victim.start()
         for name in evicted:
             await wait_gone(store, Pod, ns, name)  # the agent stopped the containers, then finished
-        await wait_for(store, Node, "", victim.name, lambda n: not taint_keys(n) and node_ready(n))
+        await wait_for(store, Node, "", victim.name, lambda n: not health_taints(n) and node_ready(n))
         assert await running_containers(f"steersman.io/node={victim.name}") == []
         running = await running_containers(f"steersman.io/pod-namespace={ns}")
         assert len(running) == 3, running

@@ -17,10 +17,11 @@ from services.controllers.nodetaints import (
     pod_not_ready,
     ready_status,
     unknown_conditions,
-    with_health_taint,
+    with_health_taints,
 )
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+LATER = T0 + timedelta(seconds=30)
 UNREACHABLE_TAINT = Taint(key=UNREACHABLE, effect="NoExecute")
 NOT_READY_TAINT = Taint(key=NOT_READY, effect="NoExecute")
 GPU = Taint(key="dedicated", value="gpu", effect="NoExecute")
@@ -40,17 +41,50 @@ def test_ready_status_and_its_taint(conditions: list[NodeCondition], status: str
     assert health_taint(ready_status(conditions)) == taint
 
 
-def test_health_taint_replaces_the_other_keeps_its_time_and_leaves_user_taints() -> None:
+def test_health_taints_replace_the_other_key_keep_their_time_and_leave_user_taints() -> None:
     user = Taint(key="dedicated", value="gpu", effect="NoSchedule")
-    user_no_execute = Taint(key=UNREACHABLE, effect="NoSchedule")  # same key, other effect: not ours
-    old = Taint(key=NOT_READY, effect="NoExecute", time_added=T0)
+    user_prefer = Taint(key=UNREACHABLE, effect="PreferNoSchedule")  # same key, other effect: not ours
+    old_schedule = Taint(key=NOT_READY, effect="NoSchedule", time_added=T0)
+    old_execute = Taint(key=NOT_READY, effect="NoExecute", time_added=T0)
     later = T0 + timedelta(seconds=30)
-    assert with_health_taint([user, old], NOT_READY, later) == [user, old]  # timeAdded kept
-    assert with_health_taint([user, old], UNREACHABLE, later) == [
+    both = [user, old_schedule, old_execute]
+    assert with_health_taints(both, NOT_READY, evicting=True, at=later) == both  # timeAdded kept
+    assert with_health_taints(both, UNREACHABLE, evicting=True, at=later) == [
         user,
+        Taint(key=UNREACHABLE, effect="NoSchedule", time_added=later),
         Taint(key=UNREACHABLE, effect="NoExecute", time_added=later),
     ]
-    assert with_health_taint([user, user_no_execute, old], None, later) == [user, user_no_execute]
+    assert with_health_taints([user, user_prefer, *both[1:]], None, evicting=False, at=later) == [
+        user,
+        user_prefer,
+    ]
+
+
+@pytest.mark.parametrize(
+    "taints,evicting,expected",
+    [
+        ([], False, [(NOT_READY, "NoSchedule", LATER)]),  # unhealthy: no new pods at once
+        ([], True, [(NOT_READY, "NoSchedule", LATER), (NOT_READY, "NoExecute", LATER)]),
+        # released for eviction later on: NoExecute added, NoSchedule keeps its time
+        (
+            [(NOT_READY, "NoSchedule", T0)],
+            True,
+            [(NOT_READY, "NoSchedule", T0), (NOT_READY, "NoExecute", LATER)],
+        ),
+        # released no more (every zone disrupted): NoExecute goes, NoSchedule stays
+        (
+            [(NOT_READY, "NoSchedule", T0), (NOT_READY, "NoExecute", T0)],
+            False,
+            [(NOT_READY, "NoSchedule", T0)],
+        ),
+    ],
+)
+def test_no_execute_only_when_evicting(
+    taints: list[tuple[str, str, datetime]], evicting: bool, expected: list[tuple[str, str, datetime]]
+) -> None:
+    given = [Taint(key=k, effect=e, time_added=t) for k, e, t in taints]  # type: ignore[arg-type]
+    found = with_health_taints(given, NOT_READY, evicting=evicting, at=LATER)
+    assert [(t.key, t.effect, t.time_added) for t in found] == expected
 
 
 def test_unknown_conditions_keep_heartbeats_and_transition_times_of_unknown_ones() -> None:

@@ -2,6 +2,10 @@
 use of their containers and their proxies the requests they forward, `steer top` shows the
 usage, and the autoscaler scales a Deployment up under load and back down once the load stops.
 
+The autoscaler goes by when samples arrive, never by the clocks that stamped them: the CPU test
+starts with every node's last sample stamped ten minutes ahead, as after a time sync that stepped
+the machine's clock back (a fresh machine's), and must scale all the same.
+
 CPU load is busybox burning CPU while a flag file exists in its container, capped by a CPU limit
 (200m against a 100m request: 200% of the request) so that the test costs the machine little;
 `steer exec` removes the flags to stop it. Request load is the test sending HTTP requests to a
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -36,6 +41,7 @@ from bus.resources.pod import Container, PodSpec, PodTemplateSpec, ResourceRequi
 from bus.store import Store
 from tests.agents import node_ready
 from tests.cluster import ControlPlane
+from tests.metricsbus import publish_node
 from tests.nodeagent.conftest import IMAGE
 from tests.system.test_workloads import httpd, steer
 from tests.waiting import wait_for, wait_for_all
@@ -123,6 +129,13 @@ async def test_cpu_load_scales_a_deployment_up_and_back_down(
     plane: ControlPlane, cluster: tuple[Client, Store, str]
 ) -> None:
     client, store, ns = cluster
+    # A fresh machine may have its clock stepped back once its time is synced, after the agents
+    # started: each agent's last sample before the step is stamped later than every one it
+    # publishes after. Publishing such a sample ourselves, ten minutes ahead, makes it so: the
+    # autoscaler must go by when samples arrive, not by their stamps, to see the load at all.
+    ahead = datetime.now(UTC) + timedelta(minutes=10)
+    for agent in plane.agents:
+        await publish_node(client.nc, agent.name, [], timestamp=ahead)
     await client.create(burner(ns))
     await client.create(autoscaler(ns, "burner", CPU_50))
 
