@@ -53,6 +53,8 @@ def pod_spec(spec: PodSpec, path: str) -> list[StatusCause]:
         causes += _affinity(join(path, "affinity"), spec.affinity)
     if spec.hostname:
         causes += formatted(join(path, "hostname"), spec.hostname, dns1123_label)
+    if spec.node_name:  # a Node's name, and a token of the subject its node agent is fed on
+        causes += formatted(join(path, "nodeName"), spec.node_name, dns1123_label)
     return causes
 
 

@@ -14,21 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 
-import msgspec
-
 from bus.errors import StatusCause
 from bus.meta import LabelSelector, LabelSelectorRequirement, ObjectMeta
 from bus.quantity import parse_quantity
-from bus.validation.schema import join
+from bus.validation.schema import join, show
 
 FormatCheck = Callable[[str], list[str]]
 
 # -- causes, worded as Kubernetes' field.Error
-
-
-def show(value: object) -> str:
-    """A value as Kubernetes prints it in a message: strings quoted, numbers bare."""
-    return msgspec.json.encode(value).decode()
 
 
 def invalid_value(path: str, value: object, detail: str) -> StatusCause:
@@ -143,6 +136,17 @@ def qualified_name(value: str) -> list[str]:
 def label_value(value: str) -> list[str]:
     ok = value == "" or _QUALIFIED_NAME.fullmatch(value)
     return _max_length(value, 63) + ([] if ok else [LABEL_VALUE_MESSAGE])
+
+
+_KIND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def kind_name(value: str) -> list[str]:
+    """A kind as it appears in `kind` and object references: `Pod`, `HorizontalPodAutoscaler`."""
+    ok = _KIND_NAME.fullmatch(value)
+    return _max_length(value, 63) + (
+        [] if ok else ["a kind must consist of letters and digits, starting with a letter (e.g. 'Pod')"]
+    )
 
 
 def port_name(value: str) -> list[str]:

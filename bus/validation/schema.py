@@ -36,6 +36,19 @@ def type_tree(cls: type) -> mi.Type:
     return mi.type_info(cls)
 
 
+SHOWN_MAX = 120
+
+
+def show(value: object) -> str:
+    """A value as Kubernetes prints it in a message: strings quoted, numbers bare. A long value
+    is cut short (saying how long it was), so that an error never echoes a megabyte back."""
+    text = msgspec.json.encode(value).decode()
+    if len(text) <= SHOWN_MAX:
+        return text
+    length = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} bytes as JSON"
+    return f"{text[:SHOWN_MAX]}... ({length})"
+
+
 def join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
@@ -65,6 +78,14 @@ def _json_type(value: Any) -> str:
         case None:
             return "null"
     return type(value).__name__
+
+
+def wrong_type(path: str, value: Any, expected: str) -> StatusCause:
+    return StatusCause(
+        field=path,
+        message=f"Invalid value: {_json_type(value)}: expected {expected}",
+        reason="FieldValueTypeInvalid",
+    )
 
 
 def _matches(value: Any, t: mi.Type) -> bool:
@@ -105,19 +126,12 @@ def check(value: Any, t: mi.Type, path: str, causes: list[StatusCause]) -> None:
             causes.append(
                 StatusCause(
                     field=path,
-                    message=f"Unsupported value: {msgspec.json.encode(value).decode()}: "
-                    f"supported values: {supported}",
+                    message=f"Unsupported value: {show(value)}: supported values: {supported}",
                     reason="FieldValueNotSupported",
                 )
             )
         else:
-            causes.append(
-                StatusCause(
-                    field=path,
-                    message=f"Invalid value: {_json_type(value)}: expected {_describe(t)}",
-                    reason="FieldValueTypeInvalid",
-                )
-            )
+            causes.append(wrong_type(path, value, _describe(t)))
         return
     match t:
         case mi.UnionType():

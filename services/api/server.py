@@ -38,6 +38,7 @@ from bus.protocol import (
 )
 from bus.resources import Endpoints, Event, Namespace, Pod, Service
 from bus.store import Store, StoreConfig
+from bus.validation import requests
 from services.api import nodes
 from services.api.namespaces import NamespaceCache
 from services.api.verbs import Outcome, Verbs
@@ -104,11 +105,14 @@ class ApiServer:
 
     async def dispatch(self, subject: str, body: bytes) -> Outcome:
         verb, plural, namespace = subjects.parse_api(subject)
+        _check_namespace(namespace)
         return await self._handle(verb, plural, namespace, body)
 
     async def dispatch_node(self, subject: str, body: bytes) -> Outcome:
         """A node agent's request: the node-restriction rules first, then the same verbs."""
         node, verb, plural, namespace = subjects.parse_node(subject)
+        requests.check("invalid request subject", requests.node_token(node))
+        _check_namespace(namespace)
         info = self._kind(plural)
         body = await nodes.admit(self.store, node, verb, info, namespace if info.namespaced else "", body)
         outcome = await self._handle(verb, plural, namespace, body)
@@ -171,6 +175,12 @@ class ApiServer:
                 await self.verbs.create(
                     kinds.BY_KIND["Namespace"], "", encode(Namespace(metadata=ObjectMeta(name=name)))
                 )
+
+
+def _check_namespace(namespace: str) -> None:
+    """The namespace token of a subject goes into keys and subjects: it must be a namespace name."""
+    if namespace != subjects.ALL:
+        requests.check("invalid request subject", requests.namespace_token(namespace))
 
 
 async def _respond_error(request: Request, err: SteerError) -> None:

@@ -34,7 +34,9 @@ from bus.protocol import (
 )
 from bus.resources import Event, Namespace, Pod
 from bus.store import Store, conflict_message
-from bus.validation import decode_object
+from bus.validation import decode_object, requests
+from bus.validation.rules import at_least
+from bus.validation.schema import wrong_type
 from services.api.admission import prepare_create, prepare_update
 from services.api.namespaces import NamespaceCache
 from services.api.patch import merge_patch
@@ -67,21 +69,24 @@ class Outcome:
 
 
 def parse_json(body: bytes) -> Any:
-    if len(body) > MAX_OBJECT_BYTES:
-        raise TooLarge(f"request entity too large: {len(body)} bytes; the limit is {MAX_OBJECT_BYTES} bytes")
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as err:
-        raise BadRequest(f"request body is not valid JSON: {err}") from None
+    return _decode_body(body, None)
 
 
 def parse_request(body: bytes, type_: type[T]) -> T:
+    return _decode_body(body, type_)
+
+
+def _decode_body(body: bytes, type_: type | None) -> Any:
+    if len(body) > MAX_OBJECT_BYTES:
+        raise TooLarge(f"request entity too large: {len(body)} bytes; the limit is {MAX_OBJECT_BYTES} bytes")
     try:
-        return msgspec.json.decode(body, type=type_)
+        return msgspec.json.decode(body) if type_ is None else msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as err:
-        raise BadRequest(f"malformed {type_.__name__}: {err}") from None
+        raise BadRequest(f"malformed {type_.__name__ if type_ else 'request'}: {err}") from None
     except msgspec.DecodeError as err:
         raise BadRequest(f"request body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
 
 
 class Verbs:
@@ -146,6 +151,7 @@ class Verbs:
 
     async def get(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, GetRequest)
+        requests.check("invalid get request", requests.lookup_name(request.name))
         return Outcome(await self.store.get(info.type, namespace, request.name))
 
     async def list_objects(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
@@ -171,6 +177,7 @@ class Verbs:
 
     async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         new = self._decode_for(info, namespace, parse_json(body))
+        _check_precondition(new)
 
         async def write(current: Resource) -> Outcome:
             return await self._replace(info, new, current)
@@ -222,11 +229,12 @@ class Verbs:
 
     async def patch(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, PatchRequest)
-        precondition = str((request.patch.get("metadata") or {}).get("resourceVersion") or "")
+        precondition = _patch_precondition(request)
 
         async def write(current: Resource) -> Outcome:
             patched = merge_patch(to_builtins(current), request.patch)
-            if not isinstance(patched, dict) or patched.get("metadata", {}).get("name") != request.name:
+            metadata = patched.get("metadata") if isinstance(patched, dict) else None
+            if not isinstance(metadata, dict) or metadata.get("name") != request.name:
                 raise BadRequest("a patch may not change metadata.name")
             patched.get("metadata", {}).pop("resourceVersion", None)
             return await self._replace(info, self._decode_for(info, namespace, patched), current)
@@ -237,6 +245,7 @@ class Verbs:
         if "status" not in info.type.__struct_fields__:
             raise BadRequest(f"{info.plural} have no status")
         given = self._decode_for(info, namespace, parse_json(body))
+        _check_precondition(given)
 
         async def write(current: Resource) -> Outcome:
             updated = msgspec.structs.replace(current, status=given.status)  # type: ignore[attr-defined]
@@ -250,14 +259,12 @@ class Verbs:
 
     async def delete(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, DeleteRequest)
+        causes = requests.lookup_name(request.name) + requests.resource_version(request.resource_version)
+        if request.grace_period_seconds is not None:
+            causes += at_least("gracePeriodSeconds", request.grace_period_seconds, 0)
+        requests.check("invalid delete request", causes)
         if info.kind == "Namespace" and request.name in PROTECTED_NAMESPACES:
             raise Forbidden(f'namespaces "{request.name}" is forbidden: this namespace may not be deleted')
-        if request.grace_period_seconds is not None and request.grace_period_seconds < 0:
-            raise invalid(
-                info.kind,
-                request.name,
-                [StatusCause(field="gracePeriodSeconds", message="must be greater than or equal to 0")],
-            )
 
         async def write(current: Resource) -> Outcome:
             outcome = await self._delete(info, current, request)
@@ -316,6 +323,29 @@ class Verbs:
                         "namespace %s: %s %s changed while emptying", namespace, info.kind, item.metadata.name
                     )
         return outcomes
+
+
+def _check_precondition(obj: Resource) -> None:
+    causes = requests.resource_version(obj.metadata.resource_version, "metadata.resourceVersion")
+    if causes:
+        raise invalid(obj.kind, obj.metadata.name, causes)
+
+
+def _patch_precondition(request: PatchRequest) -> str:
+    """The resourceVersion a patch expects (its `metadata.resourceVersion`), checked with its name."""
+    metadata = request.patch.get("metadata")
+    causes = requests.lookup_name(request.name)
+    version: object = ""
+    if isinstance(metadata, dict):
+        version = metadata.get("resourceVersion") or ""
+    elif metadata is not None:
+        causes.append(wrong_type("patch.metadata", metadata, "object"))
+    if not isinstance(version, str):
+        causes.append(wrong_type("patch.metadata.resourceVersion", version, "string"))
+    else:
+        causes += requests.resource_version(version, "patch.metadata.resourceVersion")
+    requests.check("invalid patch request", causes)
+    return version if isinstance(version, str) else ""
 
 
 def _grace_period(obj: Resource, request: DeleteRequest) -> int | None:
