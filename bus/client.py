@@ -66,6 +66,9 @@ class Client:
     ) -> bytes:
         """One round trip; the raw reply body, or the error the reply stands for."""
         subject = self._subject(verb, info, namespace)
+        limit = self.nc.max_payload
+        if len(body) > limit:
+            raise TooLarge(too_large(len(body), limit))
         try:
             msg = await self.nc.request(subject, body, timeout=self.timeout)
         except nats.errors.NoRespondersError:
@@ -73,7 +76,7 @@ class Client:
         except nats.errors.TimeoutError:
             raise Timeout(f"the API did not answer within {self.timeout:g}s") from None
         except nats.errors.MaxPayloadError:
-            raise TooLarge(f"request is too large ({len(body)} bytes)") from None
+            raise TooLarge(too_large(len(body), limit)) from None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             raise Unavailable("not connected to NATS") from None
         if msg.headers and ERROR_CODE_HEADER in msg.headers:
@@ -191,6 +194,10 @@ class Client:
     async def delete(self, cls: type[R], name: str, namespace: str = "default", **options: Any) -> R:
         info = kinds.BY_KIND[cls.__name__]
         return await self.delete_kind(info, name, namespace, **options)  # type: ignore[return-value]
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"request is {size} bytes; the server accepts at most {limit} bytes (its max_payload)"
 
 
 def _encode(obj: Any) -> bytes:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from bus.meta import ListMeta
+from bus.meta import Int64, ListMeta
 
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 ERROR_HEADER = "Nats-Service-Error"
@@ -54,7 +54,7 @@ class PatchRequest(Request):
 class DeleteRequest(Request):
     name: str
     resource_version: str = ""
-    grace_period_seconds: int | None = None
+    grace_period_seconds: Int64 | None = None
     propagation_policy: PropagationPolicy = "Background"
 
 

@@ -149,6 +149,32 @@ def kind_name(value: str) -> list[str]:
     )
 
 
+def no_nul(value: str) -> list[str]:
+    """Strings that become process arguments, environment, paths or image references: neither
+    the kernel's exec nor any runtime takes a NUL byte, so a pod holding one would never start."""
+    return ["must not contain a NUL byte"] if "\x00" in value else []
+
+
+_HTTP_HEADER_NAME = re.compile(r"[-A-Za-z0-9]+")
+_HTTP_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def http_header_name(value: str) -> list[str]:
+    if _HTTP_HEADER_NAME.fullmatch(value):
+        return []
+    return [
+        "a valid HTTP header must consist of alphanumeric characters or '-' "
+        "(e.g. 'X-Header-Name', regex used for validation is '[-A-Za-z0-9]+')"
+    ]
+
+
+def http_header_value(value: str) -> list[str]:
+    """A probe sends it as it is: a line break or NUL would end or corrupt the request."""
+    if _HTTP_HEADER_VALUE_FORBIDDEN.search(value):
+        return ["must not contain control characters (line breaks, NUL)"]
+    return []
+
+
 def port_name(value: str) -> list[str]:
     """IANA_SVC_NAME: how a container port is named so probes and Services can refer to it."""
     messages = _max_length(value, 15)

@@ -39,9 +39,18 @@ def type_tree(cls: type) -> mi.Type:
 SHOWN_MAX = 120
 
 
+def _int_text(value: int) -> str:
+    """The integer, or its size when it is too long to print (Python refuses past 4300 digits)."""
+    if value.bit_length() <= 256:
+        return str(value)
+    return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+
+
 def show(value: object) -> str:
     """A value as Kubernetes prints it in a message: strings quoted, numbers bare. A long value
     is cut short (saying how long it was), so that an error never echoes a megabyte back."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return _int_text(value)
     text = msgspec.json.encode(value).decode()
     if len(text) <= SHOWN_MAX:
         return text
@@ -116,6 +125,19 @@ def _matches(value: Any, t: mi.Type) -> bool:
     return False
 
 
+_WIDTHS = {2**31 - 1: "int32", 2**63 - 1: "int64"}
+
+
+def _out_of_range(value: int, t: mi.IntType) -> str:
+    """What is wrong with an integer outside its type's range (`Int32`, `Int64`), or ""."""
+    width = f" (an {_WIDTHS[t.le]})" if t.le in _WIDTHS else ""
+    if t.ge is not None and value < t.ge:
+        return f"must be greater than or equal to {t.ge}{width}"
+    if t.le is not None and value > t.le:
+        return f"must be less than or equal to {t.le}{width}"
+    return ""
+
+
 def check(value: Any, t: mi.Type, path: str, causes: list[StatusCause]) -> None:
     """Append a cause for every structural problem of `value` at `path` (and below)."""
     if not _matches(value, t):
@@ -150,6 +172,16 @@ def check(value: Any, t: mi.Type, path: str, causes: list[StatusCause]) -> None:
                 check(item, t.value_type, f"{path}[{key}]", causes)
         case mi.StructType():
             check_struct(value, t, path, causes)
+        case mi.IntType():
+            problem = _out_of_range(value, t)
+            if problem:
+                causes.append(
+                    StatusCause(
+                        field=path,
+                        message=f"Invalid value: {_int_text(value)}: {problem}",
+                        reason="FieldValueInvalid",
+                    )
+                )
         case mi.DateTimeType() if isinstance(value, str):
             try:
                 msgspec.convert(value, datetime)

@@ -16,7 +16,7 @@ from bus.protocol import NODE_LEASE_NAMESPACE, DeleteRequest, GetRequest, ListRe
 from bus.resources import Pod
 from bus.store import Store
 from bus.validation import requests
-from services.api.verbs import parse_request
+from services.api.bodies import parse_request
 
 
 class _Named(msgspec.Struct):

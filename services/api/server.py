@@ -39,7 +39,7 @@ from bus.protocol import (
 from bus.resources import Endpoints, Event, Namespace, Pod, Service
 from bus.store import Store, StoreConfig
 from bus.validation import requests
-from services.api import nodes
+from services.api import bodies, nodes
 from services.api.namespaces import NamespaceCache
 from services.api.verbs import Outcome, Verbs
 
@@ -63,7 +63,7 @@ class ApiServer:
         self.js = nc.jetstream(timeout=5.0)
         self.store = store
         self.namespaces = NamespaceCache(store)
-        self.verbs = Verbs(store, self.namespaces)
+        self.verbs = Verbs(store, self.namespaces, object_limit=bodies.object_limit(nc.max_payload))
         self.tasks = tasks
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.handlers: dict[str, Callable[[kinds.KindInfo, str, bytes], Awaitable[Outcome]]] = {

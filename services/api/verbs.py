@@ -16,7 +16,7 @@ import msgspec
 
 from bus import fields, kinds, selectors, subjects
 from bus.codec import to_builtins
-from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, TooLarge, invalid
+from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, invalid
 from bus.events import make_event, now, reference
 from bus.meta import Resource
 from bus.protocol import (
@@ -38,6 +38,7 @@ from bus.validation import decode_object, requests
 from bus.validation.rules import at_least
 from bus.validation.schema import wrong_type
 from services.api.admission import prepare_create, prepare_update
+from services.api.bodies import check_size, parse_json, parse_request
 from services.api.namespaces import NamespaceCache
 from services.api.patch import merge_patch
 
@@ -68,31 +69,13 @@ class Outcome:
         return [self, *(o for related in self.related for o in related.all())]
 
 
-def parse_json(body: bytes) -> Any:
-    return _decode_body(body, None)
-
-
-def parse_request(body: bytes, type_: type[T]) -> T:
-    return _decode_body(body, type_)
-
-
-def _decode_body(body: bytes, type_: type | None) -> Any:
-    if len(body) > MAX_OBJECT_BYTES:
-        raise TooLarge(f"request entity too large: {len(body)} bytes; the limit is {MAX_OBJECT_BYTES} bytes")
-    try:
-        return msgspec.json.decode(body) if type_ is None else msgspec.json.decode(body, type=type_)
-    except msgspec.ValidationError as err:
-        raise BadRequest(f"malformed {type_.__name__ if type_ else 'request'}: {err}") from None
-    except msgspec.DecodeError as err:
-        raise BadRequest(f"request body is not valid JSON: {err}") from None
-    except RecursionError:
-        raise BadRequest("request body is nested too deeply") from None
-
-
 class Verbs:
-    def __init__(self, store: Store, namespaces: NamespaceCache) -> None:
+    def __init__(
+        self, store: Store, namespaces: NamespaceCache, *, object_limit: int = MAX_OBJECT_BYTES
+    ) -> None:
         self.store = store
         self.namespaces = namespaces
+        self.object_limit = object_limit
 
     # -- helpers
 
@@ -137,11 +120,12 @@ class Verbs:
     # -- verbs
 
     async def create(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
-        obj = self._decode_for(info, namespace, parse_json(body))
+        obj = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
         if not obj.metadata.name and not obj.metadata.generate_name:
             raise invalid(info.kind, "", [StatusCause(field="metadata.name", message="Required value")])
         await self._require_namespace(info, namespace)
         prepare_create(obj, info)
+        check_size(obj, self.object_limit)
         stored = await self.store.create(obj)
         return Outcome(
             stored,
@@ -176,7 +160,7 @@ class Verbs:
         return Outcome(listing)
 
     async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
-        new = self._decode_for(info, namespace, parse_json(body))
+        new = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
         _check_precondition(new)
 
         async def write(current: Resource) -> Outcome:
@@ -218,6 +202,7 @@ class Verbs:
             await self.store.delete(new)
             deleted = self._lifecycle(new, "Deleted", f"Deleted {info.singular} {new.metadata.name}")
             return Outcome(new, deleted, written=True, deleted=True)
+        check_size(new, self.object_limit)
         stored = await self.store.update(new)
         events = []
         if stored.metadata.generation != current.metadata.generation and info.update_events:
@@ -228,7 +213,7 @@ class Verbs:
         return Outcome(stored, events, written=True)
 
     async def patch(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
-        request = parse_request(body, PatchRequest)
+        request = parse_request(body, PatchRequest, limit=self.object_limit)
         precondition = _patch_precondition(request)
 
         async def write(current: Resource) -> Outcome:
@@ -244,13 +229,14 @@ class Verbs:
     async def status(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         if "status" not in info.type.__struct_fields__:
             raise BadRequest(f"{info.plural} have no status")
-        given = self._decode_for(info, namespace, parse_json(body))
+        given = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
         _check_precondition(given)
 
         async def write(current: Resource) -> Outcome:
             updated = msgspec.structs.replace(current, status=given.status)  # type: ignore[attr-defined]
             if updated == current:
                 return Outcome(current)
+            check_size(updated, self.object_limit)
             return Outcome(await self.store.update(updated), written=True)
 
         return await self._retrying(
