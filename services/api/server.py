@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.micro.request import Request
@@ -30,16 +29,14 @@ from bus.connection import Credentials, announce, close, connect
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
 from bus.meta import ObjectMeta
 from bus.protocol import (
-    ERROR_CODE_HEADER,
-    ERROR_HEADER,
-    FEED_EVENT_HEADER,
     NODE_LEASE_NAMESPACE,
     SYSTEM_NAMESPACE,
 )
-from bus.resources import Endpoints, Event, Namespace, Pod, Service
+from bus.resources import Event, Namespace
 from bus.store import Store, StoreConfig
 from bus.validation import requests
-from services.api import bodies, nodes
+from services.api import bodies, nodes, replies
+from services.api.followup import Followup
 from services.api.namespaces import NamespaceCache
 from services.api.verbs import Outcome, Verbs
 
@@ -64,6 +61,7 @@ class ApiServer:
         self.store = store
         self.namespaces = NamespaceCache(store)
         self.verbs = Verbs(store, self.namespaces, object_limit=bodies.object_limit(nc.max_payload))
+        self.followup = Followup(nc, self.js, store)
         self.tasks = tasks
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.handlers: dict[str, Callable[[kinds.KindInfo, str, bytes], Awaitable[Outcome]]] = {
@@ -86,22 +84,31 @@ class ApiServer:
         self.tasks.create_task(self._serve(request, self.dispatch_node))
 
     async def _serve(self, request: Request, dispatch: Callable[[str, bytes], Awaitable[Outcome]]) -> None:
+        """One request, start to finish. Nothing may escape: an exception here would end the
+        task group, and with it the API."""
+        try:
+            outcome = await self._answer(request, dispatch)
+        finally:
+            self.slots.release()
+        if outcome is not None:
+            await self.followup.run(outcome)
+
+    async def _answer(
+        self, request: Request, dispatch: Callable[[str, bytes], Awaitable[Outcome]]
+    ) -> Outcome | None:
+        """Handle the request and reply; the outcome, or None when it failed (the error is the reply)."""
         try:
             outcome = await dispatch(request.subject, request.data)
         except SteerError as err:
-            await _respond_error(request, err)
-            return
+            await replies.reply_error(request, err)
+            return None
         except Exception as err:  # a bug must not take the API down: answer 500 and log it
             log.exception("unhandled error on %s", request.subject)
-            await _respond_error(request, Internal(f"internal error: {type(err).__name__}"))
-            return
-        finally:
-            self.slots.release()
-        with contextlib.suppress(Exception):
-            await request.respond(encode(outcome.reply))
-        for done in outcome.all():
-            await self.feed(done)
-            await self.record(done.events)
+            await replies.reply_error(request, Internal(f"internal error: {type(err).__name__}"))
+            return None
+        # Whether or not the reply goes out, what was written was written: follow it up.
+        await replies.reply(request, outcome.reply, max_payload=self.nc.max_payload)
+        return outcome
 
     async def dispatch(self, subject: str, body: bytes) -> Outcome:
         verb, plural, namespace = subjects.parse_api(subject)
@@ -134,39 +141,14 @@ class ApiServer:
         if verb != "list" and info.namespaced and namespace in ("", subjects.ALL):
             raise BadRequest(f"{info.plural} are namespaced: the subject must name one namespace")
         outcome = await handler(info, namespace if info.namespaced else "", body)
-        if info.kind == "Event" and verb in ("create", "update") and isinstance(outcome.reply, Event):
-            await self.publish_events([outcome.reply])
+        if (
+            info.kind == "Event"
+            and outcome.written
+            and not outcome.deleted
+            and isinstance(outcome.reply, Event)
+        ):
+            outcome.stream.append(outcome.reply)  # on the events stream once the reply is out
         return outcome
-
-    async def feed(self, outcome: Outcome) -> None:
-        """Tell the node a changed pod is bound to, and every node of a changed Service or
-        Endpoints (their proxies serve them). Agents re-list now and then, so a lost message
-        only delays a change."""
-        obj = outcome.reply
-        if not outcome.written:
-            return
-        if isinstance(obj, Pod) and obj.spec.node_name:
-            subject = subjects.node_feed(obj.spec.node_name)
-        elif isinstance(obj, Service | Endpoints):
-            subject = subjects.cluster_feed(kinds.of(obj).plural)
-        else:
-            return
-        event = "DELETED" if outcome.deleted else "MODIFIED"
-        with contextlib.suppress(Exception):
-            await self.nc.publish(subject, encode(obj), headers={FEED_EVENT_HEADER: event})
-
-    async def record(self, events: list[Event]) -> None:
-        """Store lifecycle events and publish them to the events stream; failures are only logged."""
-        for event in events:
-            try:
-                stored = await self.store.create(event)
-                await self.publish_events([stored])
-            except SteerError as err:
-                log.warning("could not record event %s: %s", event.reason, err)
-
-    async def publish_events(self, events: list[Event]) -> None:
-        for event in events:
-            await self.js.publish(bus_events.subject_of(event), encode(event))
 
     async def seed(self) -> None:
         """The namespaces every cluster starts with."""
@@ -181,12 +163,6 @@ def _check_namespace(namespace: str) -> None:
     """The namespace token of a subject goes into keys and subjects: it must be a namespace name."""
     if namespace != subjects.ALL:
         requests.check("invalid request subject", requests.namespace_token(namespace))
-
-
-async def _respond_error(request: Request, err: SteerError) -> None:
-    headers = {ERROR_CODE_HEADER: str(err.code), ERROR_HEADER: err.message[:200]}
-    with contextlib.suppress(Exception):
-        await request.respond(msgspec.json.encode(err.to_status()), headers=headers)
 
 
 async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:

@@ -56,11 +56,13 @@ class Outcome:
     """What a verb replies with, and what to do once the reply is out.
 
     `written` is set when the store changed (so node agents may need to hear of it), and
-    `deleted` when the object was removed rather than written.
+    `deleted` when the object was removed rather than written. `events` are lifecycle events
+    to record; `stream` are Events already stored that go on the events stream.
     """
 
     reply: Any
     events: list[Event] = field(default_factory=list)
+    stream: list[Event] = field(default_factory=list)
     written: bool = False
     deleted: bool = False
     related: list[Outcome] = field(default_factory=list)  # writes this one caused (namespace content)
