@@ -8,6 +8,7 @@ store directly (see `bus.store.Store.watch`).
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -108,12 +109,50 @@ class Client:
         *,
         label_selector: str = "",
         field_selector: str = "",
+        page_size: int = 0,
     ) -> tuple[list[Resource], str]:
-        """Objects of a kind in `namespace` (`*` for all) and the list's resourceVersion."""
-        body = encode(ListRequest(label_selector=label_selector, field_selector=field_selector))
-        data = await self.request("list", info, namespace, body)
-        listing = _list_decoder.decode(data)
-        return [_decode(info, raw) for raw in listing.items], listing.metadata.resource_version
+        """Objects of a kind in `namespace` (`*` for all) and the list's resourceVersion.
+
+        The API serves a long list in pages (each fits in one reply; `page_size` caps the items of
+        each, 0 for as many as fit); they are fetched here one after the other and joined.
+        """
+        items: list[Resource] = []
+        version = ""
+        async for page, page_version in self.list_pages(
+            info, namespace, label_selector=label_selector, field_selector=field_selector, page_size=page_size
+        ):
+            items += page
+            version = version or page_version
+        return items, version
+
+    async def list_pages(
+        self,
+        info: kinds.KindInfo,
+        namespace: str = "default",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        page_size: int = 0,
+    ) -> AsyncIterator[tuple[list[Resource], str]]:
+        """Each page of a list with its resourceVersion, as the API serves them (`limit`/`continue`)."""
+        token = ""
+        seen: set[str] = set()
+        while True:
+            request = ListRequest(
+                label_selector=label_selector, field_selector=field_selector, limit=page_size, continue_=token
+            )
+            data = await self.request("list", info, namespace, encode(request))
+            try:
+                listing = _list_decoder.decode(data)
+            except msgspec.DecodeError as err:
+                raise Internal(f"malformed {info.kind}List in reply: {err}") from None
+            yield [_decode(info, raw) for raw in listing.items], listing.metadata.resource_version
+            token = listing.metadata.continue_
+            if not token:
+                return
+            if token in seen:  # a server that repeats itself would keep us here forever
+                raise Internal(f"the API repeated a continue token listing {info.plural}")
+            seen.add(token)
 
     async def patch_kind(
         self, info: kinds.KindInfo, name: str, patch: dict[str, Any], namespace: str = "default"

@@ -66,7 +66,12 @@ class ObjectMeta(Base):
 
 
 class ListMeta(Base):
+    """A list's metadata. A list served in pages sets `continue` (the token that asks for the
+    next page) and `remainingItemCount` on every page but the last."""
+
     resource_version: str = ""
+    continue_: str = msgspec.field(default="", name="continue")
+    remaining_item_count: Int64 | None = None
 
 
 class LabelSelectorRequirement(Base):

@@ -42,8 +42,13 @@ class GetRequest(Request):
 
 
 class ListRequest(Request):
+    """`limit` caps the items of one page (0: as many as fit in a reply); `continue` is the token
+    of the page before, from its `metadata.continue`, with the same selectors."""
+
     label_selector: str = ""
     field_selector: str = ""
+    limit: Int64 = 0
+    continue_: str = msgspec.field(default="", name="continue")
 
 
 class PatchRequest(Request):

@@ -35,7 +35,7 @@ from bus.protocol import (
 from bus.resources import Event, Namespace
 from bus.store import Store, StoreConfig
 from bus.validation import requests
-from services.api import bodies, nodes, replies
+from services.api import nodes, replies
 from services.api.followup import Followup
 from services.api.namespaces import NamespaceCache
 from services.api.verbs import Outcome, Verbs
@@ -60,7 +60,7 @@ class ApiServer:
         self.js = nc.jetstream(timeout=5.0)
         self.store = store
         self.namespaces = NamespaceCache(store)
-        self.verbs = Verbs(store, self.namespaces, object_limit=bodies.object_limit(nc.max_payload))
+        self.verbs = Verbs(store, self.namespaces, max_payload=nc.max_payload)
         self.followup = Followup(nc, self.js, store)
         self.tasks = tasks
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)

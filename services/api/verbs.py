@@ -21,7 +21,6 @@ from bus.events import make_event, now, reference
 from bus.meta import Resource
 from bus.protocol import (
     FOREGROUND_FINALIZER,
-    MAX_OBJECT_BYTES,
     NODE_LEASE_NAMESPACE,
     ORPHAN_FINALIZER,
     SYSTEM_NAMESPACE,
@@ -37,8 +36,9 @@ from bus.store import Store, conflict_message
 from bus.validation import decode_object, requests
 from bus.validation.rules import at_least
 from bus.validation.schema import wrong_type
+from services.api import listing
 from services.api.admission import prepare_create, prepare_update
-from services.api.bodies import check_size, parse_json, parse_request
+from services.api.bodies import REPLY_HEADROOM, check_size, object_limit, parse_json, parse_request
 from services.api.namespaces import NamespaceCache
 from services.api.patch import merge_patch
 
@@ -72,12 +72,11 @@ class Outcome:
 
 
 class Verbs:
-    def __init__(
-        self, store: Store, namespaces: NamespaceCache, *, object_limit: int = MAX_OBJECT_BYTES
-    ) -> None:
+    def __init__(self, store: Store, namespaces: NamespaceCache, *, max_payload: int) -> None:
         self.store = store
         self.namespaces = namespaces
-        self.object_limit = object_limit
+        self.object_limit = object_limit(max_payload)
+        self.page_budget = max_payload - REPLY_HEADROOM
 
     # -- helpers
 
@@ -142,6 +141,8 @@ class Verbs:
 
     async def list_objects(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, ListRequest) if body else ListRequest()
+        requests.check("invalid list request", at_least("limit", request.limit, 0))
+        after = listing.decode_token(request.continue_) if request.continue_ else None
         try:
             requirements = selectors.parse(request.label_selector) if request.label_selector else None
         except ValueError as err:
@@ -153,13 +154,15 @@ class Verbs:
         items, revision = await self.store.list(info.type, namespace or subjects.ALL, selector=requirements)
         if field_selector:
             items = [item for item in items if fields.matches(field_selector, item)]
-        listing = ObjectList(
-            kind=f"{info.kind}List",
-            api_version=info.api_version,
-            items=[msgspec.Raw(msgspec.json.encode(item)) for item in items],
-        )
-        listing.metadata.resource_version = str(revision)
-        return Outcome(listing)
+        items.sort(key=lambda item: (item.metadata.namespace, item.metadata.name))
+        page = listing.paginate(items, after=after, limit=request.limit, budget=self.page_budget)
+        reply = ObjectList(kind=f"{info.kind}List", api_version=info.api_version, items=page.items)
+        version = after.rv if after is not None else str(revision)
+        reply.metadata.resource_version = version
+        if page.last is not None:
+            reply.metadata.continue_ = listing.encode_token(listing.Cursor(version, *page.last))
+            reply.metadata.remaining_item_count = page.remaining
+        return Outcome(reply)
 
     async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         new = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
