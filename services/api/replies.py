@@ -16,13 +16,16 @@ import nats.errors
 from nats.micro.request import Request
 
 from bus.codec import encode
-from bus.errors import Internal, SteerError, TooLarge
+from bus.errors import Internal, Status, StatusCause, SteerError, TooLarge
 from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER
 from services.api.bodies import REPLY_HEADROOM
 
 log = logging.getLogger(__name__)
 
 HEADER_TEXT_MAX = 200
+# An error reply is small whatever caused it, so it fits even a 1 MiB max_payload.
+ERROR_BODY_MAX = 256 * 1024
+TEXT_MAX = 4096
 
 
 async def reply(request: Request, value: Any, *, max_payload: int) -> bool:
@@ -48,7 +51,32 @@ async def reply(request: Request, value: Any, *, max_payload: int) -> bool:
 
 async def reply_error(request: Request, err: SteerError) -> None:
     headers = {ERROR_CODE_HEADER: str(err.code), ERROR_HEADER: header_text(err.message)}
-    await _send(request, msgspec.json.encode(err.to_status()), headers)
+    await _send(request, msgspec.json.encode(bounded(err.to_status())), headers)
+
+
+def bounded(status: Status) -> Status:
+    """`status` cut down to ERROR_BODY_MAX bytes at most: long texts shortened, and causes past
+    that size summed up in a last one. (Values in messages are already shown short; this is the
+    backstop for an object with ten thousand bad labels.)"""
+    status.message = _short(status.message)
+    if status.details is None:
+        return status
+    kept: list[StatusCause] = []
+    size = len(status.message)
+    causes = status.details.causes
+    for index, cause in enumerate(causes):
+        cause = StatusCause(field=_short(cause.field), message=_short(cause.message), reason=cause.reason)
+        size += len(cause.field) + len(cause.message) + 64
+        if size > ERROR_BODY_MAX:
+            kept.append(StatusCause(message=f"... and {len(causes) - index} more causes"))
+            break
+        kept.append(cause)
+    status.details.causes = kept
+    return status
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= TEXT_MAX else f"{text[:TEXT_MAX]}... ({len(text)} characters)"
 
 
 def header_text(text: str) -> str:

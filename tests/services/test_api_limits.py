@@ -97,3 +97,18 @@ async def test_an_object_that_would_grow_past_the_limit_is_not_written(client: C
     with pytest.raises(TooLarge, match='Pod "growing" would be'):
         await client.request("status", PODS, ns, msgspec.json.encode(report))
     assert (await client.get(Pod, "growing", ns)).status.message == ""
+
+
+async def test_an_object_with_thousands_of_causes_gets_a_bounded_answer(client: Client, ns: str) -> None:
+    """Each bad label is a cause of a few hundred bytes: 20,000 of them are more than a reply can
+    carry. The answer keeps the first causes and counts the rest."""
+    raw = _raw_pod("labelled")
+    raw["metadata"]["labels"] = {f"bad key {i}": "-" for i in range(20_000)}
+    with pytest.raises(Invalid) as caught:
+        await client.create_raw(PODS, ns, raw)
+    causes = caught.value.causes
+    assert 100 < len(causes) < 40_000
+    assert causes[0].field == "metadata.labels" and "bad key 0" in causes[0].message
+    assert causes[-1].message.startswith("... and ") and causes[-1].message.endswith(" more causes")
+    with pytest.raises(NotFound):
+        await client.get(Pod, "labelled", ns)
