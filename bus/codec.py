@@ -61,6 +61,10 @@ def load_documents(text: str, *, source: str = "<stdin>") -> list[dict[str, Any]
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise BadRequest(f"{source}: malformed YAML{where}: {problem}") from None
+    except ValueError as err:  # a number Python will not convert: over 4,300 digits
+        raise BadRequest(f"{source}: malformed YAML: {str(err).split(':')[0]}") from None
+    except RecursionError:
+        raise BadRequest(f"{source}: malformed YAML: nested too deeply") from None
     objects: list[dict[str, Any]] = []
     for index, doc in enumerate(docs):
         if doc is None:
