@@ -212,3 +212,11 @@ def test_json_round_trip_of_a_pod() -> None:
 def test_wire_round_trip_of_a_pod() -> None:
     pod = make_pod()
     assert decode(encode(pod), Pod) == pod
+
+
+def test_a_json_manifest_is_read_as_json() -> None:
+    """Found by fuzzing: JSON with an emoji escaped as a surrogate pair (as json.dumps writes it)
+    is valid JSON that YAML refuses; kubectl reads such a file as JSON, and so do we."""
+    text = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"annotations": {"note": "🙂"}}})
+    assert "\\ud83d" in text
+    assert load_documents(text)[0]["metadata"]["annotations"]["note"] == "🙂"
