@@ -280,7 +280,10 @@ def text(draw: st.DrawFn, bodies: list[Json]) -> str:
     some junk documents in between."""
     docs: list[str] = []
     for body in bodies:
-        rendered = _deepen(_yaml(body) if draw(st.booleans()) else json.dumps(body, default=str))
+        if draw(st.booleans()):
+            rendered = _deepen(_yaml(body))
+        else:  # JSON, non-ASCII escaped or not (YAML refuses surrogate-pair escapes in a stream)
+            rendered = _deepen(json.dumps(body, default=str, ensure_ascii=draw(st.booleans())))
         if draw(st.integers(0, 4)) == 0 and not rendered.startswith(("{", "[")):
             key = draw(
                 st.sampled_from(["kind: Pod", "apiVersion: v1", "metadata: {name: twice}", "spec: {}"])
