@@ -81,6 +81,17 @@ class Followup:
         """Put a stored event on the events stream (`steer events`, `steer describe` read it)."""
         await self._attempt(f"publish event {event.metadata.name}", self._publish, event)
 
+    async def publish_once(self, event: Event) -> bool:
+        """One attempt at `publish`, for the request itself: whether the stream took the event."""
+        try:
+            await self._publish(event)
+        except TRANSIENT as err:
+            log.warning(
+                "could not publish event %s (%s); trying again after the reply", event.metadata.name, err
+            )
+            return False
+        return True
+
     async def _create(self, event: Event) -> Event:
         try:
             return await self.store.create(event)

@@ -147,7 +147,10 @@ class ApiServer:
             and not outcome.deleted
             and isinstance(outcome.reply, Event)
         ):
-            outcome.stream.append(outcome.reply)  # on the events stream once the reply is out
+            # On the stream before the reply, so whoever created it reads it there at once; if the
+            # stream does not take it now, the follow-up tries again after the reply.
+            if not await self.followup.publish_once(outcome.reply):
+                outcome.stream.append(outcome.reply)
         return outcome
 
     async def seed(self) -> None:
