@@ -8,7 +8,7 @@ store directly (see `bus.store.Store.watch`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -79,6 +79,9 @@ class Client:
     ) -> bytes:
         """One round trip; the raw reply body, or the error the reply stands for."""
         subject = self._subject(verb, info, namespace)
+        limit = self.nc.max_payload
+        if len(body) > limit:
+            raise TooLarge(too_large(len(body), limit))
         try:
             msg = await self.nc.request(subject, body, timeout=self.timeout)
         except nats.errors.NoRespondersError:
@@ -86,7 +89,7 @@ class Client:
         except nats.errors.TimeoutError:
             raise Timeout(f"the API did not answer within {self.timeout:g}s") from None
         except nats.errors.MaxPayloadError:
-            raise TooLarge(f"request is too large ({len(body)} bytes)") from None
+            raise TooLarge(too_large(len(body), limit)) from None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             raise Unavailable("not connected to NATS") from None
         if msg.headers and ERROR_CODE_HEADER in msg.headers:
@@ -120,12 +123,50 @@ class Client:
         *,
         label_selector: str = "",
         field_selector: str = "",
+        page_size: int = 0,
     ) -> tuple[list[Resource], str]:
-        """Objects of a kind in `namespace` (`*` for all) and the list's resourceVersion."""
-        body = encode(ListRequest(label_selector=label_selector, field_selector=field_selector))
-        data = await self.request("list", info, namespace, body)
-        listing = _list_decoder.decode(data)
-        return [_decode(info, raw) for raw in listing.items], listing.metadata.resource_version
+        """Objects of a kind in `namespace` (`*` for all) and the list's resourceVersion.
+
+        The API serves a long list in pages (each fits in one reply; `page_size` caps the items of
+        each, 0 for as many as fit); they are fetched here one after the other and joined.
+        """
+        items: list[Resource] = []
+        version = ""
+        async for page, page_version in self.list_pages(
+            info, namespace, label_selector=label_selector, field_selector=field_selector, page_size=page_size
+        ):
+            items += page
+            version = version or page_version
+        return items, version
+
+    async def list_pages(
+        self,
+        info: kinds.KindInfo,
+        namespace: str = "default",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        page_size: int = 0,
+    ) -> AsyncIterator[tuple[list[Resource], str]]:
+        """Each page of a list with its resourceVersion, as the API serves them (`limit`/`continue`)."""
+        token = ""
+        seen: set[str] = set()
+        while True:
+            request = ListRequest(
+                label_selector=label_selector, field_selector=field_selector, limit=page_size, continue_=token
+            )
+            data = await self.request("list", info, namespace, encode(request))
+            try:
+                listing = _list_decoder.decode(data)
+            except msgspec.DecodeError as err:
+                raise Internal(f"malformed {info.kind}List in reply: {err}") from None
+            yield [_decode(info, raw) for raw in listing.items], listing.metadata.resource_version
+            token = listing.metadata.continue_
+            if not token:
+                return
+            if token in seen:  # a server that repeats itself would keep us here forever
+                raise Internal(f"the API repeated a continue token listing {info.plural}")
+            seen.add(token)
 
     async def patch_kind(
         self, info: kinds.KindInfo, name: str, patch: dict[str, Any], namespace: str = "default"
@@ -207,6 +248,10 @@ class Client:
     async def delete(self, cls: type[R], name: str, namespace: str = "default", **options: Any) -> R:
         info = kinds.BY_KIND[cls.__name__]
         return await self.delete_kind(info, name, namespace, **options)  # type: ignore[return-value]
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"request is {size} bytes; the server accepts at most {limit} bytes (its max_payload)"
 
 
 def _encode(obj: Any) -> bytes:

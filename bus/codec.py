@@ -53,14 +53,13 @@ def to_json(value: Any) -> str:
 
 
 def load_documents(text: str, *, source: str = "<stdin>") -> list[dict[str, Any]]:
-    """Every object in a YAML or JSON text; a `List` is flattened into its items."""
-    try:
-        docs = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise BadRequest(f"{source}: malformed YAML{where}: {problem}") from None
+    """Every object in a YAML or JSON text; a `List` is flattened into its items.
+
+    A text that is one JSON document is read as JSON, as kubectl does: YAML reads JSON too, but
+    refuses some valid JSON (an emoji escaped as a surrogate pair, `\\ud83d\\ude42`)."""
+    docs = _json_document(text)
+    if docs is None:
+        docs = _yaml_documents(text, source)
     objects: list[dict[str, Any]] = []
     for index, doc in enumerate(docs):
         if doc is None:
@@ -75,3 +74,27 @@ def load_documents(text: str, *, source: str = "<stdin>") -> list[dict[str, Any]
         else:
             objects.append(doc)
     return objects
+
+
+def _json_document(text: str) -> list[Any] | None:
+    """The one document of a JSON text, or None when the text is not JSON (then it is YAML)."""
+    if not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        return [msgspec.json.decode(text)]
+    except (msgspec.DecodeError, RecursionError):
+        return None  # YAML will say what is wrong, with a line number
+
+
+def _yaml_documents(text: str, source: str) -> list[Any]:
+    try:
+        return list(yaml.load_all(text, Loader=_Loader))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise BadRequest(f"{source}: malformed YAML{where}: {problem}") from None
+    except ValueError as err:  # a number Python will not convert: over 4,300 digits
+        raise BadRequest(f"{source}: malformed YAML: {str(err).split(':')[0]}") from None
+    except RecursionError:
+        raise BadRequest(f"{source}: malformed YAML: nested too deeply") from None

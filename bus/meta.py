@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import ClassVar, Literal, Protocol
+from typing import Annotated, ClassVar, Literal, Protocol
 
 import msgspec
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+
+# Integers as Kubernetes types them: int32 for counts, ports, probe and most seconds fields,
+# int64 for generations and grace periods. The bounds are checked when an object is decoded, so
+# `replicas: 18446744073709551616` is rejected instead of being stored and acted on.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int32 = Annotated[int, msgspec.Meta(ge=INT32_MIN, le=INT32_MAX)]
+Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 
 
 class HasCondition(Protocol):
@@ -47,10 +55,10 @@ class ObjectMeta(Base):
     namespace: str = ""
     uid: str = ""
     resource_version: str = ""
-    generation: int = 0
+    generation: Int64 = 0
     creation_timestamp: datetime | None = None
     deletion_timestamp: datetime | None = None
-    deletion_grace_period_seconds: int | None = None
+    deletion_grace_period_seconds: Int64 | None = None
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     owner_references: list[OwnerReference] = []
@@ -58,7 +66,12 @@ class ObjectMeta(Base):
 
 
 class ListMeta(Base):
+    """A list's metadata. A list served in pages sets `continue` (the token that asks for the
+    next page) and `remainingItemCount` on every page but the last."""
+
     resource_version: str = ""
+    continue_: str = msgspec.field(default="", name="continue")
+    remaining_item_count: Int64 | None = None
 
 
 class LabelSelectorRequirement(Base):

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from bus.meta import ListMeta
+from bus.meta import Int64, ListMeta
 
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 ERROR_HEADER = "Nats-Service-Error"
@@ -44,8 +44,13 @@ class GetRequest(Request):
 
 
 class ListRequest(Request):
+    """`limit` caps the items of one page (0: as many as fit in a reply); `continue` is the token
+    of the page before, from its `metadata.continue`, with the same selectors."""
+
     label_selector: str = ""
     field_selector: str = ""
+    limit: Int64 = 0
+    continue_: str = msgspec.field(default="", name="continue")
 
 
 class PatchRequest(Request):
@@ -56,7 +61,7 @@ class PatchRequest(Request):
 class DeleteRequest(Request):
     name: str
     resource_version: str = ""
-    grace_period_seconds: int | None = None
+    grace_period_seconds: Int64 | None = None
     propagation_policy: PropagationPolicy = "Background"
 
 

@@ -14,11 +14,20 @@ can be written from it. Tokens:
 
 KV buckets are `steer-<plural>`; keys are `<namespace>.<name>`, `_.<name>` for cluster-scoped kinds,
 so that every key has the same shape and `<namespace>.>` filters one namespace.
+
+Every token a builder puts into a subject or key is checked here, whoever the caller: a name with
+a space, a dot or a wildcard would change what the subject means, and one longer than the
+server's control line (4 KiB for the whole `PUB` line) makes nats-server close the publisher's
+connection. So a bad token is a `BadRequest` before anything is sent, and no subject built here
+is longer than MAX_SUBJECT_LENGTH.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+
+from bus.errors import BadRequest
 
 PREFIX = "steer"
 CLUSTER_SCOPE = "_"
@@ -35,11 +44,58 @@ API_QUEUE_GROUP = "steer-api"
 EVENTS_STREAM = "STEER_EVENTS"
 METRICS_STREAM = "STEER_METRICS"
 
+# The longest token (a DNS-1123 subdomain, the longest name any kind has) and subject we build.
+# The longest legitimate subject is a KV key of an Event under JetStream's direct-get prefix,
+# about 400 bytes; nats-server's control line, which also holds the reply subject, is 4096.
+MAX_TOKEN_LENGTH = 253
+MAX_SUBJECT_LENGTH = 512
+# What a token may hold: the characters a JetStream KV key may hold, except the dot that
+# separates tokens. No whitespace, no wildcard, nothing a NATS protocol line could trip on.
+_TOKEN = re.compile(r"[-/_=A-Za-z0-9]+")
+# A name inside a key may have dots (Event names are `<object>.<hex>`), but no empty token.
+_DOTTED = re.compile(r"[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*")
+
+
+def _shown(value: str) -> str:
+    """A value for an error message: quoted, short, and printable whatever it holds."""
+    text = value if len(value) <= 40 else f"{value[:40]}..."
+    return f"{text!r} ({len(value)} characters)" if len(value) > 40 else repr(text)
+
+
+def token(value: str, what: str) -> str:
+    """`value` if it can stand as one subject token, else BadRequest naming `what` it is."""
+    if len(value) > MAX_TOKEN_LENGTH:
+        raise BadRequest(f"{what} {_shown(value)} is too long: at most {MAX_TOKEN_LENGTH} characters")
+    if not _TOKEN.fullmatch(value):
+        raise BadRequest(
+            f"{what} {_shown(value)} cannot be used in a subject: it must be non-empty and hold only "
+            "letters, digits, '-', '_', '/' and '='"
+        )
+    return value
+
+
+def dotted_name(value: str, what: str = "name") -> str:
+    """`value` if it can end a key or subject: tokens as `token`, joined by single dots."""
+    if len(value) > MAX_TOKEN_LENGTH:
+        raise BadRequest(f"{what} {_shown(value)} is too long: at most {MAX_TOKEN_LENGTH} characters")
+    if not _DOTTED.fullmatch(value):
+        raise BadRequest(
+            f"{what} {_shown(value)} cannot be used in a key: it must be non-empty and hold only "
+            "letters, digits, '-', '_', '/', '=' and single dots inside"
+        )
+    return value
+
+
+def _bounded(subject: str) -> str:
+    if len(subject) > MAX_SUBJECT_LENGTH:  # every token is bounded, so only a bug gets here
+        raise BadRequest(f"subject {_shown(subject)} is longer than {MAX_SUBJECT_LENGTH} characters")
+    return subject
+
 
 def scope(namespace: str | None) -> str:
     if namespace == ALL:
         return ALL_NAMESPACES
-    return namespace or CLUSTER_SCOPE
+    return token(namespace, "namespace") if namespace else CLUSTER_SCOPE
 
 
 def unscope(token: str) -> str:
@@ -50,7 +106,7 @@ def unscope(token: str) -> str:
 
 
 def api(verb: ApiVerb, plural: str, namespace: str | None) -> str:
-    return f"{PREFIX}.api.{verb}.{plural}.{scope(namespace)}"
+    return _bounded(f"{PREFIX}.api.{token(verb, 'verb')}.{token(plural, 'resource')}.{scope(namespace)}")
 
 
 def api_listen(verb: ApiVerb) -> str:
@@ -65,7 +121,8 @@ def parse_api(subject: str) -> tuple[str, str, str]:
 
 
 def node(node_name: str, verb: ApiVerb, plural: str, namespace: str | None) -> str:
-    return f"{PREFIX}.node.{node_name}.{verb}.{plural}.{scope(namespace)}"
+    tokens = f"{token(node_name, 'node name')}.{token(verb, 'verb')}.{token(plural, 'resource')}"
+    return _bounded(f"{PREFIX}.node.{tokens}.{scope(namespace)}")
 
 
 def node_listen() -> str:
@@ -74,18 +131,18 @@ def node_listen() -> str:
 
 def node_feed(node_name: str, plural: str = "pods") -> str:
     """Where the API tells a node agent of changes to the objects bound to it."""
-    return f"{PREFIX}.node.{node_name}.feed.{plural}"
+    return _bounded(f"{PREFIX}.node.{token(node_name, 'node name')}.feed.{token(plural, 'resource')}")
 
 
 def cluster_feed(plural: str) -> str:
     """Where the API tells every node agent of changes to objects all nodes need (`services`,
     `endpoints`: what the service proxy serves)."""
-    return f"{PREFIX}.feed.{plural}"
+    return _bounded(f"{PREFIX}.feed.{token(plural, 'resource')}")
 
 
 def node_stream(node_name: str, action: str) -> str:
     """Requests a node agent serves itself: `logs`, `exec`."""
-    return f"{PREFIX}.node.{node_name}.{action}"
+    return _bounded(f"{PREFIX}.node.{token(node_name, 'node name')}.{token(action, 'action')}")
 
 
 def parse_node(subject: str) -> tuple[str, str, str, str]:
@@ -95,13 +152,15 @@ def parse_node(subject: str) -> tuple[str, str, str, str]:
 
 
 def events(namespace: str | None, kind: str, name: str) -> str:
-    return f"{PREFIX}.events.{scope(namespace)}.{kind}.{name}"
+    return _bounded(f"{PREFIX}.events.{scope(namespace)}.{token(kind, 'kind')}.{token(name, 'name')}")
 
 
 def events_filter(namespace: str | None = ALL, kind: str = ALL, name: str = ALL) -> str:
     """Filter for the events stream; `None` namespace means cluster scope, `*` means any."""
     ns = ALL if namespace == ALL else scope(namespace)
-    return f"{PREFIX}.events.{ns}.{kind}.{name}"
+    kind = kind if kind == ALL else token(kind, "kind")
+    name = name if name == ALL else token(name, "name")
+    return _bounded(f"{PREFIX}.events.{ns}.{kind}.{name}")
 
 
 def events_all() -> str:
@@ -109,13 +168,15 @@ def events_all() -> str:
 
 
 def metrics_node(node_name: str) -> str:
-    """Where a node agent publishes its node and pod usage (`bus.metrics.NodeMetrics`)."""
-    return f"{PREFIX}.metrics.node.{node_name}"
+    """Where a node agent publishes its node and pod usage (`bus.metrics.NodeMetrics`); with
+    an empty name, the prefix every node's subject starts with."""
+    return _bounded(f"{PREFIX}.metrics.node.{node_name and token(node_name, 'node name')}")
 
 
 def metrics_proxy(node_name: str) -> str:
-    """Where a node's service proxy publishes request counts (`bus.metrics.ProxyMetrics`)."""
-    return f"{PREFIX}.metrics.proxy.{node_name}"
+    """Where a node's service proxy publishes request counts (`bus.metrics.ProxyMetrics`); with
+    an empty name, the prefix every node's subject starts with."""
+    return _bounded(f"{PREFIX}.metrics.proxy.{node_name and token(node_name, 'node name')}")
 
 
 def metrics_filter(source: Literal["node", "proxy", "*"] = "*") -> str:
@@ -128,11 +189,11 @@ def metrics_all() -> str:
 
 
 def bucket(plural: str) -> str:
-    return f"{PREFIX}-{plural}"
+    return f"{PREFIX}-{token(plural, 'resource')}"
 
 
 def key(namespace: str | None, name: str) -> str:
-    return f"{scope(namespace)}.{name}"
+    return _bounded(f"{scope(namespace)}.{dotted_name(name)}")
 
 
 def key_filter(namespace: str | None) -> str:

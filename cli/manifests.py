@@ -76,13 +76,28 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def _annotated(body: dict[str, Any], record: str | None) -> dict[str, Any]:
-    """`body` with the last-applied annotation set to `record` (or removed when None)."""
-    metadata = dict(body.get("metadata") or {})
-    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k != LAST_APPLIED}
+    """`body` with the last-applied annotation set to `record` (or removed when None).
+
+    A body whose metadata or annotations are not mappings is left as it is: the API rejects it
+    with a cause naming the field, which says more than anything we could say here."""
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        return body
+    found = metadata.get("annotations") or {}
+    if not isinstance(found, dict):
+        return body
+    metadata = dict(metadata)
+    annotations = {k: v for k, v in found.items() if k != LAST_APPLIED}
     if record is not None:
         annotations[LAST_APPLIED] = record
     metadata["annotations"] = annotations
     return {**body, "metadata": metadata}
+
+
+def _annotations(body: dict[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
 
 
 def with_last_applied(body: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +107,7 @@ def with_last_applied(body: dict[str, Any]) -> dict[str, Any]:
     so records never nest.
     """
     clean = body
-    if LAST_APPLIED in ((body.get("metadata") or {}).get("annotations") or {}):
+    if LAST_APPLIED in _annotations(body):
         clean = _annotated(body, None)
         if not clean["metadata"]["annotations"]:
             del clean["metadata"]["annotations"]

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from bus.meta import Base, ConditionStatus, LabelSelector, Resource
+from bus.meta import Base, ConditionStatus, Int32, Int64, LabelSelector, Resource
 from bus.resources.pod import IntOrString, PodTemplateSpec
 
 
@@ -22,16 +22,16 @@ class ReplicaSetCondition(Base):
 class ReplicaSetSpec(Base):
     selector: LabelSelector
     template: PodTemplateSpec
-    replicas: int = 1
-    min_ready_seconds: int = 0
+    replicas: Int32 = 1
+    min_ready_seconds: Int32 = 0
 
 
 class ReplicaSetStatus(Base):
-    replicas: int = 0
-    fully_labeled_replicas: int = 0
-    ready_replicas: int = 0
-    available_replicas: int = 0
-    observed_generation: int = 0
+    replicas: Int32 = 0
+    fully_labeled_replicas: Int32 = 0
+    ready_replicas: Int32 = 0
+    available_replicas: Int32 = 0
+    observed_generation: Int64 = 0
     conditions: list[ReplicaSetCondition] = []
 
 
@@ -63,23 +63,23 @@ class DeploymentCondition(Base):
 class DeploymentSpec(Base):
     selector: LabelSelector
     template: PodTemplateSpec
-    replicas: int = 1
+    replicas: Int32 = 1
     strategy: DeploymentStrategy = msgspec.field(default_factory=DeploymentStrategy)
-    min_ready_seconds: int = 0
-    revision_history_limit: int = 10
-    progress_deadline_seconds: int = 600
+    min_ready_seconds: Int32 = 0
+    revision_history_limit: Int32 = 10
+    progress_deadline_seconds: Int32 = 600
     paused: bool = False
 
 
 class DeploymentStatus(Base):
-    observed_generation: int = 0
-    replicas: int = 0
-    updated_replicas: int = 0
-    ready_replicas: int = 0
-    available_replicas: int = 0
-    unavailable_replicas: int = 0
+    observed_generation: Int64 = 0
+    replicas: Int32 = 0
+    updated_replicas: Int32 = 0
+    ready_replicas: Int32 = 0
+    available_replicas: Int32 = 0
+    unavailable_replicas: Int32 = 0
     conditions: list[DeploymentCondition] = []
-    collision_count: int = 0
+    collision_count: Int32 = 0
 
 
 class Deployment(Resource):

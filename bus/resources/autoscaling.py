@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from bus.meta import Base, ConditionStatus, Resource
+from bus.meta import Base, ConditionStatus, Int32, Int64, Resource
 
 
 class CrossVersionObjectReference(Base):
@@ -20,7 +20,7 @@ class MetricTarget(Base):
     type: Literal["Utilization", "Value", "AverageValue"]
     value: str = ""
     average_value: str = ""
-    average_utilization: int | None = None
+    average_utilization: Int32 | None = None
 
 
 class MetricIdentifier(Base):
@@ -45,12 +45,12 @@ class MetricSpec(Base):
 
 class HPAScalingPolicy(Base):
     type: Literal["Pods", "Percent"]
-    value: int
-    period_seconds: int
+    value: Int32
+    period_seconds: Int32
 
 
 class HPAScalingRules(Base):
-    stabilization_window_seconds: int | None = None
+    stabilization_window_seconds: Int32 | None = None
     select_policy: Literal["Max", "Min", "Disabled"] = "Max"
     policies: list[HPAScalingPolicy] = []
 
@@ -62,8 +62,8 @@ class HorizontalPodAutoscalerBehavior(Base):
 
 class HorizontalPodAutoscalerSpec(Base):
     scale_target_ref: CrossVersionObjectReference
-    max_replicas: int
-    min_replicas: int = 1
+    max_replicas: Int32
+    min_replicas: Int32 = 1
     metrics: list[MetricSpec] = []
     behavior: HorizontalPodAutoscalerBehavior | None = None
 
@@ -71,7 +71,7 @@ class HorizontalPodAutoscalerSpec(Base):
 class MetricValueStatus(Base):
     value: str = ""
     average_value: str = ""
-    average_utilization: int | None = None
+    average_utilization: Int32 | None = None
 
 
 class ResourceMetricStatus(Base):
@@ -99,10 +99,10 @@ class HorizontalPodAutoscalerCondition(Base):
 
 
 class HorizontalPodAutoscalerStatus(Base):
-    observed_generation: int = 0
+    observed_generation: Int64 = 0
     last_scale_time: datetime | None = None
-    current_replicas: int = 0
-    desired_replicas: int = 0
+    current_replicas: Int32 = 0
+    desired_replicas: Int32 = 0
     current_metrics: list[MetricStatus] = []
     conditions: list[HorizontalPodAutoscalerCondition] = []
 

@@ -7,16 +7,16 @@ from typing import Literal
 
 import msgspec
 
-from bus.meta import Base, ConditionStatus, ObjectReference, Resource
+from bus.meta import Base, ConditionStatus, Int32, Int64, ObjectReference, Resource
 from bus.resources.pod import IntOrString
 
 
 class ServicePort(Base):
-    port: int
+    port: Int32
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
     target_port: IntOrString | None = None
-    node_port: int | None = None
+    node_port: Int32 | None = None
 
 
 class ServiceSpec(Base):
@@ -31,7 +31,7 @@ class ServiceCondition(Base):
 
     type: str
     status: ConditionStatus
-    observed_generation: int = 0
+    observed_generation: Int64 = 0
     last_transition_time: datetime | None = None
     reason: str = ""
     message: str = ""
@@ -54,7 +54,7 @@ class EndpointAddress(Base):
 
 
 class EndpointPort(Base):
-    port: int
+    port: Int32
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
 

@@ -7,9 +7,9 @@ from typing import Literal
 
 import msgspec
 
-from bus.meta import Base, ConditionStatus, LabelSelectorRequirement, ObjectMeta, Resource
+from bus.meta import Base, ConditionStatus, Int32, Int64, LabelSelectorRequirement, ObjectMeta, Resource
 
-IntOrString = int | str
+IntOrString = Int32 | str
 
 
 class EnvVar(Base):
@@ -18,10 +18,10 @@ class EnvVar(Base):
 
 
 class ContainerPort(Base):
-    container_port: int
+    container_port: Int32
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
-    host_port: int | None = None
+    host_port: Int32 | None = None
 
 
 class ResourceRequirements(Base):
@@ -55,11 +55,11 @@ class Probe(Base):
     exec: ExecAction | None = None
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
-    initial_delay_seconds: int = 0
-    period_seconds: int = 10
-    timeout_seconds: int = 1
-    success_threshold: int = 1
-    failure_threshold: int = 3
+    initial_delay_seconds: Int32 = 0
+    period_seconds: Int32 = 10
+    timeout_seconds: Int32 = 1
+    success_threshold: Int32 = 1
+    failure_threshold: Int32 = 3
 
 
 class Container(Base):
@@ -82,7 +82,7 @@ class Toleration(Base):
     operator: Literal["Exists", "Equal"] = "Equal"
     value: str = ""
     effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
-    toleration_seconds: int | None = None
+    toleration_seconds: Int64 | None = None
 
 
 class NodeSelectorTerm(Base):
@@ -94,7 +94,7 @@ class NodeSelector(Base):
 
 
 class PreferredSchedulingTerm(Base):
-    weight: int
+    weight: Int32
     preference: NodeSelectorTerm
 
 
@@ -110,7 +110,7 @@ class Affinity(Base):
 class PodSpec(Base):
     containers: list[Container]
     restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
-    termination_grace_period_seconds: int = 30
+    termination_grace_period_seconds: Int64 = 30
     node_name: str = ""
     node_selector: dict[str, str] = {}
     affinity: Affinity | None = None
@@ -143,8 +143,8 @@ class ContainerStateRunning(Base):
 
 
 class ContainerStateTerminated(Base):
-    exit_code: int
-    signal: int = 0
+    exit_code: Int32
+    signal: Int32 = 0
     reason: str = ""
     message: str = ""
     started_at: datetime | None = None
@@ -161,7 +161,7 @@ class ContainerState(Base):
 class ContainerStatus(Base):
     name: str
     ready: bool = False
-    restart_count: int = 0
+    restart_count: Int32 = 0
     state: ContainerState = msgspec.field(default_factory=ContainerState)
     last_state: ContainerState = msgspec.field(default_factory=ContainerState)
     image: str = ""
@@ -177,8 +177,8 @@ class HostPortMapping(Base):
     """
 
     container: str
-    container_port: int
-    host_port: int
+    container_port: Int32
+    host_port: Int32
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
 

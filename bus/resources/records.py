@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from bus.meta import Base, ObjectReference, Resource
+from bus.meta import Base, Int32, ObjectReference, Resource
 
 
 class EventSource(Base):
@@ -21,7 +21,7 @@ class Event(Resource):
     message: str = ""
     type: Literal["Normal", "Warning"] = "Normal"
     source: EventSource = msgspec.field(default_factory=EventSource)
-    count: int = 1
+    count: Int32 = 1
     first_timestamp: datetime | None = None
     last_timestamp: datetime | None = None
     reporting_component: str = ""
@@ -30,10 +30,10 @@ class Event(Resource):
 
 class LeaseSpec(Base):
     holder_identity: str = ""
-    lease_duration_seconds: int | None = None
+    lease_duration_seconds: Int32 | None = None
     acquire_time: datetime | None = None
     renew_time: datetime | None = None
-    lease_transitions: int = 0
+    lease_transitions: Int32 = 0
 
 
 class Lease(Resource):

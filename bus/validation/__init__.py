@@ -19,6 +19,7 @@ from bus.validation.schema import (
     FIELD_NOT_SUPPORTED,
     check_struct,
     drop_nulls,
+    show,
     type_tree,
     without_unsupported,
 )
@@ -30,7 +31,7 @@ __all__ = ["decode_object", "validate", "check_api_version"]
 def check_api_version(info: kinds.KindInfo, api_version: Any) -> None:
     if api_version != info.api_version:
         raise BadRequest(
-            f'no matches for kind "{info.kind}" in version "{api_version}" '
+            f'no matches for kind "{info.kind}" in version {show(api_version)} '
             f"(use apiVersion: {info.api_version})"
         )
 
@@ -42,7 +43,10 @@ def decode_object(raw: Any, *, expected: kinds.KindInfo | None = None) -> Resour
     kind = raw.get("kind")
     if not kind or not isinstance(kind, str):
         raise BadRequest("Object 'Kind' is missing")
-    info = kinds.by_kind(kind)
+    if kind not in kinds.BY_KIND:
+        known = ", ".join(sorted(kinds.BY_KIND))
+        raise BadRequest(f"no kind {show(kind)} is registered (known kinds: {known})")
+    info = kinds.BY_KIND[kind]
     if expected is not None and info is not expected:
         raise BadRequest(f"kind {kind} sent to the {expected.plural} endpoint")
     check_api_version(info, raw.get("apiVersion"))
@@ -67,4 +71,6 @@ def decode_object(raw: Any, *, expected: kinds.KindInfo | None = None) -> Resour
 def _name_of(raw: dict[str, Any]) -> str:
     metadata = raw.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
-    return name if isinstance(name, str) else ""
+    if not isinstance(name, str):
+        return ""
+    return name if len(name) <= 253 else f"{name[:60]}... ({len(name)} characters)"

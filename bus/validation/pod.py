@@ -25,10 +25,13 @@ from bus.validation.rules import (
     env_var_name,
     forbidden,
     formatted,
+    http_header_name,
+    http_header_value,
     in_range,
     invalid_value,
     label_map,
     label_value,
+    no_nul,
     port_name,
     port_number,
     port_number_or_name,
@@ -53,6 +56,8 @@ def pod_spec(spec: PodSpec, path: str) -> list[StatusCause]:
         causes += _affinity(join(path, "affinity"), spec.affinity)
     if spec.hostname:
         causes += formatted(join(path, "hostname"), spec.hostname, dns1123_label)
+    if spec.node_name:  # a Node's name, and a token of the subject its node agent is fed on
+        causes += formatted(join(path, "nodeName"), spec.node_name, dns1123_label)
     return causes
 
 
@@ -81,6 +86,12 @@ def _container(path: str, container: Container) -> list[StatusCause]:
     causes = formatted(name_path, container.name, dns1123_label) if container.name else [required(name_path)]
     if not container.image.strip():
         causes.append(required(join(path, "image")))
+    causes += formatted(join(path, "image"), container.image, no_nul)
+    causes += formatted(join(path, "workingDir"), container.working_dir, no_nul)
+    causes += _strings(join(path, "command"), container.command)
+    causes += _strings(join(path, "args"), container.args)
+    for i, env in enumerate(container.env):
+        causes += formatted(f"{join(path, 'env')}[{i}].value", env.value, no_nul)
     for i, port in enumerate(container.ports):
         causes += _port(f"{join(path, 'ports')}[{i}]", port)
     for i, env in enumerate(container.env):
@@ -94,6 +105,10 @@ def _container(path: str, container: Container) -> list[StatusCause]:
         if probe is not None:
             causes += _probe(join(path, field), probe, single_success=field != "readinessProbe")
     return causes
+
+
+def _strings(path: str, values: list[str]) -> list[StatusCause]:
+    return [cause for i, value in enumerate(values) for cause in formatted(f"{path}[{i}]", value, no_nul)]
 
 
 def _port(path: str, port: ContainerPort) -> list[StatusCause]:
@@ -137,12 +152,22 @@ def _probe(path: str, probe: Probe, *, single_success: bool) -> list[StatusCause
         causes.append(required(path, "must specify a handler type"))
     elif len(handlers) > 1:
         causes.append(forbidden(path, "may not specify more than 1 handler type"))
-    if probe.exec is not None and not probe.exec.command:
-        causes.append(required(join(path, "exec.command")))
+    if probe.exec is not None:
+        if not probe.exec.command:
+            causes.append(required(join(path, "exec.command")))
+        causes += _strings(join(path, "exec.command"), probe.exec.command)
     if probe.http_get is not None:
-        causes += port_number_or_name(join(path, "httpGet.port"), probe.http_get.port)
+        http = join(path, "httpGet")
+        causes += port_number_or_name(join(http, "port"), probe.http_get.port)
+        causes += formatted(join(http, "path"), probe.http_get.path, no_nul)
+        causes += formatted(join(http, "host"), probe.http_get.host, no_nul)
+        for i, header in enumerate(probe.http_get.http_headers):
+            item = f"{join(http, 'httpHeaders')}[{i}]"
+            causes += formatted(join(item, "name"), header.name, http_header_name)
+            causes += formatted(join(item, "value"), header.value, http_header_value)
     if probe.tcp_socket is not None:
         causes += port_number_or_name(join(path, "tcpSocket.port"), probe.tcp_socket.port)
+        causes += formatted(join(path, "tcpSocket.host"), probe.tcp_socket.host, no_nul)
     causes += at_least(join(path, "initialDelaySeconds"), probe.initial_delay_seconds, 0)
     for field, value in (
         ("periodSeconds", probe.period_seconds),

@@ -14,21 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 
-import msgspec
-
 from bus.errors import StatusCause
 from bus.meta import LabelSelector, LabelSelectorRequirement, ObjectMeta
 from bus.quantity import parse_quantity
-from bus.validation.schema import join
+from bus.validation.schema import join, show
 
 FormatCheck = Callable[[str], list[str]]
 
 # -- causes, worded as Kubernetes' field.Error
-
-
-def show(value: object) -> str:
-    """A value as Kubernetes prints it in a message: strings quoted, numbers bare."""
-    return msgspec.json.encode(value).decode()
 
 
 def invalid_value(path: str, value: object, detail: str) -> StatusCause:
@@ -143,6 +136,43 @@ def qualified_name(value: str) -> list[str]:
 def label_value(value: str) -> list[str]:
     ok = value == "" or _QUALIFIED_NAME.fullmatch(value)
     return _max_length(value, 63) + ([] if ok else [LABEL_VALUE_MESSAGE])
+
+
+_KIND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def kind_name(value: str) -> list[str]:
+    """A kind as it appears in `kind` and object references: `Pod`, `HorizontalPodAutoscaler`."""
+    ok = _KIND_NAME.fullmatch(value)
+    return _max_length(value, 63) + (
+        [] if ok else ["a kind must consist of letters and digits, starting with a letter (e.g. 'Pod')"]
+    )
+
+
+def no_nul(value: str) -> list[str]:
+    """Strings that become process arguments, environment, paths or image references: neither
+    the kernel's exec nor any runtime takes a NUL byte, so a pod holding one would never start."""
+    return ["must not contain a NUL byte"] if "\x00" in value else []
+
+
+_HTTP_HEADER_NAME = re.compile(r"[-A-Za-z0-9]+")
+_HTTP_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def http_header_name(value: str) -> list[str]:
+    if _HTTP_HEADER_NAME.fullmatch(value):
+        return []
+    return [
+        "a valid HTTP header must consist of alphanumeric characters or '-' "
+        "(e.g. 'X-Header-Name', regex used for validation is '[-A-Za-z0-9]+')"
+    ]
+
+
+def http_header_value(value: str) -> list[str]:
+    """A probe sends it as it is: a line break or NUL would end or corrupt the request."""
+    if _HTTP_HEADER_VALUE_FORBIDDEN.search(value):
+        return ["must not contain control characters (line breaks, NUL)"]
+    return []
 
 
 def port_name(value: str) -> list[str]:

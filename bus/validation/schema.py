@@ -36,6 +36,28 @@ def type_tree(cls: type) -> mi.Type:
     return mi.type_info(cls)
 
 
+SHOWN_MAX = 120
+
+
+def _int_text(value: int) -> str:
+    """The integer, or its size when it is too long to print (Python refuses past 4300 digits)."""
+    if value.bit_length() <= 256:
+        return str(value)
+    return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+
+
+def show(value: object) -> str:
+    """A value as Kubernetes prints it in a message: strings quoted, numbers bare. A long value
+    is cut short (saying how long it was), so that an error never echoes a megabyte back."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return _int_text(value)
+    text = msgspec.json.encode(value).decode()
+    if len(text) <= SHOWN_MAX:
+        return text
+    length = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} bytes as JSON"
+    return f"{text[:SHOWN_MAX]}... ({length})"
+
+
 def join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
@@ -67,6 +89,14 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+def wrong_type(path: str, value: Any, expected: str) -> StatusCause:
+    return StatusCause(
+        field=path,
+        message=f"Invalid value: {_json_type(value)}: expected {expected}",
+        reason="FieldValueTypeInvalid",
+    )
+
+
 def _matches(value: Any, t: mi.Type) -> bool:
     """Whether `value` has the shape of `t` at this level (children are checked separately)."""
     match t:
@@ -95,6 +125,19 @@ def _matches(value: Any, t: mi.Type) -> bool:
     return False
 
 
+_WIDTHS = {2**31 - 1: "int32", 2**63 - 1: "int64"}
+
+
+def _out_of_range(value: int, t: mi.IntType) -> str:
+    """What is wrong with an integer outside its type's range (`Int32`, `Int64`), or ""."""
+    width = f" (an {_WIDTHS[t.le]})" if t.le in _WIDTHS else ""
+    if t.ge is not None and value < t.ge:
+        return f"must be greater than or equal to {t.ge}{width}"
+    if t.le is not None and value > t.le:
+        return f"must be less than or equal to {t.le}{width}"
+    return ""
+
+
 def check(value: Any, t: mi.Type, path: str, causes: list[StatusCause]) -> None:
     """Append a cause for every structural problem of `value` at `path` (and below)."""
     if not _matches(value, t):
@@ -105,19 +148,12 @@ def check(value: Any, t: mi.Type, path: str, causes: list[StatusCause]) -> None:
             causes.append(
                 StatusCause(
                     field=path,
-                    message=f"Unsupported value: {msgspec.json.encode(value).decode()}: "
-                    f"supported values: {supported}",
+                    message=f"Unsupported value: {show(value)}: supported values: {supported}",
                     reason="FieldValueNotSupported",
                 )
             )
         else:
-            causes.append(
-                StatusCause(
-                    field=path,
-                    message=f"Invalid value: {_json_type(value)}: expected {_describe(t)}",
-                    reason="FieldValueTypeInvalid",
-                )
-            )
+            causes.append(wrong_type(path, value, _describe(t)))
         return
     match t:
         case mi.UnionType():
@@ -136,6 +172,16 @@ def check(value: Any, t: mi.Type, path: str, causes: list[StatusCause]) -> None:
                 check(item, t.value_type, f"{path}[{key}]", causes)
         case mi.StructType():
             check_struct(value, t, path, causes)
+        case mi.IntType():
+            problem = _out_of_range(value, t)
+            if problem:
+                causes.append(
+                    StatusCause(
+                        field=path,
+                        message=f"Invalid value: {_int_text(value)}: {problem}",
+                        reason="FieldValueInvalid",
+                    )
+                )
         case mi.DateTimeType() if isinstance(value, str):
             try:
                 msgspec.convert(value, datetime)

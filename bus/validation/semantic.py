@@ -29,6 +29,7 @@ from bus.validation.rules import (
     duplicate,
     formatted,
     invalid_value,
+    kind_name,
     label_value,
     object_meta,
     qualified_name,
@@ -91,12 +92,18 @@ def _lease(lease: Lease) -> list[StatusCause]:
 
 
 def _event(event: Event) -> list[StatusCause]:
+    """The involved object's namespace, kind and name are tokens of the subject the Event is
+    published on (`steer.events.<namespace>.<Kind>.<name>`), so each must be one valid token."""
     ref = event.involved_object
     causes = [
         required(f"involvedObject.{field}")
         for field, value in (("kind", ref.kind), ("name", ref.name))
         if not value
     ]
+    if ref.kind:
+        causes += formatted("involvedObject.kind", ref.kind, kind_name)
+    if ref.name:
+        causes += formatted("involvedObject.name", ref.name, dns1123_label)
     if ref.namespace:
         causes += formatted("involvedObject.namespace", ref.namespace, dns1123_label)
     return causes

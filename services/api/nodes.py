@@ -15,6 +15,8 @@ from bus.errors import BadRequest, Forbidden
 from bus.protocol import NODE_LEASE_NAMESPACE, DeleteRequest, GetRequest, ListRequest
 from bus.resources import Pod
 from bus.store import Store
+from bus.validation import requests
+from services.api.bodies import parse_request
 
 
 class _Named(msgspec.Struct):
@@ -30,19 +32,20 @@ _named = msgspec.json.Decoder(_Named)
 def _object_name(body: bytes) -> str:
     try:
         return _named.decode(body).metadata.name
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise BadRequest("request body is not a valid object") from None
 
 
 def _request_name(verb: str, body: bytes) -> str:
-    try:
-        if verb == "get":
-            return msgspec.json.decode(body, type=GetRequest).name
-        if verb == "delete":
-            return msgspec.json.decode(body, type=DeleteRequest).name
-    except msgspec.DecodeError as err:
-        raise BadRequest(f"malformed request: {err}") from None
-    return _object_name(body)
+    """The name a request is about, checked before it goes near a key or a subject."""
+    if verb == "get":
+        name, path = parse_request(body, GetRequest).name, "name"
+    elif verb == "delete":
+        name, path = parse_request(body, DeleteRequest).name, "name"
+    else:
+        name, path = _object_name(body), "metadata.name"
+    requests.check("invalid request", requests.lookup_name(name, path))
+    return name
 
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -70,7 +73,7 @@ async def admit(
             _require(_request_name(verb, body) == node, node, f"{verb} a Lease other than its own")
         case "pods" if verb == "list":
             # A node lists only its own pods, whatever selector it asked for.
-            request = msgspec.json.decode(body, type=ListRequest) if body else ListRequest()
+            request = parse_request(body, ListRequest) if body else ListRequest()
             own = f"spec.nodeName={node}"
             request.field_selector = f"{request.field_selector},{own}" if request.field_selector else own
             return msgspec.json.encode(request)

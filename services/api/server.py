@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.micro.request import Request
@@ -27,27 +26,22 @@ from bus import kinds, subjects
 from bus import metrics as bus_metrics
 from bus.codec import encode
 from bus.connection import Credentials, announce, close, connect, fail_when_closed
-from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError
-from bus.failures import translate
+from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError, Unavailable
 from bus.meta import ObjectMeta
-from bus.protocol import (
-    ERROR_CODE_HEADER,
-    ERROR_HEADER,
-    FEED_EVENT_HEADER,
-    NODE_LEASE_NAMESPACE,
-    SYSTEM_NAMESPACE,
-    WARNING_HEADER,
-)
-from bus.resources import Endpoints, Event, Namespace, Pod, Service
+from bus.protocol import NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE, WARNING_HEADER
+from bus.resources import Event, Namespace
 from bus.store import Store, StoreConfig
 from bus.unreadable import UnreadableReporter
-from services.api import nodes
+from bus.validation import requests
+from services.api import nodes, replies
+from services.api.followup import Followup
 from services.api.namespaces import NamespaceCache
 from services.api.verbs import COMPONENT, Outcome, Verbs
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 256
+WARNING_TEXT_MAX = 2048  # a listing's warning names at most ten unreadable objects
 
 
 @dataclass
@@ -65,7 +59,8 @@ class ApiServer:
         self.js = nc.jetstream(timeout=5.0)
         self.store = store
         self.namespaces = NamespaceCache(store)
-        self.verbs = Verbs(store, self.namespaces)
+        self.verbs = Verbs(store, self.namespaces, max_payload=nc.max_payload)
+        self.followup = Followup(nc, self.js, store)
         self.tasks = tasks
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.handlers: dict[str, Callable[[kinds.KindInfo, str, bytes], Awaitable[Outcome]]] = {
@@ -88,33 +83,45 @@ class ApiServer:
         self.tasks.create_task(self._serve(request, self.dispatch_node))
 
     async def _serve(self, request: Request, dispatch: Callable[[str, bytes], Awaitable[Outcome]]) -> None:
+        """One request, start to finish. Nothing may escape: an exception here would end the
+        task group, and with it the API."""
+        try:
+            outcome = await self._answer(request, dispatch)
+        finally:
+            self.slots.release()
+        if outcome is not None:
+            await self.followup.run(outcome)
+
+    async def _answer(
+        self, request: Request, dispatch: Callable[[str, bytes], Awaitable[Outcome]]
+    ) -> Outcome | None:
+        """Handle the request and reply; the outcome, or None when it failed (the error is the reply)."""
         try:
             outcome = await dispatch(request.subject, request.data)
         except SteerError as err:
-            await _respond_error(request, err)
-            return
+            await replies.reply_error(request, err)
+            return None
         except Exception as err:  # a bug must not take the API down: answer 500 and log it
             log.exception("unhandled error on %s", request.subject)
-            await _respond_error(request, Internal(f"internal error: {type(err).__name__}"))
-            return
-        finally:
-            self.slots.release()
+            await replies.reply_error(request, Internal(f"internal error: {type(err).__name__}"))
+            return None
         # One line: a header value cannot hold a line break.
         warning = " ".join("; ".join(outcome.warnings).split())
-        headers = {WARNING_HEADER: warning} if warning else None
-        with contextlib.suppress(Exception):
-            await request.respond(encode(outcome.reply), headers=headers)
-        for done in outcome.all():
-            await self.feed(done)
-            await self.record(done.events)
+        headers = {WARNING_HEADER: replies.header_text(warning, WARNING_TEXT_MAX)} if warning else None
+        # Whether or not the reply goes out, what was written was written: follow it up.
+        await replies.reply(request, outcome.reply, max_payload=self.nc.max_payload, headers=headers)
+        return outcome
 
     async def dispatch(self, subject: str, body: bytes) -> Outcome:
         verb, plural, namespace = subjects.parse_api(subject)
+        _check_namespace(namespace)
         return await self._handle(verb, plural, namespace, body)
 
     async def dispatch_node(self, subject: str, body: bytes) -> Outcome:
         """A node agent's request: the node-restriction rules first, then the same verbs."""
         node, verb, plural, namespace = subjects.parse_node(subject)
+        requests.check("invalid request subject", requests.node_token(node))
+        _check_namespace(namespace)
         info = self._kind(plural)
         body = await nodes.admit(self.store, node, verb, info, namespace if info.namespaced else "", body)
         outcome = await self._handle(verb, plural, namespace, body)
@@ -136,48 +143,24 @@ class ApiServer:
         if verb != "list" and info.namespaced and namespace in ("", subjects.ALL):
             raise BadRequest(f"{info.plural} are namespaced: the subject must name one namespace")
         outcome = await handler(info, namespace if info.namespaced else "", body)
-        if info.kind == "Event" and verb in ("create", "update") and isinstance(outcome.reply, Event):
-            await self.publish_events([outcome.reply])
+        if (
+            info.kind == "Event"
+            and outcome.written
+            and not outcome.deleted
+            and isinstance(outcome.reply, Event)
+        ):
+            # On the stream before the reply, so whoever created it reads it there at once; if the
+            # stream does not take it now, the follow-up tries again after the reply.
+            if not await self.followup.publish_once(outcome.reply):
+                outcome.stream.append(outcome.reply)
         return outcome
-
-    async def feed(self, outcome: Outcome) -> None:
-        """Tell the node a changed pod is bound to, and every node of a changed Service or
-        Endpoints (their proxies serve them). Agents re-list now and then, so a lost message
-        only delays a change."""
-        obj = outcome.reply
-        if not outcome.written:
-            return
-        if isinstance(obj, Pod) and obj.spec.node_name:
-            subject = subjects.node_feed(obj.spec.node_name)
-        elif isinstance(obj, Service | Endpoints):
-            subject = subjects.cluster_feed(kinds.of(obj).plural)
-        else:
-            return
-        event = "DELETED" if outcome.deleted else "MODIFIED"
-        with contextlib.suppress(Exception):
-            await self.nc.publish(subject, encode(obj), headers={FEED_EVENT_HEADER: event})
-
-    async def record(self, events: list[Event]) -> None:
-        """Store lifecycle events and publish them to the events stream; failures are only logged."""
-        for event in events:
-            try:
-                stored = await self.store.create(event)
-                await self.publish_events([stored])
-            except SteerError as err:
-                log.warning("could not record event %s: %s", event.reason, err)
 
     async def record_unreadable(self, event: Event) -> None:
         """Store and publish the Warning event about a value that cannot be read; AlreadyExists
         when another component recorded it first (its name is derived from the key)."""
         stored = await self.store.create(event)
-        try:
-            await self.publish_events([stored])
-        except (TimeoutError, nats.errors.Error) as err:
-            raise translate(err) from err
-
-    async def publish_events(self, events: list[Event]) -> None:
-        for event in events:
-            await self.js.publish(bus_events.subject_of(event), encode(event))
+        if not await self.followup.publish_once(stored):
+            raise Unavailable(f"the events stream did not take event {stored.metadata.name}")
 
     async def seed(self) -> None:
         """The namespaces every cluster starts with."""
@@ -188,10 +171,10 @@ class ApiServer:
                 )
 
 
-async def _respond_error(request: Request, err: SteerError) -> None:
-    headers = {ERROR_CODE_HEADER: str(err.code), ERROR_HEADER: err.message[:200]}
-    with contextlib.suppress(Exception):
-        await request.respond(msgspec.json.encode(err.to_status()), headers=headers)
+def _check_namespace(namespace: str) -> None:
+    """The namespace token of a subject goes into keys and subjects: it must be a namespace name."""
+    if namespace != subjects.ALL:
+        requests.check("invalid request subject", requests.namespace_token(namespace))
 
 
 async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:

@@ -17,12 +17,11 @@ import msgspec
 
 from bus import fields, kinds, selectors, subjects
 from bus.codec import to_builtins
-from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, TooLarge, invalid
+from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, invalid
 from bus.events import make_event, now, reference
 from bus.meta import Resource
 from bus.protocol import (
     FOREGROUND_FINALIZER,
-    MAX_OBJECT_BYTES,
     NODE_LEASE_NAMESPACE,
     ORPHAN_FINALIZER,
     SYSTEM_NAMESPACE,
@@ -36,8 +35,12 @@ from bus.protocol import (
 from bus.resources import Event, Namespace, Pod
 from bus.store import Store, conflict_message
 from bus.unreadable import UnreadableEntry, UnreadableError, left_out
-from bus.validation import decode_object
+from bus.validation import decode_object, requests
+from bus.validation.rules import at_least
+from bus.validation.schema import wrong_type
+from services.api import listing
 from services.api.admission import prepare_create, prepare_update
+from services.api.bodies import REPLY_HEADROOM, check_size, object_limit, parse_json, parse_request
 from services.api.namespaces import NamespaceCache
 from services.api.patch import merge_patch
 
@@ -55,11 +58,13 @@ class Outcome:
     """What a verb replies with, and what to do once the reply is out.
 
     `written` is set when the store changed (so node agents may need to hear of it), and
-    `deleted` when the object was removed rather than written.
+    `deleted` when the object was removed rather than written. `events` are lifecycle events
+    to record; `stream` are Events already stored that go on the events stream.
     """
 
     reply: Any
     events: list[Event] = field(default_factory=list)
+    stream: list[Event] = field(default_factory=list)
     written: bool = False
     deleted: bool = False
     related: list[Outcome] = field(default_factory=list)  # writes this one caused (namespace content)
@@ -69,28 +74,12 @@ class Outcome:
         return [self, *(o for related in self.related for o in related.all())]
 
 
-def parse_json(body: bytes) -> Any:
-    if len(body) > MAX_OBJECT_BYTES:
-        raise TooLarge(f"request entity too large: {len(body)} bytes; the limit is {MAX_OBJECT_BYTES} bytes")
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as err:
-        raise BadRequest(f"request body is not valid JSON: {err}") from None
-
-
-def parse_request(body: bytes, type_: type[T]) -> T:
-    try:
-        return msgspec.json.decode(body, type=type_)
-    except msgspec.ValidationError as err:
-        raise BadRequest(f"malformed {type_.__name__}: {err}") from None
-    except msgspec.DecodeError as err:
-        raise BadRequest(f"request body is not valid JSON: {err}") from None
-
-
 class Verbs:
-    def __init__(self, store: Store, namespaces: NamespaceCache) -> None:
+    def __init__(self, store: Store, namespaces: NamespaceCache, *, max_payload: int) -> None:
         self.store = store
         self.namespaces = namespaces
+        self.object_limit = object_limit(max_payload)
+        self.page_budget = max_payload - REPLY_HEADROOM
 
     # -- helpers
 
@@ -135,11 +124,12 @@ class Verbs:
     # -- verbs
 
     async def create(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
-        obj = self._decode_for(info, namespace, parse_json(body))
+        obj = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
         if not obj.metadata.name and not obj.metadata.generate_name:
             raise invalid(info.kind, "", [StatusCause(field="metadata.name", message="Required value")])
         await self._require_namespace(info, namespace)
         prepare_create(obj, info)
+        check_size(obj, self.object_limit)
         stored = await self.store.create(obj)
         return Outcome(
             stored,
@@ -149,10 +139,13 @@ class Verbs:
 
     async def get(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, GetRequest)
+        requests.check("invalid get request", requests.lookup_name(request.name))
         return Outcome(await self.store.get(info.type, namespace, request.name))
 
     async def list_objects(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, ListRequest) if body else ListRequest()
+        requests.check("invalid list request", at_least("limit", request.limit, 0))
+        after = listing.decode_token(request.continue_) if request.continue_ else None
         try:
             requirements = selectors.parse(request.label_selector) if request.label_selector else None
         except ValueError as err:
@@ -167,16 +160,19 @@ class Verbs:
         )
         if field_selector:
             items = [item for item in items if fields.matches(field_selector, item)]
-        listing = ObjectList(
-            kind=f"{info.kind}List",
-            api_version=info.api_version,
-            items=[msgspec.Raw(msgspec.json.encode(item)) for item in items],
-        )
-        listing.metadata.resource_version = str(revision)
-        return Outcome(listing, warnings=[left_out(info, unreadable)] if unreadable else [])
+        items.sort(key=lambda item: (item.metadata.namespace, item.metadata.name))
+        page = listing.paginate(items, after=after, limit=request.limit, budget=self.page_budget)
+        reply = ObjectList(kind=f"{info.kind}List", api_version=info.api_version, items=page.items)
+        version = after.rv if after is not None else str(revision)
+        reply.metadata.resource_version = version
+        if page.last is not None:
+            reply.metadata.continue_ = listing.encode_token(listing.Cursor(version, *page.last))
+            reply.metadata.remaining_item_count = page.remaining
+        return Outcome(reply, warnings=[left_out(info, unreadable)] if unreadable else [])
 
     async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
-        new = self._decode_for(info, namespace, parse_json(body))
+        new = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
+        _check_precondition(new)
 
         async def write(current: Resource) -> Outcome:
             return await self._replace(info, new, current)
@@ -217,6 +213,7 @@ class Verbs:
             await self.store.delete(new)
             deleted = self._lifecycle(new, "Deleted", f"Deleted {info.singular} {new.metadata.name}")
             return Outcome(new, deleted, written=True, deleted=True)
+        check_size(new, self.object_limit)
         stored = await self.store.update(new)
         events = []
         if stored.metadata.generation != current.metadata.generation and info.update_events:
@@ -227,12 +224,13 @@ class Verbs:
         return Outcome(stored, events, written=True)
 
     async def patch(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
-        request = parse_request(body, PatchRequest)
-        precondition = str((request.patch.get("metadata") or {}).get("resourceVersion") or "")
+        request = parse_request(body, PatchRequest, limit=self.object_limit)
+        precondition = _patch_precondition(request)
 
         async def write(current: Resource) -> Outcome:
             patched = merge_patch(to_builtins(current), request.patch)
-            if not isinstance(patched, dict) or patched.get("metadata", {}).get("name") != request.name:
+            metadata = patched.get("metadata") if isinstance(patched, dict) else None
+            if not isinstance(metadata, dict) or metadata.get("name") != request.name:
                 raise BadRequest("a patch may not change metadata.name")
             patched.get("metadata", {}).pop("resourceVersion", None)
             return await self._replace(info, self._decode_for(info, namespace, patched), current)
@@ -242,12 +240,14 @@ class Verbs:
     async def status(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         if "status" not in info.type.__struct_fields__:
             raise BadRequest(f"{info.plural} have no status")
-        given = self._decode_for(info, namespace, parse_json(body))
+        given = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
+        _check_precondition(given)
 
         async def write(current: Resource) -> Outcome:
             updated = msgspec.structs.replace(current, status=given.status)  # type: ignore[attr-defined]
             if updated == current:
                 return Outcome(current)
+            check_size(updated, self.object_limit)
             return Outcome(await self.store.update(updated), written=True)
 
         return await self._retrying(
@@ -256,14 +256,12 @@ class Verbs:
 
     async def delete(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, DeleteRequest)
+        causes = requests.lookup_name(request.name) + requests.resource_version(request.resource_version)
+        if request.grace_period_seconds is not None:
+            causes += at_least("gracePeriodSeconds", request.grace_period_seconds, 0)
+        requests.check("invalid delete request", causes)
         if info.kind == "Namespace" and request.name in PROTECTED_NAMESPACES:
             raise Forbidden(f'namespaces "{request.name}" is forbidden: this namespace may not be deleted')
-        if request.grace_period_seconds is not None and request.grace_period_seconds < 0:
-            raise invalid(
-                info.kind,
-                request.name,
-                [StatusCause(field="gracePeriodSeconds", message="must be greater than or equal to 0")],
-            )
 
         async def write(current: Resource) -> Outcome:
             outcome = await self._delete(info, current, request)
@@ -340,6 +338,29 @@ class Verbs:
                         "namespace %s: %s %s changed while emptying", namespace, info.kind, item.metadata.name
                     )
         return outcomes
+
+
+def _check_precondition(obj: Resource) -> None:
+    causes = requests.resource_version(obj.metadata.resource_version, "metadata.resourceVersion")
+    if causes:
+        raise invalid(obj.kind, obj.metadata.name, causes)
+
+
+def _patch_precondition(request: PatchRequest) -> str:
+    """The resourceVersion a patch expects (its `metadata.resourceVersion`), checked with its name."""
+    metadata = request.patch.get("metadata")
+    causes = requests.lookup_name(request.name)
+    version: object = ""
+    if isinstance(metadata, dict):
+        version = metadata.get("resourceVersion") or ""
+    elif metadata is not None:
+        causes.append(wrong_type("patch.metadata", metadata, "object"))
+    if not isinstance(version, str):
+        causes.append(wrong_type("patch.metadata.resourceVersion", version, "string"))
+    else:
+        causes += requests.resource_version(version, "patch.metadata.resourceVersion")
+    requests.check("invalid patch request", causes)
+    return version if isinstance(version, str) else ""
 
 
 def _grace_period(obj: Resource, request: DeleteRequest) -> int | None:

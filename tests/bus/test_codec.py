@@ -110,6 +110,20 @@ def test_malformed_yaml_names_the_line(text: str, line: int) -> None:
     assert caught.value.code == 400
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("replicas: 1" + "0" * 5000 + "\n", "Exceeds the limit (4300 digits) for integer string conversion"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "exceeded maximum nesting depth"),
+    ],
+)
+def test_yaml_python_cannot_hold_is_malformed_not_a_crash(text: str, problem: str) -> None:
+    """Found by fuzzing: a 5,001-digit number made `steer apply` fail with an internal error."""
+    with pytest.raises(BadRequest) as caught:
+        load_documents(text, source="big.yaml")
+    assert caught.value.message.startswith("big.yaml: malformed YAML") and problem in caught.value.message
+
+
 def test_default_source_is_stdin() -> None:
     with pytest.raises(BadRequest, match=r"^<stdin>: document 1 is a list"):
         load_documents("[1]")
@@ -198,3 +212,11 @@ def test_json_round_trip_of_a_pod() -> None:
 def test_wire_round_trip_of_a_pod() -> None:
     pod = make_pod()
     assert decode(encode(pod), Pod) == pod
+
+
+def test_a_json_manifest_is_read_as_json() -> None:
+    """Found by fuzzing: JSON with an emoji escaped as a surrogate pair (as json.dumps writes it)
+    is valid JSON that YAML refuses; kubectl reads such a file as JSON, and so do we."""
+    text = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"annotations": {"note": "🙂"}}})
+    assert "\\ud83d" in text
+    assert load_documents(text)[0]["metadata"]["annotations"]["note"] == "🙂"

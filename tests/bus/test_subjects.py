@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bus import subjects
+from bus.errors import BadRequest
 
 
 @pytest.mark.parametrize(
@@ -151,3 +152,57 @@ def test_published_api_subjects_have_no_wildcards(verb: subjects.ApiVerb) -> Non
     for namespace in ("default", "", None, "*"):
         tokens = subjects.api(verb, "pods", namespace).split(".")
         assert "*" not in tokens and ">" not in tokens
+
+
+LONG = "a" * 5000
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: subjects.key("default", LONG),
+        lambda: subjects.key(LONG, "web"),
+        lambda: subjects.key("default", "web 1"),
+        lambda: subjects.key("default", "web\r\nPUB x 1"),
+        lambda: subjects.key("default", "a..b"),
+        lambda: subjects.key("default", ".web"),
+        lambda: subjects.key("default", "*"),
+        lambda: subjects.key("default", ""),
+        lambda: subjects.api("get", "pods", LONG),
+        lambda: subjects.api("get", "pods", "a.b"),
+        lambda: subjects.api("get", "pods", ">"),
+        lambda: subjects.node(LONG, "get", "pods", "default"),
+        lambda: subjects.node("n1.x", "get", "pods", "default"),
+        lambda: subjects.node_feed(LONG),
+        lambda: subjects.node_feed("n 1"),
+        lambda: subjects.node_stream("n1", "logs.x"),
+        lambda: subjects.events("default", "Pod", LONG),
+        lambda: subjects.events("default", "Pod", "web.1"),
+        lambda: subjects.events("default", "Po d", "web"),
+        lambda: subjects.events_filter("default", "Pod", LONG),
+        lambda: subjects.metrics_node(LONG),
+        lambda: subjects.metrics_proxy("n\t1"),
+        lambda: subjects.cluster_feed("services.>"),
+        lambda: subjects.bucket("pods pods"),
+    ],
+)
+def test_no_builder_emits_a_malformed_or_over_long_subject(build: object) -> None:
+    """The defence behind every validation: whatever a caller passes, nothing malformed is built."""
+    with pytest.raises(BadRequest):
+        build()  # type: ignore[operator]
+
+
+def test_token_errors_name_the_token_without_echoing_all_of_it() -> None:
+    with pytest.raises(BadRequest) as caught:
+        subjects.key("default", LONG)
+    assert "name" in caught.value.message and "5000 characters" in caught.value.message
+    assert len(caught.value.message) < 200
+
+
+def test_longest_legitimate_names_fit() -> None:
+    namespace, name = "n" * 63, "e" * 120 + "." + "f" * 132
+    key = subjects.key(namespace, name)
+    assert subjects.split_key(key) == (namespace, name)
+    assert len(subjects.kv_subject(subjects.bucket("horizontalpodautoscalers"), key)) < 512
+    assert subjects.events(namespace, "HorizontalPodAutoscaler", "w" * 253)
+    assert subjects.metrics_node("") == "steer.metrics.node."  # a prefix, for matching

@@ -136,6 +136,26 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        [1, 2],
+        "web",
+        5,
+        {"name": "web", "annotations": "a=b"},
+        {"name": "web", "annotations": [1]},
+        {"annotations": 7},
+    ],
+)
+def test_metadata_that_is_no_mapping_is_left_for_the_api_to_reject(metadata: Any) -> None:
+    """Found by fuzzing: `steer apply` failed with an internal error (AttributeError, TypeError)
+    where it should have sent the object and shown the API's answer, which names the field."""
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata}
+    assert with_last_applied(body) == body
+    assert apply_patch(body, json.dumps({"metadata": {"annotations": {"a": "b"}}})) == body
+    assert apply_patch(body, None) == body
+
+
 def test_read_a_file_with_several_documents(tmp_path: Path) -> None:
     f = write(tmp_path / "app.yaml", "kind: Pod\nmetadata: {name: a}\n---\nkind: Service\n")
     found = read([str(f)])
