@@ -16,6 +16,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from bus import kinds, subjects
+from bus.cancellation import checkpoint
 from bus.codec import encode
 from bus.errors import (
     BadRequest,
@@ -92,6 +93,7 @@ class Client:
             raise TooLarge(too_large(len(body), limit)) from None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             raise Unavailable("not connected to NATS") from None
+        checkpoint()
         if msg.headers and ERROR_CODE_HEADER in msg.headers:
             try:
                 status = _status_decoder.decode(msg.data)

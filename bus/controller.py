@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bus.cancellation import checkpoint
 from bus.errors import SteerError
 from bus.informer import Informer, key_of
 from bus.meta import Resource
@@ -144,12 +145,8 @@ class Controller:
             self.queue.close()
 
     async def _work(self) -> None:
-        me = asyncio.current_task()
         while True:
-            # Python 3.11's wait_for can swallow a cancellation that races with a reply (fixed in
-            # 3.12); a worker that was asked to stop must not go back to waiting for work.
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
+            checkpoint()  # a worker asked to stop must not go back to waiting for work
             key = await self.queue.get()
             try:
                 result = await self.reconciler.reconcile(key)

@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from bus.cancellation import checkpoint
 from bus.client import Client
 from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
 from bus.events import now
@@ -40,14 +41,6 @@ from bus.resources import Lease
 from bus.resources.records import LeaseSpec
 
 log = logging.getLogger(__name__)
-
-
-def _stop_if_cancelled() -> None:
-    """Python 3.11's wait_for (inside nats-py's requests) can swallow a cancellation that races
-    with a reply (fixed in 3.12): a campaign asked to stop must not go round again."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def default_renew_deadline(lease_duration: float, renew_every: float) -> float:
@@ -188,7 +181,7 @@ class LeaderElector:
     async def run(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Campaign until cancelled; run `work` while leading, cancel it when leadership is lost."""
         while True:
-            _stop_if_cancelled()
+            checkpoint()
             began = self._loop_time()
             if not await self._round(began + self.renew_deadline):
                 await asyncio.sleep(max(began + self.retry_every - self._loop_time(), 0))
@@ -212,9 +205,9 @@ class LeaderElector:
         which each success moves to its start + renew_deadline, or when another holds the lease."""
         next_try = valid_until - self.renew_deadline + self.renew_every
         while True:
-            _stop_if_cancelled()
+            checkpoint()
             await asyncio.sleep(max(min(next_try, valid_until) - self._loop_time(), 0))
-            _stop_if_cancelled()
+            checkpoint()
             began = self._loop_time()
             if began >= valid_until:
                 return
