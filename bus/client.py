@@ -16,7 +16,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from bus import kinds, subjects
-from bus.cancellation import checkpoint
+from bus.cancellation import keeping_cancellation
 from bus.codec import encode
 from bus.errors import (
     BadRequest,
@@ -84,7 +84,7 @@ class Client:
         if len(body) > limit:
             raise TooLarge(too_large(len(body), limit))
         try:
-            msg = await self.nc.request(subject, body, timeout=self.timeout)
+            msg = await keeping_cancellation(self.nc.request(subject, body, timeout=self.timeout))
         except nats.errors.NoRespondersError:
             raise Unavailable("no API server is running (nothing answers on the bus)") from None
         except nats.errors.TimeoutError:
@@ -93,7 +93,6 @@ class Client:
             raise TooLarge(too_large(len(body), limit)) from None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             raise Unavailable("not connected to NATS") from None
-        checkpoint()
         if msg.headers and ERROR_CODE_HEADER in msg.headers:
             try:
                 status = _status_decoder.decode(msg.data)

@@ -33,7 +33,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bus.cancellation import checkpoint
 from bus.errors import SteerError
 from bus.informer import Informer, key_of
 from bus.meta import Resource
@@ -146,7 +145,6 @@ class Controller:
 
     async def _work(self) -> None:
         while True:
-            checkpoint()  # a worker asked to stop must not go back to waiting for work
             key = await self.queue.get()
             try:
                 result = await self.reconciler.reconcile(key)

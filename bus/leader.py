@@ -31,7 +31,6 @@ from typing import Any
 
 import msgspec
 
-from bus.cancellation import checkpoint
 from bus.client import Client
 from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
 from bus.events import now
@@ -41,6 +40,21 @@ from bus.resources import Lease
 from bus.resources.records import LeaseSpec
 
 log = logging.getLogger(__name__)
+
+
+def parse_lease(text: str) -> tuple[float, float]:
+    """`DURATION,RENEW` in seconds, as the `--lease` option of a service takes it; ValueError
+    saying what is wrong. The duration is whole seconds (a Lease holds an int32)."""
+    try:
+        duration, renew = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f'"{text}" is not DURATION,RENEW (two numbers of seconds)') from None
+    if duration < 1 or not 0 < renew < math.floor(duration):
+        raise ValueError(
+            "the duration is whole seconds, at least 1, and the renew interval must be positive "
+            "and shorter than it"
+        )
+    return duration, renew
 
 
 def default_renew_deadline(lease_duration: float, renew_every: float) -> float:
@@ -181,7 +195,6 @@ class LeaderElector:
     async def run(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Campaign until cancelled; run `work` while leading, cancel it when leadership is lost."""
         while True:
-            checkpoint()
             began = self._loop_time()
             if not await self._round(began + self.renew_deadline):
                 await asyncio.sleep(max(began + self.retry_every - self._loop_time(), 0))
@@ -205,9 +218,7 @@ class LeaderElector:
         which each success moves to its start + renew_deadline, or when another holds the lease."""
         next_try = valid_until - self.renew_deadline + self.renew_every
         while True:
-            checkpoint()
             await asyncio.sleep(max(min(next_try, valid_until) - self._loop_time(), 0))
-            checkpoint()
             began = self._loop_time()
             if began >= valid_until:
                 return

@@ -76,6 +76,12 @@ async def up(
     ),
     port: Annotated[int, typer.Option(help="Port of the embedded NATS server.")] = 4222,
     api_replicas: Annotated[int, typer.Option(help="API server replicas.")] = 1,
+    scheduler_replicas: Annotated[
+        int, typer.Option(help="Scheduler replicas (one leads, the others stand by).")
+    ] = 1,
+    controllers_replicas: Annotated[
+        int, typer.Option(help="Controllers replicas (one leads, the others stand by).")
+    ] = 1,
     nodes: Annotated[int, typer.Option(help="Node agents, each on its own loopback address.")] = 3,
     runtime: Annotated[
         str, typer.Option(help="auto (docker if an engine answers, else process), docker, process or fake.")
@@ -98,8 +104,13 @@ async def up(
     ] = None,
 ) -> int:
     """Run a local cluster: embedded NATS, then every service, supervised until Ctrl-C."""
-    if not 1 <= api_replicas <= 8:
-        raise SteerError("--api-replicas must be between 1 and 8")
+    for option, replicas in (
+        ("--api-replicas", api_replicas),
+        ("--scheduler-replicas", scheduler_replicas),
+        ("--controllers-replicas", controllers_replicas),
+    ):
+        if not 1 <= replicas <= 8:
+            raise SteerError(f"{option} must be between 1 and 8")
     if not 0 <= nodes <= 50:
         raise SteerError("--nodes must be between 0 and 50")
     if not 1 <= port <= 65535:
@@ -119,12 +130,13 @@ async def up(
     with datadir.claim(data_dir, record):
         portowner.ensure_free(HOST, port)
         names = [f"{node_prefix}-{i + 1}" for i in range(nodes)]
-        cluster = _cluster(data_dir, port=port, api_replicas=api_replicas, node_names=names, runtime=runtime)
+        counts = {"api": api_replicas, "scheduler": scheduler_replicas, "controllers": controllers_replicas}
+        cluster = _cluster(data_dir, port=port, replicas=counts, node_names=names, runtime=runtime)
         return await _Up(cluster, backoff).run(apply or [])
 
 
 def _cluster(
-    data_dir: Path, *, port: int, api_replicas: int, node_names: list[str], runtime: str
+    data_dir: Path, *, port: int, replicas: dict[str, int], node_names: list[str], runtime: str
 ) -> LocalCluster:
     logs, url = data_dir / "logs", f"nats://{HOST}:{port}"
     bus = Child(
@@ -136,10 +148,16 @@ def _cluster(
     python = [sys.executable, "-m"]
     services = [
         Child(f"api-{i + 1}", [*python, "services.api", "--nats", url], logs / f"api-{i + 1}.log")
-        for i in range(api_replicas)
+        for i in range(replicas["api"])
     ]
-    for name in ("scheduler", "controllers"):
-        services.append(Child(name, [*python, f"services.{name}", "--nats", url], logs / f"{name}.log"))
+    for service in ("scheduler", "controllers"):
+        count = replicas[service]
+        for i in range(count):
+            name = service if count == 1 else f"{service}-{i + 1}"
+            # A replica restarted under the same identity takes its leader lease back at once,
+            # instead of waiting out the lease its killed predecessor held.
+            args = [*python, f"services.{service}", "--nats", url, "--instance", name]
+            services.append(Child(name, args, logs / f"{name}.log"))
     agents = []
     for i, name in enumerate(node_names):
         # Separate port ranges: a container that binds 0.0.0.0 cannot collide with another node's.

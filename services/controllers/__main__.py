@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from bus.connection import Credentials
+from bus.leader import parse_lease
 from bus.runner import run_service
 from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD
 from services.controllers.disruption import EvictionLimits
@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         "--lease",
         default="15,5",
         help="leader lease duration,renew interval in seconds (the leader stops half-way between them)",
+    )
+    parser.add_argument(
+        "--instance",
+        help="this replica's identity in leader election (default: host-pid); a supervisor that "
+        "restarts a replica under the same identity lets it take its lease back at once",
     )
     parser.add_argument(
         "--node-grace",
@@ -83,14 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        duration, renew = (float(x) for x in args.lease.split(","))
-    except ValueError:
-        parser.error("--lease takes two numbers: duration,renew")
-    if duration < 1 or not 0 < renew < math.floor(duration):
-        parser.error(
-            "--lease: the duration is whole seconds, at least 1, and the renew interval must be "
-            "positive and shorter than it"
-        )
+        duration, renew = parse_lease(args.lease)
+    except ValueError as err:
+        parser.error(f"--lease: {err}")
     if args.node_grace <= 0:
         parser.error("--node-grace must be positive")
     if args.default_toleration_seconds < 0:
@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         hpa_sync_period=args.hpa_sync_period,
     )
+    if args.instance:
+        config.instance = args.instance
     return run_service("steer controllers", run(config))
 
 

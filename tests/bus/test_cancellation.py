@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -67,3 +68,36 @@ async def test_a_request_that_raced_a_cancellation_raises_it() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)  # without the check: it loops on, and this times out
     assert bus.requests == 1
+
+
+async def test_a_cancellation_counted_earlier_and_handled_does_not_stop_later_requests() -> None:
+    """A task whose count of cancellations stayed raised (Python 3.11's task group, when a child
+    fails after the group's body ended, never takes its cancellation back) goes on working."""
+    client = Client(AnsweringBus())  # type: ignore[arg-type]
+
+    async def after_a_failed_group() -> int:
+        with contextlib.suppress(BaseExceptionGroup):
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(fail_soon())
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(1)  # handled here, and never uncancelled
+        answers = 0
+        for _ in range(3):
+            await client.request("get", kinds.BY_KIND["Namespace"], "", encode(GetRequest(name="x")))
+            answers += 1
+        return answers
+
+    assert await asyncio.create_task(after_a_failed_group()) == 3
+
+
+async def fail_soon() -> None:
+    await asyncio.sleep(0)
+    raise ValueError("a child's bug")
+
+
+class AnsweringBus:
+    max_payload = 1 << 20
+
+    async def request(self, subject: str, payload: bytes, timeout: float) -> Any:  # noqa: ASYNC109 (nats-py's signature)
+        return await asyncio.wait_for(asyncio.sleep(0, _Reply()), timeout)

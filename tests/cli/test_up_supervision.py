@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -190,3 +191,29 @@ def _drain(fd: int, into: bytearray) -> None:
         if not chunk:
             return
         into += chunk
+
+
+def test_standby_replicas_of_the_scheduler_and_the_controllers(tmp_path: Path) -> None:
+    """Each replica runs under the identity of its slot, so a killed leader that `steer up`
+    restarts comes back under the same name, and the lease is led again."""
+    with local_up(tmp_path, "--scheduler-replicas", "2", "--controllers-replicas", "2") as up:
+        for service in ("scheduler", "controllers"):
+            for slot in (f"{service}-1", f"{service}-2"):
+                up.child(f"--instance {slot}")  # exactly one process per slot
+            assert eventually(partial(_lease_holder, up, service), within=60), service
+            leader = _lease_holder(up, service)
+            killed = up.child(f"--instance {leader}")
+            os.kill(killed, signal.SIGKILL)
+            assert "restarting now" in up.read_until(f"{leader}: killed by SIGKILL")
+            assert eventually(partial(_restarted, up, f"--instance {leader}", killed))
+            assert eventually(partial(_led_by_a_live_replica, up, service, killed), within=60)
+
+
+def _lease_holder(up: LocalUp, name: str) -> str:
+    got = up.steer("get", "lease", name, "-n", "steer-system", "-o", "json")
+    return str(json.loads(got.stdout)["spec"].get("holderIdentity", "")) if got.returncode == 0 else ""
+
+
+def _led_by_a_live_replica(up: LocalUp, service: str, killed: int) -> bool:
+    holder = _lease_holder(up, service)
+    return bool(holder) and up.child(f"--instance {holder}") != killed

@@ -4,6 +4,7 @@ hollow node agents on the fake runtime, since placement, not containers, is unde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,8 @@ from bus.client import Client
 from bus.connection import connect
 from bus.events import read
 from bus.meta import ObjectMeta, OwnerReference
-from bus.resources import Namespace, Node, Pod
+from bus.protocol import SYSTEM_NAMESPACE
+from bus.resources import Lease, Namespace, Node, Pod
 from bus.resources.pod import Container, PodSpec, ResourceRequirements
 from bus.store import Store
 from tests.agents import AgentProcess, node_ready
@@ -72,9 +74,9 @@ async def add_node(
     await wait_for(env["store"], Node, "", name, node_ready)
 
 
-def start_scheduler(env: dict[str, Any]) -> subprocess.Popen[bytes]:
+def start_scheduler(env: dict[str, Any], *args: str) -> subprocess.Popen[bytes]:
     proc = start_service(
-        "services.scheduler", "--nats", env["url"], log=env["tmp"] / f"sched-{len(env['procs'])}.log"
+        "services.scheduler", "--nats", env["url"], *args, log=env["tmp"] / f"sched-{len(env['procs'])}.log"
     )
     env["procs"].append(proc)
     return proc
@@ -182,18 +184,37 @@ async def test_a_selector_matching_no_node(env: dict[str, Any]) -> None:
     )
 
 
-async def test_two_schedulers_bind_each_pod_exactly_once(env: dict[str, Any]) -> None:
+async def scheduled_events(client: Client, ns: str, count: int) -> dict[str, int]:
+    """Scheduled events per pod of `ns`, once `count` of them have been recorded (a scheduler
+    records each after its bind), read from the events stream."""
+    seen: dict[str, int] = {}
+    stream = read(client.nc.jetstream(), subject_filter=subjects.events_filter(ns, "Pod"), follow=True)
+    async with asyncio.timeout(60), contextlib.aclosing(stream) as events:
+        async for event in events:
+            if event.reason == "Scheduled":
+                seen[event.involved_object.name] = seen.get(event.involved_object.name, 0) + 1
+                if sum(seen.values()) >= count:
+                    return seen
+    raise AssertionError("the events stream ended")
+
+
+async def test_one_of_two_schedulers_leads_and_the_other_takes_over(env: dict[str, Any]) -> None:
     for name in ("a", "b"):
         await add_node(env, f"two-{name}", cpu="8")
-    start_scheduler(env)
-    start_scheduler(env)
+    schedulers = {name: start_scheduler(env, "--instance", name, "--lease", "3,1") for name in ("a", "b")}
     client, store, ns = env["client"], env["store"], env["ns"]
     await asyncio.gather(*(client.create(pod(f"p{i}", ns, "100m")) for i in range(30)))
     for i in range(30):
         await wait_for(store, Pod, ns, f"p{i}", bound)
-    js = client.nc.jetstream()
-    scheduled: dict[str, int] = {}
-    async for event in read(js, subject_filter=subjects.events_filter(ns, "Pod")):
-        if event.reason == "Scheduled":
-            scheduled[event.involved_object.name] = scheduled.get(event.involved_object.name, 0) + 1
-    assert scheduled == {f"p{i}": 1 for i in range(30)}
+    lease = await client.get(Lease, "scheduler", SYSTEM_NAMESPACE)
+    leader = lease.spec.holder_identity
+    assert leader in schedulers
+    schedulers[leader].kill()  # no release: the standby must wait the lease out, then lead
+    await asyncio.gather(*(client.create(pod(f"q{i}", ns, "100m")) for i in range(10)))
+    for i in range(10):
+        await wait_for(store, Pod, ns, f"q{i}", bound)
+    lease = await client.get(Lease, "scheduler", SYSTEM_NAMESPACE)
+    assert lease.spec.holder_identity not in ("", leader)
+    # Every pod was bound by one scheduler, once.
+    scheduled = await scheduled_events(client, ns, 40)
+    assert scheduled == {**{f"p{i}": 1 for i in range(30)}, **{f"q{i}": 1 for i in range(10)}}
