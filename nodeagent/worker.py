@@ -26,12 +26,13 @@ from bus.recorder import Recorder
 from bus.resources import Pod, Service
 from bus.resources.pod import Container, HostPortMapping, PodStatus
 from nodeagent import podstatus
+from nodeagent.adoption import sort_out, stored_status
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
 from nodeagent.discovery import service_env
-from nodeagent.ports import PortAllocator, PortInUse, port_env
+from nodeagent.ports import PortAllocator, PortInUse, WantedPort, port_env
 from nodeagent.reaper import ContainerReaper
-from nodeagent.runtime import ContainerInfo, PortBinding, Runtime
+from nodeagent.runtime import ContainerInfo, PortBinding, Runtime, RuntimeFailure
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,10 @@ class PodWorker:
         self.removed = False
         self.failure: tuple[str, str] | None = None  # (reason, message) of a pod that cannot run here
         self.written: PodStatus | None = pod.status if pod.status.container_statuses else None
-        self._adopted = adopted
+        self._leftovers = sort_out(self.runs, adopted)
+        # Taken back at once, before any other worker can allocate: the ports are bound (or
+        # about to be again), and no other pod may be given them.
+        ctx.ports.adopt(self.uid, self._leftovers.held_ports())
         self._tasks: asyncio.TaskGroup | None = None
 
     # -- told by the agent
@@ -164,34 +168,32 @@ class PodWorker:
         await self._finish()
 
     def _adopt(self) -> None:
-        counts = {s.name: s.restart_count for s in self.pod.status.container_statuses}
-        latest: dict[str, ContainerInfo] = {}
-        for info in self._adopted:
-            if info.name not in self.runs:
-                continue
-            if info.name not in latest or info.attempt > latest[info.name].attempt:
-                latest[info.name] = info
-        for name, info in latest.items():
-            self.runs[name].adopt(info, counts.get(name, max(0, info.attempt)))
-            log.info("pod %s: adopted container %s (%s)", self.key, name, info.status)
-        stale = [info for info in self._adopted if latest.get(info.name) is not info]
-        if stale:
-            self.spawn(self._remove(stale))
+        """Take over what a previous agent left of this pod (adoption.py)."""
+        for name, adopted in self._leftovers.adopted.items():
+            run = self.runs[name]
+            stored = stored_status(self.pod.status, name, f"{self.ctx.runtime.name}://{adopted.current.id}")
+            run.adopt(adopted, stored)
+            log.info("pod %s: adopted container %s (%s)", self.key, name, adopted.current.status)
+        if self._leftovers.stale:
+            self.spawn(self._remove(self._leftovers.stale))
 
     async def _remove(self, containers: list[ContainerInfo]) -> None:
         for info in containers:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(RuntimeFailure):
                 await self.ctx.runtime.remove(info.id)
 
     def _take_ports(self) -> bool:
-        """Allocate (or, after an agent restart, re-take) the pod's host ports."""
+        """Allocate the pod's host ports; after an agent restart, the same ones again."""
         known = {(m.container, m.container_port): m.host_port for m in self.pod.status.host_ports}
+        for container in self.pod.spec.containers:
+            for held in self._leftovers.ports_of(container.name):
+                known[(container.name, held.container_port)] = held.host_port
         wanted = []
         owners = []
         for container in self.pod.spec.containers:
             for port in container.ports:
-                fixed = port.host_port or known.get((container.name, port.container_port))
-                wanted.append((port.name, port.container_port, fixed))
+                before = known.get((container.name, port.container_port))
+                wanted.append(WantedPort(port.name, port.container_port, port.host_port, before))
                 owners.append(container.name)
         try:
             bindings = self.ctx.ports.allocate(self.uid, wanted)
