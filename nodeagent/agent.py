@@ -116,24 +116,30 @@ class Agent:
         self._take(msg)
 
     def _take(self, msg: Msg) -> None:
+        """One feed message. Whoever may publish on the feed can send anything: what cannot be
+        handled is logged and dropped, and the next listing puts things right."""
         try:
             pod = _pod_decoder.decode(msg.data)
-        except msgspec.DecodeError:
-            log.warning("malformed pod on the feed; ignored")
+        except msgspec.DecodeError as err:
+            log.warning("malformed pod on the feed (%s); ignored", err)
             return
         if pod.spec.node_name != self.config.name:
             return
-        if (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED":
-            self.forget(pod)
-        else:
-            self.observe(pod)
+        deleted = (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED"
+        self._guarded(self.forget if deleted else self.observe, pod)
+
+    def _guarded(self, act: Callable[[Pod], None], pod: Pod) -> None:
+        try:
+            act(pod)
+        except Exception:  # one pod's bad data, or our bug, must not stop the others
+            log.exception("cannot handle pod %s/%s", pod.metadata.namespace, pod.metadata.name)
 
     async def resync(self) -> None:
         """List our pods and reconcile the workers with the list."""
         pods = await self.client.list(Pod, subjects.ALL)
         listed = {pod.metadata.uid: pod for pod in pods}
         for pod in pods:
-            self.observe(pod)
+            self._guarded(self.observe, pod)
         for uid, worker in list(self.workers.items()):
             if uid in listed:
                 continue

@@ -141,7 +141,7 @@ class PodWorker:
         return memory_bytes(value) if value else None
 
     def container_id(self, container: str, *, previous: bool = False) -> str:
-        run = self.runs.get(container or next(iter(self.runs)))
+        run = self.runs.get(container or next(iter(self.runs), ""))
         if run is None:
             raise NotFound(f'container "{container}" is not in pod "{self.name}"')
         found = run.previous_id if previous else run.container_id
