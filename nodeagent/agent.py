@@ -36,7 +36,7 @@ from nodeagent.config import AgentConfig
 from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
 from nodeagent.ports import PortAllocator
 from nodeagent.proxy import ProxyConfig, ServiceProxy
-from nodeagent.reaper import ContainerReaper
+from nodeagent.reaper import ContainerReaper, dispose
 from nodeagent.registration import Registration
 from nodeagent.resync import resync_loop
 from nodeagent.runtime import ContainerInfo, Runtime
@@ -172,9 +172,7 @@ class Agent:
 
     async def _remove_orphans(self, containers: list[ContainerInfo]) -> None:
         for info in containers:
-            with contextlib.suppress(Exception):
-                await self.runtime.stop(info.id, ORPHAN_GRACE)
-                await self.runtime.remove(info.id)
+            await dispose(self.runtime, info.id, ORPHAN_GRACE)
 
     def running_containers(self) -> list[RunningContainer]:
         """The containers running now, for the usage samples."""

@@ -10,7 +10,6 @@ writes the pod status only when it changed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,8 +30,10 @@ from nodeagent.adoption import Adopted, recorded_exit
 from nodeagent.backoff import ImagePullBackoff, RestartBackoff, crash_loop_back_off, image_pull_back_off
 from nodeagent.podstatus import terminated_reason
 from nodeagent.probes import ProbeKind, Prober, host_ports
+from nodeagent.reaper import RETRY_CAP, RETRY_FIRST, dispose
 from nodeagent.runtime import (
     ContainerInfo,
+    ContainerNotFound,
     ContainerSpec,
     ImageNeverPullError,
     ImagePullError,
@@ -260,8 +261,7 @@ class ContainerRun:
         """Keep the last exited container (for `logs --previous`); remove the one before it."""
         old, self.previous_id, self.container_id = self.previous_id, self.container_id, container_id
         if old:
-            with contextlib.suppress(RuntimeFailure):
-                await self.worker.ctx.runtime.remove(old)
+            await self.worker.discard([old])
 
     async def _supervise(self, *, adopted: bool) -> None:
         """Probe the running container and wait for it to exit; then record the exit."""
@@ -316,12 +316,14 @@ class ContainerRun:
             return None
 
     async def _kill(self, message: str) -> None:
+        """Stop the container to restart it (a failed probe); tried again while the runtime fails."""
         pod = self.worker.pod
         await self.worker.ctx.recorder.normal(pod, "Killing", message, field_path=self._path)
-        with contextlib.suppress(RuntimeFailure):
-            await self.worker.ctx.runtime.stop(
-                self.container_id, float(pod.spec.termination_grace_period_seconds)
-            )
+        killing, delay = self.container_id, RETRY_FIRST
+        while not await self.stop(float(pod.spec.termination_grace_period_seconds)):
+            if await self.worker.sleep_unless_stopping(delay) or self.container_id != killing:
+                return  # the pod's termination stops it now, or it has exited meanwhile
+            delay = min(delay * 2, RETRY_CAP)
 
     def _exited_before_adoption(self) -> None:
         """An adopted container that exited while no agent watched: its exit is recorded (once:
@@ -383,10 +385,20 @@ class ContainerRun:
                 )
             )
 
-    async def stop(self, grace: float) -> None:
-        if self.container_id and self.status.state.running is not None:
-            with contextlib.suppress(RuntimeFailure):
-                await self.worker.ctx.runtime.stop(self.container_id, grace)
+    async def stop(self, grace: float) -> bool:
+        """Stop the running container; False if the runtime failed to (for the caller to retry)."""
+        if not self.container_id or self.status.state.running is None:
+            return True
+        try:
+            await self.worker.ctx.runtime.stop(self.container_id, grace)
+        except ContainerNotFound:
+            return True
+        except RuntimeFailure as failure:
+            log.warning(
+                "pod %s: cannot stop container %s: %s", self.worker.key, self.spec.name, failure.message
+            )
+            return False
+        return True
 
     @property
     def container_ids(self) -> list[str]:
@@ -394,6 +406,6 @@ class ContainerRun:
         return [cid for cid in (self.container_id, self.previous_id) if cid]
 
     async def remove(self) -> None:
+        """Remove the (stopped) containers, trying again while the runtime fails."""
         for container_id in self.container_ids:
-            with contextlib.suppress(RuntimeFailure):
-                await self.worker.ctx.runtime.remove(container_id)
+            await dispose(self.worker.ctx.runtime, container_id, 0)

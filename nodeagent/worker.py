@@ -31,7 +31,7 @@ from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
 from nodeagent.discovery import service_env
 from nodeagent.ports import PortAllocator, PortInUse, WantedPort, port_env
-from nodeagent.reaper import ContainerReaper
+from nodeagent.reaper import RETRY_CAP, RETRY_FIRST, ContainerReaper, dispose
 from nodeagent.runtime import ContainerInfo, PortBinding, Runtime, RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -178,9 +178,20 @@ class PodWorker:
             self.spawn(self._remove(self._leftovers.stale))
 
     async def _remove(self, containers: list[ContainerInfo]) -> None:
-        for info in containers:
-            with contextlib.suppress(RuntimeFailure):
-                await self.ctx.runtime.remove(info.id)
+        await self.discard([info.id for info in containers])
+
+    async def discard(self, container_ids: list[str]) -> None:
+        """Remove containers the pod no longer needs, now; one the runtime fails to remove is
+        left to the reaper to try again later (without one, to a task of the pod's that retries)."""
+        for container_id in container_ids:
+            try:
+                await self.ctx.runtime.remove(container_id)
+            except RuntimeFailure as failure:
+                log.warning("pod %s: cannot remove container %s: %s", self.key, container_id[:12], failure)
+                if self.ctx.reaper is not None:
+                    self.ctx.reaper.later([container_id])
+                else:
+                    self.spawn(dispose(self.ctx.runtime, container_id, 0))
 
     def _take_ports(self) -> bool:
         """Allocate the pod's host ports; after an agent restart, the same ones again."""
@@ -224,18 +235,40 @@ class PodWorker:
             )
         self.stop_grace = float(grace)
         self.stopping.set()
-        await asyncio.gather(*(run.stop(self.stop_grace) for run in self.runs.values()))
+        # As the kubelet: a container the runtime failed to stop is stopped again, with back-off,
+        # and the pod stays (Terminating) until every container has stopped.
+        pending, delay = list(self.runs.values()), RETRY_FIRST
+        while True:
+            async with asyncio.TaskGroup() as group:
+                stops = [(run, group.create_task(run.stop(self.stop_grace))) for run in pending]
+            pending = [run for run, stopped in stops if not stopped.result()]
+            if not pending:
+                return
+            if delay == RETRY_FIRST:
+                names = ", ".join(run.spec.name for run in pending)
+                self.spawn(
+                    self.ctx.recorder.warning(
+                        self.pod, "FailedKillPod", f"error killing pod: cannot stop {names}; retrying"
+                    )
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_CAP)
 
     async def _finish(self) -> None:
         """Containers are stopped: free what they held, delete the pod for good, and leave the
-        containers to the reaper (or remove them now)."""
+        containers to the reaper (or remove them now: after the deletion, which, as in
+        Kubernetes, waits for the containers to stop but not to be removed)."""
         if self.ctx.reaper is not None:
             self.ctx.reaper.later(cid for run in self.runs.values() for cid in run.container_ids)
-        else:
-            await asyncio.gather(*(run.remove() for run in self.runs.values()))
         self.ctx.ports.release(self.uid)
-        if self.removed:
-            return
+        if not self.removed:
+            await self._delete()
+        if self.ctx.reaper is None:
+            async with asyncio.TaskGroup() as group:
+                for run in self.runs.values():
+                    group.create_task(run.remove())
+
+    async def _delete(self) -> None:
         try:
             await self.ctx.client.delete(Pod, self.name, self.namespace, grace_period_seconds=0)
         except NotFound:
