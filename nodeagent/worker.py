@@ -1,9 +1,10 @@
 """One pod on this node: its containers, its status, and its end.
 
 The worker owns everything about its pod in one TaskGroup: a `ContainerRun` loop per container,
-their probes, and one status writer that writes the pod status only when it changed (and never
-two writes at once). When the pod gets a deletionTimestamp, the worker stops the containers
-(SIGTERM, the grace period, SIGKILL), removes them, and then deletes the pod for good.
+their probes, and one status writer (statuswriter.py) that writes the pod status only when it
+changed, never two writes at once, each a compare-and-set. When the pod gets a
+deletionTimestamp, the worker stops the containers (SIGTERM, the grace period, SIGKILL; again
+while the runtime fails), deletes the pod for good, and has the containers removed.
 """
 
 from __future__ import annotations
@@ -15,17 +16,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from bus.client import Client
-from bus.errors import Conflict, NotFound, SteerError
-from bus.events import now
-from bus.meta import is_true
+from bus.errors import NotFound, SteerError
 from bus.quantity import cpu_millis, memory_bytes
 from bus.recorder import Recorder
 from bus.resources import Pod, Service
-from bus.resources.pod import Container, HostPortMapping, PodStatus
-from nodeagent import podstatus
+from bus.resources.pod import Container
 from nodeagent.adoption import sort_out, stored_status
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
@@ -33,6 +29,7 @@ from nodeagent.discovery import service_env
 from nodeagent.ports import PortAllocator, PortInUse, WantedPort, port_env
 from nodeagent.reaper import RETRY_CAP, RETRY_FIRST, ContainerReaper, dispose
 from nodeagent.runtime import ContainerInfo, PortBinding, Runtime, RuntimeFailure
+from nodeagent.statuswriter import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +62,9 @@ class PodWorker:
         self.stopping = asyncio.Event()
         self.stop_grace = 0.0  # the grace period the containers are stopped with, once stopping
         self.wake = asyncio.Event()
-        self.dirty = asyncio.Event()
         self.removed = False
         self.failure: tuple[str, str] | None = None  # (reason, message) of a pod that cannot run here
-        self.written: PodStatus | None = pod.status if pod.status.container_statuses else None
+        self.status_writer = StatusWriter(self)
         self._leftovers = sort_out(self.runs, adopted)
         # Taken back at once, before any other worker can allocate: the ports are bound (or
         # about to be again), and no other pod may be given them.
@@ -78,18 +74,11 @@ class PodWorker:
     # -- told by the agent
 
     def update(self, pod: Pod) -> None:
-        """A newer version of the pod (older ones, from a late feed message, are ignored).
-
-        A stored readiness other than the one we wrote is someone else's (the node lifecycle
-        controller marks the pods of a silent node not ready): ours is written again."""
+        """A newer version of the pod (older ones, from a late feed message, are ignored)."""
         if _revision(pod) >= _revision(self.pod):
             self.pod = pod
             self.wake.set()
-            if self.written is not None and is_true(pod.status.conditions) != is_true(
-                self.written.conditions
-            ):
-                self.written = None
-                self.dirty.set()
+            self.status_writer.observed(pod)
 
     def gone(self) -> None:
         self.removed = True
@@ -98,7 +87,7 @@ class PodWorker:
     # -- used by the container runs
 
     def changed(self) -> None:
-        self.dirty.set()
+        self.status_writer.dirty.set()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Work that must not block the caller, owned by this pod's task group."""
@@ -155,7 +144,7 @@ class PodWorker:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            writer = tasks.create_task(self._write_status())
+            writer = tasks.create_task(self.status_writer.run())
             # Adopt even a pod being deleted (evicted while this agent was away): its containers
             # still run, and must be stopped and removed before the deletion is finished.
             self._adopt()
@@ -275,58 +264,6 @@ class PodWorker:
             return  # already gone: what we wanted
         except SteerError as err:
             log.warning("pod %s: could not finish deletion: %s (the next resync retries)", self.key, err)
-
-    # -- status
-
-    def compute_status(self) -> PodStatus:
-        statuses = [msgspec.structs.replace(self.runs[c.name].status) for c in self.pod.spec.containers]
-        terminating = self.stopping.is_set() or self.pod.metadata.deletion_timestamp is not None
-        status = podstatus.assemble(
-            self.pod.spec,
-            statuses,
-            previous=self.written or self.pod.status,
-            now=now(),
-            terminating=terminating,
-            terminal=self.stopping.is_set(),
-            host_ip=self.ctx.address,
-            pod_ip=self.ctx.address,
-            reason=self.failure[0] if self.failure else "",
-            message=self.failure[1] if self.failure else "",
-            failed=self.failure is not None,
-        )
-        status.host_ports = [
-            HostPortMapping(
-                container=owner,
-                container_port=b.container_port,
-                host_port=b.host_port,
-                name=b.name,
-                protocol="UDP" if b.protocol == "UDP" else "TCP",
-            )
-            for owner, b in self.bindings
-        ]
-        return status
-
-    async def _write_status(self) -> None:
-        """Write the pod status whenever it changed; one write at a time."""
-        self.dirty.set()
-        while True:
-            await self.dirty.wait()
-            self.dirty.clear()
-            status = self.compute_status()
-            if self.written is not None and not podstatus.changed(self.written, status):
-                continue
-            pod = Pod(metadata=self.pod.metadata, spec=self.pod.spec, status=status)
-            try:
-                stored = await self.ctx.client.write_status(pod)
-            except (NotFound, Conflict):
-                return  # the pod is gone; the agent will tell us
-            except SteerError as err:
-                log.warning("pod %s: status write failed: %s; retrying", self.key, err)
-                await asyncio.sleep(1.0)
-                self.dirty.set()
-                continue
-            self.written = status
-            self.update(stored)
 
 
 def run_path(run: ContainerRun) -> str:
