@@ -14,10 +14,11 @@ restarted one rebuilds its per-pod records from these.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol, TypedDict
+from typing import Literal, Protocol, TypedDict, TypeVar
 
 import msgspec
 
@@ -31,6 +32,19 @@ LABEL_PORTS = "steersman.io/host-ports"  # JSON: [{"containerPort":..,"hostPort"
 LABEL_RESTART_DELAY = "steersman.io/restart-delay"  # seconds; absent: no failure yet
 
 ContainerStatus = Literal["created", "running", "exited"]
+
+
+T = TypeVar("T")
+
+
+async def all_of(calls: list[Awaitable[T]]) -> list[T]:
+    """The results of concurrent calls to an engine, once every one has ended (none is left
+    running behind the caller's back); the first failure, if any, is raised then."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
 
 
 class RuntimeFailure(Exception):
