@@ -199,7 +199,7 @@ class Agent:
 
 async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run the node agent until cancelled."""
-    runtime = await make_runtime(config.runtime, root_dir=config.data_dir / config.name)
+    log.info("node agent %s starting", config.name)
     resync_now = asyncio.Event()
     proxy_resync = asyncio.Event()
 
@@ -214,53 +214,69 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         credentials=config.credentials,
         on_reconnect=reconnected,
     )
-    reaper = ContainerReaper(runtime, config.container_gc_delay) if config.container_gc_delay > 0 else None
+    runtime: Runtime | None = None
+    reaper: ContainerReaper | None = None
     try:
         client = Client(nc, node=config.name)
-        registration = Registration(client, config, await runtime.version())
         async with asyncio.TaskGroup() as tasks:
-            agent = Agent(config, nc, client, runtime, tasks, reaper)
-            if reaper is not None:
-                tasks.create_task(reaper.run())
-            feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
-            # Adopt first, register (Ready) after: nothing is placed here before we can run it.
-            await _until_done(agent.adopt, "list this node's pods")
-            await _until_done(registration.register, "register")
-            streams = StreamServer(nc, config.name, agent.find, runtime, tasks)
-            await streams.start()
-            await announce(
-                nc,
-                "nodeagent",
-                description="steersman node agent",
-                metadata={"instance": config.name, "node": config.name, "runtime": await runtime.version()},
-            )
-            tasks.create_task(registration.keep_alive())
-            tasks.create_task(resync_loop(agent.resync, config.resync_interval, resync_now, "listing pods"))
-            if config.metrics_interval > 0:
-                publisher = NodeMetricsPublisher(
-                    nc,
-                    runtime,
-                    node=config.name,
-                    interval=config.metrics_interval,
-                    running=agent.running_containers,
-                )
-                tasks.create_task(publisher.run())
+            # The service proxy first: it needs only a listing of Services and Endpoints, and
+            # the node's Service ports are down from the moment an agent dies until it serves
+            # them again; the runtime's probe, adoption and registration need not delay it.
             if config.proxy != "off":
-                proxy = ServiceProxy(nc, client, agent.context.recorder, _proxy_config(config), proxy_resync)
+                recorder = Recorder(client, component="steer-nodeagent", host=config.name)
+                proxy = ServiceProxy(nc, client, recorder, _proxy_config(config), proxy_resync)
                 tasks.create_task(proxy.run())
-            log.info("node agent %s ready on %s", config.name, config.address)
-            if ready is not None:
-                ready.set()
-            try:
-                await asyncio.Event().wait()
-            finally:
-                with contextlib.suppress(nats.errors.Error):  # the bus may be gone already
-                    await feed.unsubscribe()
+            runtime = await make_runtime(config.runtime, root_dir=config.data_dir / config.name)
+            if config.container_gc_delay > 0:
+                reaper = ContainerReaper(runtime, config.container_gc_delay)
+                tasks.create_task(reaper.run())
+            agent = Agent(config, nc, client, runtime, tasks, reaper)
+            await _serve_pods(agent, await runtime.version(), ready, resync_now)
     finally:
         await close(nc)
         if reaper is not None:
             await reaper.flush(within=REAPER_FLUSH)
-        await runtime.close()
+        if runtime is not None:
+            await runtime.close()
+
+
+async def _serve_pods(
+    agent: Agent, version: str, ready: asyncio.Event | None, resync_now: asyncio.Event
+) -> None:
+    """The node and its pods, until cancelled: adopt, register, serve logs and exec, heartbeat."""
+    config, nc, tasks = agent.config, agent.nc, agent.tasks
+    registration = Registration(agent.client, config, version)
+    feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
+    try:
+        # Adopt first, register (Ready) after: nothing is placed here before we can run it.
+        await _until_done(agent.adopt, "list this node's pods")
+        await _until_done(registration.register, "register")
+        streams = StreamServer(nc, config.name, agent.find, agent.runtime, tasks)
+        await streams.start()
+        await announce(
+            nc,
+            "nodeagent",
+            description="steersman node agent",
+            metadata={"instance": config.name, "node": config.name, "runtime": version},
+        )
+        tasks.create_task(registration.keep_alive())
+        tasks.create_task(resync_loop(agent.resync, config.resync_interval, resync_now, "listing pods"))
+        if config.metrics_interval > 0:
+            publisher = NodeMetricsPublisher(
+                nc,
+                agent.runtime,
+                node=config.name,
+                interval=config.metrics_interval,
+                running=agent.running_containers,
+            )
+            tasks.create_task(publisher.run())
+        log.info("node agent %s ready on %s", config.name, config.address)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(nats.errors.Error):  # the bus may be gone already
+            await feed.unsubscribe()
 
 
 def _proxy_config(config: AgentConfig) -> ProxyConfig:
