@@ -11,7 +11,8 @@ annotations.
 
 Here the containers are sorted out: for each container of the spec, the latest attempt (adopted:
 it runs on, or its exit is recorded) and the one before (kept for `logs --previous`); every
-older attempt, and containers the spec no longer names, are to be removed.
+older attempt, containers the spec no longer names, and containers created but never started
+(the previous agent died between the two) are to be removed.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def sort_out(containers: Iterable[str], found: Iterable[ContainerInfo]) -> Lefto
     by_name: dict[str, list[ContainerInfo]] = {}
     stale: list[ContainerInfo] = []
     for info in found:
-        if info.name in wanted:
+        if info.name in wanted and info.status != "created":
             by_name.setdefault(info.name, []).append(info)
         else:
             stale.append(info)

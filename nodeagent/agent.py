@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.client import Client
-from bus.connection import announce, close, connect
-from bus.errors import NotFound, Timeout, Unavailable
+from bus.connection import announce, close, connect, link
+from bus.errors import Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
 from bus.resources import Pod
@@ -39,7 +40,7 @@ from nodeagent.proxy import ProxyConfig, ServiceProxy
 from nodeagent.reaper import ContainerReaper, dispose
 from nodeagent.registration import Registration
 from nodeagent.resync import resync_loop
-from nodeagent.runtime import ContainerInfo, Runtime
+from nodeagent.runtime import ContainerInfo, Runtime, RuntimeFailure
 from nodeagent.runtime.factory import make_runtime
 from nodeagent.streaming import StreamServer
 from nodeagent.worker import PodWorker, WorkerContext
@@ -47,6 +48,10 @@ from nodeagent.worker import PodWorker, WorkerContext
 log = logging.getLogger(__name__)
 
 ORPHAN_GRACE = 2.0
+STEP_RETRY_FIRST = 0.2  # seconds between tries of a start-up step, doubling
+STEP_RETRY_CAP = 2.0
+TAKE_OVER_PAUSE = 1.0  # seconds before a failed worker's pod gets a new one, doubling while it fails
+TAKE_OVER_PAUSE_CAP = 30.0
 REAPER_FLUSH = 10.0  # seconds a stopping agent spends removing the containers it kept
 _pod_decoder = msgspec.json.Decoder(Pod)
 
@@ -62,6 +67,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
+        self.failures: dict[str, int] = {}  # pod uid -> how many of its workers failed
         # Feed messages are held until adoption is done: a worker started from the feed first
         # would not know the containers a previous agent left running, and start them again.
         self.adopted = False
@@ -90,10 +96,34 @@ class Agent:
         try:
             await worker.run()
         except Exception:  # one pod's bug must not stop the others
-            log.exception("worker for pod %s failed", worker.key)
-        finally:
+            log.exception("worker for pod %s failed; a new one takes over its containers", worker.key)
             if self.workers.get(worker.uid) is worker:
-                del self.workers[worker.uid]
+                await self._take_over(worker)
+            return
+        if self.workers.get(worker.uid) is worker:
+            del self.workers[worker.uid]
+            self.failures.pop(worker.uid, None)
+
+    async def _take_over(self, failed: PodWorker) -> None:
+        """A failed worker leaves its containers running: a new worker adopts them (as after a
+        restart of the agent) rather than starting the pod again beside them. The failed one
+        holds the pod's place meanwhile, so the feed and listings only update it; the pause
+        keeps a bug that repeats from spinning (it doubles with each failure of the pod's)."""
+        failures = self.failures[failed.uid] = self.failures.get(failed.uid, 0) + 1
+        delay = min(TAKE_OVER_PAUSE * 2 ** min(failures - 1, 10), TAKE_OVER_PAUSE_CAP)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                found = await self.runtime.containers(self.config.name)
+                break
+            except RuntimeFailure as failure:
+                log.warning("pod %s: cannot list its containers: %s", failed.key, failure)
+                delay = min(delay * 2, TAKE_OVER_PAUSE_CAP)
+        if self.workers.get(failed.uid) is not failed:
+            return
+        self._start_worker(failed.pod, [info for info in found if info.pod_uid == failed.uid])
+        if failed.removed:
+            self.workers[failed.uid].gone()
 
     def observe(self, pod: Pod) -> None:
         """The newest known version of a pod bound here."""
@@ -219,6 +249,7 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
     try:
         client = Client(nc, node=config.name)
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(exit_when_closed(nc))
             # The service proxy first: it needs only a listing of Services and Endpoints, and
             # the node's Service ports are down from the moment an agent dies until it serves
             # them again; the runtime's probe, adoption and registration need not delay it.
@@ -232,6 +263,11 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
                 tasks.create_task(reaper.run())
             agent = Agent(config, nc, client, runtime, tasks, reaper)
             await _serve_pods(agent, await runtime.version(), ready, resync_now)
+    except* (SteerError, RuntimeFailure) as failed:  # one clear line, not a group's traceback
+        first = failed.exceptions[0]
+        if isinstance(first, RuntimeFailure):
+            raise Unavailable(f"the container runtime failed: {first.message}") from None
+        raise first from None
     finally:
         await close(nc)
         if reaper is not None:
@@ -279,6 +315,14 @@ async def _serve_pods(
             await feed.unsubscribe()
 
 
+async def exit_when_closed(nc: NATS) -> None:
+    """A connection closed for good (nats-py gave up reconnecting, or the server closed it) leaves
+    an agent that hears nothing: better to end it (non-zero) so its supervisor starts it again,
+    and the new agent adopts the pods, than to stay alive and deaf."""
+    await link(nc).closed.wait()
+    raise Unavailable("the connection to NATS closed for good; exiting so that the agent is restarted")
+
+
 def _proxy_config(config: AgentConfig) -> ProxyConfig:
     return ProxyConfig(
         node=config.name,
@@ -290,13 +334,15 @@ def _proxy_config(config: AgentConfig) -> ProxyConfig:
 
 
 async def _until_done(step: Callable[[], Awaitable[object]], what: str) -> None:
-    """Do a start-up step, waiting for the API if it is not up or is busy (a whole cluster starting)."""
-    delay = 0.5
+    """Do a start-up step, waiting for the API if it is not up, is busy (a whole cluster
+    starting) or failed for now; soon after it answers again (the pause is at most 2 s)."""
+    delay = STEP_RETRY_FIRST
     while True:
         try:
             await step()
             return
-        except (Unavailable, Timeout) as err:
-            log.info("cannot %s yet (%s); retrying in %.1fs", what, err, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        except (Unavailable, Timeout, Internal) as err:
+            pause = delay * random.uniform(0.8, 1.2)
+            log.info("cannot %s yet (%s); retrying in %.1fs", what, err, pause)
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, STEP_RETRY_CAP)

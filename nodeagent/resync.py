@@ -2,8 +2,9 @@
 
 The feeds a node agent learns from are core NATS, where a message can be lost; a periodic full
 listing is what makes the agent right in the end. A listing that fails (the API not answering
-yet, at start or after an outage) is tried again soon, 0.5 s doubling up to the interval: a
-proxy whose first listing failed would otherwise serve nothing for a whole interval.
+yet, at start or after an outage) is tried again soon, 0.5 s doubling up to 2 s: a proxy whose
+first listing failed would otherwise serve nothing for a whole interval, and an agent should
+be right again within 2 s of the API's return.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from bus.errors import SteerError
 
 log = logging.getLogger(__name__)
 
-RETRY_FIRST = 0.5  # seconds before a failed listing is tried again, doubling up to the interval
+RETRY_FIRST = 0.5  # seconds before a failed listing is tried again, doubling
+RETRY_CAP = 2.0
 
 
 async def resync_loop(
@@ -34,7 +36,7 @@ async def resync_loop(
         try:
             await resync()
         except SteerError as err:
-            wait, retry = min(retry, interval), min(retry * 2, interval)
+            wait, retry = min(retry, interval), min(retry * 2, RETRY_CAP)
             log.warning("%s failed: %s; again in %gs", what, err, wait)
         else:
             wait, retry = interval, RETRY_FIRST

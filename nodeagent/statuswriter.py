@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_FIRST = 0.1  # seconds before writing again after a failure (or a second Conflict in a row)
-RETRY_CAP = 5.0
+RETRY_CAP = 2.0  # an agent writes again within 2 s of the API's return
 
 
 class StatusWriter:

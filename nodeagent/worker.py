@@ -147,7 +147,7 @@ class PodWorker:
             writer = tasks.create_task(self.status_writer.run())
             # Adopt even a pod being deleted (evicted while this agent was away): its containers
             # still run, and must be stopped and removed before the deletion is finished.
-            self._adopt()
+            await self._adopt()
             if self.pod.metadata.deletion_timestamp is None and not self.removed and self._take_ports():
                 for run in self.runs.values():
                     tasks.create_task(run.run())
@@ -156,18 +156,16 @@ class PodWorker:
             writer.cancel()
         await self._finish()
 
-    def _adopt(self) -> None:
-        """Take over what a previous agent left of this pod (adoption.py)."""
+    async def _adopt(self) -> None:
+        """Take over what a previous agent left of this pod (adoption.py); remove the rest
+        before anything starts (a container created but never started holds the name of the
+        attempt that starts next)."""
         for name, adopted in self._leftovers.adopted.items():
             run = self.runs[name]
             stored = stored_status(self.pod.status, name, f"{self.ctx.runtime.name}://{adopted.current.id}")
             run.adopt(adopted, stored)
             log.info("pod %s: adopted container %s (%s)", self.key, name, adopted.current.status)
-        if self._leftovers.stale:
-            self.spawn(self._remove(self._leftovers.stale))
-
-    async def _remove(self, containers: list[ContainerInfo]) -> None:
-        await self.discard([info.id for info in containers])
+        await self.discard([info.id for info in self._leftovers.stale])
 
     async def discard(self, container_ids: list[str]) -> None:
         """Remove containers the pod no longer needs, now; one the runtime fails to remove is

@@ -150,3 +150,10 @@ def test_a_port_held_before_is_given_again_only_while_free() -> None:
         # Bound by someone else now: another port, rather than a failed pod (it was not declared).
         again = ports.allocate("b", [WantedPort("", 80, before=taken)])[0].host_port
         assert again != taken and 20000 <= again <= 29999
+
+
+def test_a_container_created_but_never_started_is_not_adopted() -> None:
+    """The previous agent died between create and start: nothing ran, nothing exited."""
+    left = sort_out(["main"], [info("main", 0), info("main", 1, "created")])
+    assert left.adopted["main"].current.id == "main-0"
+    assert [i.id for i in left.stale] == ["main-1"]

@@ -20,6 +20,8 @@ from bus.events import read
 from bus.resources import Pod
 from bus.store import Store
 from bus.streams import ExecRequest, LogsRequest, read_logs, run_exec
+from nodeagent.runtime import ContainerNotFound, ContainerSpec
+from nodeagent.runtime.docker import DockerRuntime, container_config, container_name
 from tests.nodeagent.conftest import StartAgent
 from tests.nodeagent.test_agent_docker import container, pod, ready, restarts, running
 from tests.waiting import wait_for, wait_gone
@@ -170,3 +172,35 @@ async def test_a_killed_agent_keeps_the_restart_back_off(
         assert waiting_reason(later) == "CrashLoopBackOff", later.status.container_statuses
     finally:
         await delete_all(client, store, ns, ["crashing"])
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
+async def test_a_container_created_but_never_started_is_replaced(
+    client: Client, store: Store, ns: str, start_agent: StartAgent
+) -> None:
+    """The agent died between creating a container and starting it: the new agent removes it
+    and starts the pod's first attempt, with no restart counted."""
+    agent = await start_agent("docker")
+    agent.kill()
+    created = await client.create(pod("late", ns, agent.name, container("sleep 600")))
+    engine = DockerRuntime()
+    try:
+        spec = ContainerSpec(
+            node=agent.name,
+            pod_uid=created.metadata.uid,
+            pod_namespace=ns,
+            pod_name="late",
+            name="main",
+            image="busybox:local",
+            command=["sleep", "600"],
+        )
+        stale = await engine._docker.containers.create(container_config(spec), name=container_name(spec))
+        agent.start()
+        started = await wait_for(store, Pod, ns, "late", running)
+        assert restarts(started) == 0
+        assert started.status.container_statuses[0].container_id != f"docker://{stale.id}"
+        with pytest.raises(ContainerNotFound):
+            await engine.inspect(stale.id)
+    finally:
+        await engine.close()

@@ -1,11 +1,16 @@
-"""The agent's listing loop: a listing that fails is tried again soon, with back-off, not only
-after the full re-sync interval (a proxy whose first listing failed served nothing for 30 s)."""
+"""The agent's retries: a listing that fails is tried again soon, with back-off, not only after
+the full re-sync interval (a proxy whose first listing failed served nothing for 30 s); a
+start-up step waits out an API that fails for now; a connection closed for good ends the agent."""
 
 from __future__ import annotations
 
 import asyncio
 
-from bus.errors import Unavailable
+import pytest
+
+from bus.connection import connect
+from bus.errors import Internal, Timeout, Unavailable
+from nodeagent.agent import _until_done, exit_when_closed
 from nodeagent.resync import resync_loop
 
 
@@ -30,3 +35,27 @@ async def test_a_failed_listing_is_tried_again_before_the_interval() -> None:
     finally:
         loop.cancel()
     assert calls == 3
+
+
+async def test_a_start_up_step_waits_out_an_api_that_fails_for_now() -> None:
+    """Unavailable, Timeout and Internal (a server failing for now) are waited out; the step is
+    done once the API answers."""
+    failures = [Unavailable("no API server"), Internal("the store failed"), Timeout("too slow")]
+
+    async def step() -> None:
+        if failures:
+            raise failures.pop(0)
+
+    async with asyncio.timeout(10):
+        await _until_done(step, "list this node's pods")
+    assert failures == []
+
+
+async def test_an_agent_whose_connection_closes_for_good_exits(nats_url: str) -> None:
+    """Alive but deaf is never a state: the agent ends (its supervisor restarts it)."""
+    nc = await connect(nats_url, name="test-closing")
+    watcher = asyncio.create_task(exit_when_closed(nc))
+    await nc.close()
+    async with asyncio.timeout(10):
+        with pytest.raises(Unavailable, match="closed for good"):
+            await watcher
