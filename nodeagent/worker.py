@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bus.client import Client
-from bus.errors import NotFound, SteerError
+from bus.errors import NotFound, SteerError, Timeout, Unavailable
 from bus.quantity import cpu_millis, memory_bytes
 from bus.recorder import Recorder
 from bus.resources import Pod, Service
@@ -47,6 +47,8 @@ class WorkerContext:
     backoff: BackoffPolicy
     # Who removes a finished pod's containers, later; None: the worker, at once.
     reaper: ContainerReaper | None = None
+    # Each namespace's Services as last listed, for starts while the API does not answer.
+    services_listed: dict[str, list[Service]] = field(default_factory=dict)
 
 
 class PodWorker:
@@ -107,10 +109,8 @@ class PodWorker:
     async def environment(self, container: Container) -> dict[str, str]:
         """The container's env, over where it must listen and who it is, over the discovery
         variables of the namespace's Services (SteerError if they cannot be read)."""
-        # Read live, not from a cache: a Service created just before the pod always counts.
-        services = await self.ctx.client.list(Service, self.namespace)
         env = {
-            **service_env(services, self.ctx.address),
+            **service_env(await self._services(), self.ctx.address),
             "POD_NAME": self.name,
             "POD_NAMESPACE": self.namespace,
             "POD_UID": self.uid,
@@ -120,6 +120,22 @@ class PodWorker:
         }
         env.update({var.name: var.value for var in container.env})
         return env
+
+    async def _services(self) -> list[Service]:
+        """The namespace's Services, read live: a Service created just before the pod always
+        counts. While the API does not answer, the ones last listed (as the kubelet restarts
+        containers from its informer's cache): a container that exits during an outage of the
+        API is restarted, not held back by CreateContainerConfigError until the API returns."""
+        try:
+            services = await self.ctx.client.list(Service, self.namespace)
+        except (Unavailable, Timeout) as err:
+            known = self.ctx.services_listed.get(self.namespace)
+            if known is None:
+                raise
+            log.info("pod %s: %s; using the Services listed before", self.key, err.message)
+            return known
+        self.ctx.services_listed[self.namespace] = services
+        return services
 
     def limit_cpu(self, container: Container) -> int | None:
         value = container.resources.limits.get("cpu")
