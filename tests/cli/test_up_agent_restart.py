@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +50,21 @@ async def registered_again(url: str, node: str, since: datetime) -> list[str]:
         await nc.close()
 
 
+def agent_pid(node: str, data_dir: Path) -> int:
+    """The pid of this cluster's agent of `node`, found by its command line (whatever `steer up`
+    prints about it)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().split(b"\0")
+            if (
+                b"nodeagent" in args
+                and node.encode() in args
+                and any(str(data_dir).encode() in a for a in args)
+            ):
+                return int(cmdline.parent.name)
+    raise AssertionError(f"no node agent {node} runs for {data_dir}")
+
+
 def pods(url: str) -> dict[str, dict[str, Any]]:
     listed = steer(url, "get", "pods", "-n", "demo", "-o", "json")
     assert listed.returncode == 0, listed.stderr
@@ -62,7 +76,7 @@ def test_a_killed_node_agent_keeps_its_pods(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{port}"
     demo = str(REPO / "examples" / "demo.yaml")
     try:
-        with cluster(tmp_path, port, "--runtime", "process", "--apply", demo) as (proc, lines):
+        with cluster(tmp_path, port, "--runtime", "process", "--apply", demo) as (proc, _):
             rollout = steer(
                 url, "rollout", "status", "deploy/hello", "-n", "demo", "--timeout", "150s", timeout=180
             )
@@ -72,7 +86,7 @@ def test_a_killed_node_agent_keeps_its_pods(tmp_path: Path) -> None:
             for p in before.values():
                 by_node[p["spec"]["nodeName"]] = by_node.get(p["spec"]["nodeName"], 0) + 1
             node = max(by_node, key=lambda n: by_node[n])  # the node running most of the app
-            pid = int(re.findall(rf"{node}: started \(pid (\d+)\)", "".join(lines))[0])
+            pid = agent_pid(node, tmp_path)
 
             killed_at = datetime.now(UTC)
             os.kill(pid, signal.SIGKILL)
