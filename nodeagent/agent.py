@@ -334,14 +334,15 @@ def _proxy_config(config: AgentConfig) -> ProxyConfig:
 
 
 async def _until_done(step: Callable[[], Awaitable[object]], what: str) -> None:
-    """Do a start-up step, waiting for the API if it is not up, is busy (a whole cluster
-    starting) or failed for now; soon after it answers again (the pause is at most 2 s)."""
+    """Do a start-up step, waiting for the API (or the container runtime) if it is not up, is
+    busy (a whole cluster starting) or failed for now; soon after it answers again (the pause
+    is at most 2 s)."""
     delay = STEP_RETRY_FIRST
     while True:
         try:
             await step()
             return
-        except (Unavailable, Timeout, Internal) as err:
+        except (Unavailable, Timeout, Internal, RuntimeFailure) as err:
             pause = delay * random.uniform(0.8, 1.2)
             log.info("cannot %s yet (%s); retrying in %.1fs", what, err, pause)
             await asyncio.sleep(pause)

@@ -12,6 +12,7 @@ from bus.connection import connect
 from bus.errors import Internal, Timeout, Unavailable
 from nodeagent.agent import _until_done, exit_when_closed
 from nodeagent.resync import resync_loop
+from nodeagent.runtime import RuntimeFailure
 
 
 async def test_a_failed_listing_is_tried_again_before_the_interval() -> None:
@@ -38,9 +39,15 @@ async def test_a_failed_listing_is_tried_again_before_the_interval() -> None:
 
 
 async def test_a_start_up_step_waits_out_an_api_that_fails_for_now() -> None:
-    """Unavailable, Timeout and Internal (a server failing for now) are waited out; the step is
-    done once the API answers."""
-    failures = [Unavailable("no API server"), Internal("the store failed"), Timeout("too slow")]
+    """Unavailable, Timeout and Internal (a server failing for now) are waited out, and so is a
+    container runtime that does not answer yet (an engine restarting); the step is done once
+    they answer."""
+    failures: list[Exception] = [
+        Unavailable("no API server"),
+        Internal("the store failed"),
+        Timeout("too slow"),
+        RuntimeFailure("the Docker engine does not answer"),
+    ]
 
     async def step() -> None:
         if failures:
