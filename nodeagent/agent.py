@@ -96,6 +96,12 @@ class Agent:
         try:
             await worker.run()
         except Exception:  # one pod's bug must not stop the others
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # The agent is stopping, and the worker failed as it was cancelled: its
+                # containers are left running for the next agent, as every pod's are.
+                log.exception("worker for pod %s failed as the agent stopped", worker.key)
+                raise asyncio.CancelledError from None
             log.exception("worker for pod %s failed; a new one takes over its containers", worker.key)
             if self.workers.get(worker.uid) is worker:
                 await self._take_over(worker)

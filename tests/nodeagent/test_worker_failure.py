@@ -62,3 +62,46 @@ async def test_a_failed_worker_s_containers_are_taken_over(
         assert [c.id for c in await runtime.containers(node)] == [runtime.waits[0]]
         for worker in list(agent.workers.values()):
             worker.gone()  # the workers end, and with them the task group
+
+
+class WaitFailsWhenCancelled(FakeRuntime):
+    """A wait that, when cancelled, raises an error instead (a runtime's bug at shutdown)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = asyncio.Event()
+
+    async def wait(self, container_id: str) -> int:
+        self.waiting.set()
+        try:
+            return await super().wait(container_id)
+        except asyncio.CancelledError:
+            raise RuntimeError("a bug at shutdown (injected)") from None
+
+
+class Stop(Exception):
+    """The test's way to end the agent's task group, as a signal would."""
+
+
+async def test_a_worker_failing_as_the_agent_stops_is_not_taken_over(
+    nc: NATS, client: Client, ns: str
+) -> None:
+    node = f"stopping-{uuid.uuid4().hex[:6]}"
+    runtime = WaitFailsWhenCancelled()
+    container = Container(name="main", image="busybox:local", command=["sleep", "3600"])
+    await client.create(
+        Pod(
+            metadata=ObjectMeta(name="late", namespace=ns),
+            spec=PodSpec(containers=[container], node_name=node),
+        )
+    )
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            agent = Agent(AgentConfig(name=node), nc, Client(nc, node=node), runtime, tasks)
+            await agent.adopt()
+            async with asyncio.timeout(30):
+                await runtime.waiting.wait()
+            raise Stop
+    except* Stop:
+        pass  # and nothing else: no worker was started in a task group shutting down
+    await client.delete(Pod, "late", ns, grace_period_seconds=0)
