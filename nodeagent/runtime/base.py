@@ -4,12 +4,12 @@ Three implementations stand behind it: `docker` (a real Docker engine through ai
 `process` (plain host processes; the image is ignored) and `fake` (hollow containers in memory,
 for scale tests and benchmarks). One contract test suite runs against each.
 
-Every container a runtime starts carries the labels below, so a restarted agent finds (adopts)
-its own containers, and several agents sharing one engine never touch each other's. The labels
-also hold what the agent decided for the container and keeps nowhere else: its attempt (the
-restart count, as the kubelet's `restartCount` annotation), its host ports, and the restart
-back-off in force when it started. An agent killed at any moment loses only its memory, so a
-restarted one rebuilds its per-pod records from these.
+Every container a runtime starts carries the labels of bus/containerlabels.py, so a restarted
+agent finds (adopts) its own containers, and several agents sharing one engine never touch each
+other's. The labels also hold what the agent decided for the container and keeps nowhere else:
+its attempt (the restart count, as the kubelet's `restartCount` annotation), its host ports,
+and the restart back-off in force when it started. An agent killed at any moment loses only its
+memory, so a restarted one rebuilds its per-pod records from these.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from typing import Literal, Protocol, TypedDict, TypeVar
 
 import msgspec
 
-LABEL_NODE = "steersman.io/node"
-LABEL_POD_UID = "steersman.io/pod-uid"
-LABEL_POD_NAMESPACE = "steersman.io/pod-namespace"
-LABEL_POD_NAME = "steersman.io/pod-name"
-LABEL_CONTAINER = "steersman.io/container"
-LABEL_ATTEMPT = "steersman.io/attempt"
-LABEL_PORTS = "steersman.io/host-ports"  # JSON: [{"containerPort":..,"hostPort":..,"name":..,"protocol":..}]
-LABEL_RESTART_DELAY = "steersman.io/restart-delay"  # seconds; absent: no failure yet
+from bus.containerlabels import (
+    LABEL_ATTEMPT,
+    LABEL_CONTAINER,
+    LABEL_NODE,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+    LABEL_PORTS,
+    LABEL_RESTART_DELAY,
+)
 
 ContainerStatus = Literal["created", "running", "exited"]
 
