@@ -1,10 +1,8 @@
 """`steer up` with a running app, one of whose node agents is killed with SIGKILL: the agent that
 `steer up` starts again takes back the pods as they were (same pods, same containers, same host
-ports, restart counts unchanged, no Warning), and its node serves the Service again.
-
-The process runtime keeps the test's containers to itself: node names are the same in every
-`steer up` (node-1, ...), and on a shared Docker engine another cluster's agent of the same name
-would take them for its own."""
+ports, restart counts unchanged, no Warning), and its node serves the Service again. On Docker
+(the default where an engine answers, as in the report this reproduces) and on the process
+runtime; node names of their own, so that no other cluster on the engine meets these."""
 
 from __future__ import annotations
 
@@ -17,14 +15,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bus import subjects
 from bus.connection import connect
 from bus.events import read
 from bus.resources import Node
 from bus.store import Store
-from tests.agents import REPO, kill_processes
-from tests.cli.test_up import cluster, free_port, served_by, steer
+from tests.agents import REPO, kill_processes, remove_containers
+from tests.cli.localup import LocalUp, local_up
+from tests.cli.test_up import served_by
+from tests.nodeagent.conftest import docker_engine  # noqa: F401  (a fixture)
 from tests.waiting import wait_for
+
+NODES = 2
 
 
 def heartbeat_after(moment: datetime) -> Any:
@@ -50,59 +54,50 @@ async def registered_again(url: str, node: str, since: datetime) -> list[str]:
         await nc.close()
 
 
-def agent_pid(node: str, data_dir: Path) -> int:
-    """The pid of this cluster's agent of `node`, found by its command line (whatever `steer up`
-    prints about it)."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            args = cmdline.read_bytes().split(b"\0")
-            if (
-                b"nodeagent" in args
-                and node.encode() in args
-                and any(str(data_dir).encode() in a for a in args)
-            ):
-                return int(cmdline.parent.name)
-    raise AssertionError(f"no node agent {node} runs for {data_dir}")
-
-
-def pods(url: str) -> dict[str, dict[str, Any]]:
-    listed = steer(url, "get", "pods", "-n", "demo", "-o", "json")
+def pods(up: LocalUp) -> dict[str, dict[str, Any]]:
+    listed = up.steer("get", "pods", "-n", "demo", "-o", "json")
     assert listed.returncode == 0, listed.stderr
     return {p["metadata"]["name"]: p for p in json.loads(listed.stdout)["items"]}
 
 
-def test_a_killed_node_agent_keeps_its_pods(tmp_path: Path) -> None:
-    port = free_port()
-    url = f"nats://127.0.0.1:{port}"
+@pytest.mark.parametrize("runtime", [pytest.param("docker", marks=pytest.mark.docker), "process"])
+def test_a_killed_node_agent_keeps_its_pods(
+    runtime: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if runtime == "docker":
+        request.getfixturevalue("docker_engine")
     demo = str(REPO / "examples" / "demo.yaml")
+    nodes: list[str] = []
     try:
-        with cluster(tmp_path, port, "--runtime", "process", "--apply", demo) as (proc, _):
+        with local_up(tmp_path, "--api-replicas", "2", "--apply", demo, nodes=NODES, runtime=runtime) as up:
+            nodes = [f"{up.prefix}-{i + 1}" for i in range(NODES)]
             try:
-                check_agent_restart(url, tmp_path)
-            finally:  # stopped as a user stops it, so that it stops what it started
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-                    assert proc.wait(60) == 0
-    finally:  # the pods' processes outlive `steer up` by design (the next one adopts them)
-        for root in (tmp_path / "nodes").glob("*"):
+                check_agent_restart(up)
+            finally:  # stopped as a user stops it; the pods outlive it by design
+                if up.proc.poll() is None:
+                    up.proc.send_signal(signal.SIGINT)
+                    assert up.proc.wait(60) == 0
+    finally:
+        for node in nodes:
+            remove_containers(node)
             with contextlib.suppress(OSError):
-                kill_processes(root)
+                kill_processes(tmp_path / "nodes" / node)
 
 
-def check_agent_restart(url: str, data_dir: Path) -> None:
-    rollout = steer(url, "rollout", "status", "deploy/hello", "-n", "demo", "--timeout", "150s", timeout=180)
+def check_agent_restart(up: LocalUp) -> None:
+    rollout = up.steer("rollout", "status", "deploy/hello", "-n", "demo", "--timeout", "150s")
     assert rollout.returncode == 0, rollout.stdout + rollout.stderr
-    before = pods(url)
+    before = pods(up)
     by_node: dict[str, int] = {}
     for p in before.values():
         by_node[p["spec"]["nodeName"]] = by_node.get(p["spec"]["nodeName"], 0) + 1
     node = max(by_node, key=lambda n: by_node[n])  # the node running most of the app
 
     killed_at = datetime.now(UTC)
-    os.kill(agent_pid(node, data_dir), signal.SIGKILL)
-    warnings = asyncio.run(registered_again(url, node, killed_at))
+    os.kill(up.child(f"--name {node} "), signal.SIGKILL)
+    warnings = asyncio.run(registered_again(up.url, node, killed_at))
 
-    after = pods(url)
+    after = pods(up)
     assert after.keys() == before.keys()  # none deleted and replaced
     for name, old in before.items():
         new = after[name]
