@@ -43,6 +43,7 @@ from nodeagent.resync import resync_loop
 from nodeagent.runtime import ContainerInfo, Runtime, RuntimeFailure
 from nodeagent.runtime.factory import make_runtime
 from nodeagent.streaming import StreamServer
+from nodeagent.takeover import TakeOvers
 from nodeagent.worker import PodWorker, WorkerContext
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ log = logging.getLogger(__name__)
 ORPHAN_GRACE = 2.0
 STEP_RETRY_FIRST = 0.2  # seconds between tries of a start-up step, doubling
 STEP_RETRY_CAP = 2.0
-TAKE_OVER_PAUSE = 1.0  # seconds before a failed worker's pod gets a new one, doubling while it fails
-TAKE_OVER_PAUSE_CAP = 30.0
 REAPER_FLUSH = 10.0  # seconds a stopping agent spends removing the containers it kept
 _pod_decoder = msgspec.json.Decoder(Pod)
 
@@ -67,7 +66,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
-        self.failures: dict[str, int] = {}  # pod uid -> how many of its workers failed
+        self.take_overs = TakeOvers(self.runtime, self.config.name, self.workers.get, self._replace)
         # Feed messages are held until adoption is done: a worker started from the feed first
         # would not know the containers a previous agent left running, and start them again.
         self.adopted = False
@@ -96,38 +95,16 @@ class Agent:
         try:
             await worker.run()
         except Exception:  # one pod's bug must not stop the others
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # The agent is stopping, and the worker failed as it was cancelled: its
-                # containers are left running for the next agent, as every pod's are.
-                log.exception("worker for pod %s failed as the agent stopped", worker.key)
-                raise asyncio.CancelledError from None
-            log.exception("worker for pod %s failed; a new one takes over its containers", worker.key)
+            log.exception("worker for pod %s failed", worker.key)
             if self.workers.get(worker.uid) is worker:
-                await self._take_over(worker)
+                self.take_overs.failed(worker)  # it keeps the pod's place until replaced
             return
         if self.workers.get(worker.uid) is worker:
             del self.workers[worker.uid]
-            self.failures.pop(worker.uid, None)
+            self.take_overs.ended(worker.uid)
 
-    async def _take_over(self, failed: PodWorker) -> None:
-        """A failed worker leaves its containers running: a new worker adopts them (as after a
-        restart of the agent) rather than starting the pod again beside them. The failed one
-        holds the pod's place meanwhile, so the feed and listings only update it; the pause
-        keeps a bug that repeats from spinning (it doubles with each failure of the pod's)."""
-        failures = self.failures[failed.uid] = self.failures.get(failed.uid, 0) + 1
-        delay = min(TAKE_OVER_PAUSE * 2 ** min(failures - 1, 10), TAKE_OVER_PAUSE_CAP)
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                found = await self.runtime.containers(self.config.name)
-                break
-            except RuntimeFailure as failure:
-                log.warning("pod %s: cannot list its containers: %s", failed.key, failure)
-                delay = min(delay * 2, TAKE_OVER_PAUSE_CAP)
-        if self.workers.get(failed.uid) is not failed:
-            return
-        self._start_worker(failed.pod, [info for info in found if info.pod_uid == failed.uid])
+    def _replace(self, failed: PodWorker, containers: list[ContainerInfo]) -> None:
+        self._start_worker(failed.pod, containers)
         if failed.removed:
             self.workers[failed.uid].gone()
 
@@ -191,11 +168,13 @@ class Agent:
     # -- start-up
 
     async def adopt(self) -> None:
-        """Take over the containers a previous agent left running; remove the orphans."""
+        """Take over the containers a previous agent left running; remove the orphans. From
+        here on the pods are the agent's: failed workers are replaced (takeover.py)."""
         pods = await self.client.list(Pod, subjects.ALL)
         by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
         for info in await self.runtime.containers(self.config.name):
             by_pod[info.pod_uid].append(info)
+        self.tasks.create_task(self.take_overs.run())
         for pod in pods:
             self._start_worker(pod, by_pod.pop(pod.metadata.uid, []))
         for uid, containers in by_pod.items():
