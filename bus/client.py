@@ -233,16 +233,6 @@ class Client:
         data = await self.request("status", info, obj.metadata.namespace or "default", _encode(obj))
         return _decode(info, data)  # type: ignore[return-value]
 
-    async def write_status(self, obj: R) -> R:
-        """`update_status` without a resourceVersion precondition: the API re-reads and writes
-        over whatever status is there. A blind write; do not use it. The controllers and the
-        scheduler compare and set (`update_status` on the version they judged); this goes once
-        its last user, the node agent's pod status writer, does too."""
-        unconditional = msgspec.structs.replace(
-            obj, metadata=msgspec.structs.replace(obj.metadata, resource_version="")
-        )
-        return await self.update_status(unconditional)
-
     async def patch(self, cls: type[R], name: str, patch: dict[str, Any], namespace: str = "default") -> R:
         return await self.patch_kind(kinds.BY_KIND[cls.__name__], name, patch, namespace)  # type: ignore[return-value]
 

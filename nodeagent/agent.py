@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from nats.aio.msg import Msg
 from bus import subjects
 from bus.client import Client
 from bus.connection import announce, close, connect, fail_when_closed, link
-from bus.errors import NotFound, Timeout, Unavailable
+from bus.errors import Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
 from bus.resources import Pod
@@ -36,17 +37,20 @@ from nodeagent.config import AgentConfig
 from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
 from nodeagent.ports import PortAllocator
 from nodeagent.proxy import ProxyConfig, ServiceProxy
-from nodeagent.reaper import ContainerReaper
+from nodeagent.reaper import ContainerReaper, dispose
 from nodeagent.registration import Registration
 from nodeagent.resync import resync_loop
-from nodeagent.runtime import ContainerInfo, Runtime
+from nodeagent.runtime import ContainerInfo, Runtime, RuntimeFailure
 from nodeagent.runtime.factory import make_runtime
 from nodeagent.streaming import StreamServer
+from nodeagent.takeover import TakeOvers
 from nodeagent.worker import PodWorker, WorkerContext
 
 log = logging.getLogger(__name__)
 
 ORPHAN_GRACE = 2.0
+STEP_RETRY_FIRST = 0.2  # seconds between tries of a start-up step, doubling
+STEP_RETRY_CAP = 2.0
 REAPER_FLUSH = 10.0  # seconds a stopping agent spends removing the containers it kept
 _pod_decoder = msgspec.json.Decoder(Pod)
 
@@ -62,6 +66,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
+        self.take_overs = TakeOvers(self.runtime, self.config.name, self.workers.get, self._replace)
         # Feed messages are held until adoption is done: a worker started from the feed first
         # would not know the containers a previous agent left running, and start them again.
         self.adopted = False
@@ -91,9 +96,17 @@ class Agent:
             await worker.run()
         except Exception:  # one pod's bug must not stop the others
             log.exception("worker for pod %s failed", worker.key)
-        finally:
             if self.workers.get(worker.uid) is worker:
-                del self.workers[worker.uid]
+                self.take_overs.failed(worker)  # it keeps the pod's place until replaced
+            return
+        if self.workers.get(worker.uid) is worker:
+            del self.workers[worker.uid]
+            self.take_overs.ended(worker.uid)
+
+    def _replace(self, failed: PodWorker, containers: list[ContainerInfo]) -> None:
+        self._start_worker(failed.pod, containers)
+        if failed.removed:
+            self.workers[failed.uid].gone()
 
     def observe(self, pod: Pod) -> None:
         """The newest known version of a pod bound here."""
@@ -116,24 +129,30 @@ class Agent:
         self._take(msg)
 
     def _take(self, msg: Msg) -> None:
+        """One feed message. Whoever may publish on the feed can send anything: what cannot be
+        handled is logged and dropped, and the next listing puts things right."""
         try:
             pod = _pod_decoder.decode(msg.data)
-        except msgspec.DecodeError:
-            log.warning("malformed pod on the feed; ignored")
+        except msgspec.DecodeError as err:
+            log.warning("malformed pod on the feed (%s); ignored", err)
             return
         if pod.spec.node_name != self.config.name:
             return
-        if (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED":
-            self.forget(pod)
-        else:
-            self.observe(pod)
+        deleted = (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED"
+        self._guarded(self.forget if deleted else self.observe, pod)
+
+    def _guarded(self, act: Callable[[Pod], None], pod: Pod) -> None:
+        try:
+            act(pod)
+        except Exception:  # one pod's bad data, or our bug, must not stop the others
+            log.exception("cannot handle pod %s/%s", pod.metadata.namespace, pod.metadata.name)
 
     async def resync(self) -> None:
         """List our pods and reconcile the workers with the list."""
         pods = await self.client.list(Pod, subjects.ALL)
         listed = {pod.metadata.uid: pod for pod in pods}
         for pod in pods:
-            self.observe(pod)
+            self._guarded(self.observe, pod)
         for uid, worker in list(self.workers.items()):
             if uid in listed:
                 continue
@@ -149,11 +168,13 @@ class Agent:
     # -- start-up
 
     async def adopt(self) -> None:
-        """Take over the containers a previous agent left running; remove the orphans."""
+        """Take over the containers a previous agent left running; remove the orphans. From
+        here on the pods are the agent's: failed workers are replaced (takeover.py)."""
         pods = await self.client.list(Pod, subjects.ALL)
         by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
         for info in await self.runtime.containers(self.config.name):
             by_pod[info.pod_uid].append(info)
+        self.tasks.create_task(self.take_overs.run())
         for pod in pods:
             self._start_worker(pod, by_pod.pop(pod.metadata.uid, []))
         for uid, containers in by_pod.items():
@@ -166,9 +187,7 @@ class Agent:
 
     async def _remove_orphans(self, containers: list[ContainerInfo]) -> None:
         for info in containers:
-            with contextlib.suppress(Exception):
-                await self.runtime.stop(info.id, ORPHAN_GRACE)
-                await self.runtime.remove(info.id)
+            await dispose(self.runtime, info.id, ORPHAN_GRACE)
 
     def running_containers(self) -> list[RunningContainer]:
         """The containers running now, for the usage samples."""
@@ -195,7 +214,7 @@ class Agent:
 
 async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run the node agent until cancelled."""
-    runtime = await make_runtime(config.runtime, root_dir=config.data_dir / config.name)
+    log.info("node agent %s starting", config.name)
     resync_now = asyncio.Event()
     proxy_resync = asyncio.Event()
 
@@ -209,54 +228,75 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         config.servers, name=f"steer-nodeagent {config.name}", credentials=config.credentials, wait=True
     )
     link(nc).on_reconnect(reconnected)
-    reaper = ContainerReaper(runtime, config.container_gc_delay) if config.container_gc_delay > 0 else None
+    runtime: Runtime | None = None
+    reaper: ContainerReaper | None = None
     try:
         client = Client(nc, node=config.name)
-        registration = Registration(client, config, await runtime.version())
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(fail_when_closed(nc))
-            agent = Agent(config, nc, client, runtime, tasks, reaper)
-            if reaper is not None:
-                tasks.create_task(reaper.run())
-            feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
-            # Adopt first, register (Ready) after: nothing is placed here before we can run it.
-            await _until_done(agent.adopt, "list this node's pods")
-            await _until_done(registration.register, "register")
-            streams = StreamServer(nc, config.name, agent.find, runtime, tasks)
-            await streams.start()
-            await announce(
-                nc,
-                "nodeagent",
-                description="steersman node agent",
-                metadata={"instance": config.name, "node": config.name, "runtime": await runtime.version()},
-            )
-            tasks.create_task(registration.keep_alive())
-            tasks.create_task(resync_loop(agent.resync, config.resync_interval, resync_now, "listing pods"))
-            if config.metrics_interval > 0:
-                publisher = NodeMetricsPublisher(
-                    nc,
-                    runtime,
-                    node=config.name,
-                    interval=config.metrics_interval,
-                    running=agent.running_containers,
-                )
-                tasks.create_task(publisher.run())
+            # The service proxy first: it needs only a listing of Services and Endpoints, and
+            # the node's Service ports are down from the moment an agent dies until it serves
+            # them again; the runtime's probe, adoption and registration need not delay it.
             if config.proxy != "off":
-                proxy = ServiceProxy(nc, client, agent.context.recorder, _proxy_config(config), proxy_resync)
+                recorder = Recorder(client, component="steer-nodeagent", host=config.name)
+                proxy = ServiceProxy(nc, client, recorder, _proxy_config(config), proxy_resync)
                 tasks.create_task(proxy.run())
-            log.info("node agent %s ready on %s", config.name, config.address)
-            if ready is not None:
-                ready.set()
-            try:
-                await asyncio.Event().wait()
-            finally:
-                with contextlib.suppress(nats.errors.Error):  # the bus may be gone already
-                    await feed.unsubscribe()
+            runtime = await make_runtime(config.runtime, root_dir=config.data_dir / config.name)
+            if config.container_gc_delay > 0:
+                reaper = ContainerReaper(runtime, config.container_gc_delay)
+                tasks.create_task(reaper.run())
+            agent = Agent(config, nc, client, runtime, tasks, reaper)
+            await _serve_pods(agent, await runtime.version(), ready, resync_now)
+    except* (SteerError, RuntimeFailure) as failed:  # one clear line, not a group's traceback
+        first = failed.exceptions[0]
+        if isinstance(first, RuntimeFailure):
+            raise Unavailable(f"the container runtime failed: {first.message}") from None
+        raise first from None
     finally:
         await close(nc)
         if reaper is not None:
             await reaper.flush(within=REAPER_FLUSH)
-        await runtime.close()
+        if runtime is not None:
+            await runtime.close()
+
+
+async def _serve_pods(
+    agent: Agent, version: str, ready: asyncio.Event | None, resync_now: asyncio.Event
+) -> None:
+    """The node and its pods, until cancelled: adopt, register, serve logs and exec, heartbeat."""
+    config, nc, tasks = agent.config, agent.nc, agent.tasks
+    registration = Registration(agent.client, config, version)
+    feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
+    try:
+        # Adopt first, register (Ready) after: nothing is placed here before we can run it.
+        await _until_done(agent.adopt, "list this node's pods")
+        await _until_done(registration.register, "register")
+        streams = StreamServer(nc, config.name, agent.find, agent.runtime, tasks)
+        await streams.start()
+        await announce(
+            nc,
+            "nodeagent",
+            description="steersman node agent",
+            metadata={"instance": config.name, "node": config.name, "runtime": version},
+        )
+        tasks.create_task(registration.keep_alive())
+        tasks.create_task(resync_loop(agent.resync, config.resync_interval, resync_now, "listing pods"))
+        if config.metrics_interval > 0:
+            publisher = NodeMetricsPublisher(
+                nc,
+                agent.runtime,
+                node=config.name,
+                interval=config.metrics_interval,
+                running=agent.running_containers,
+            )
+            tasks.create_task(publisher.run())
+        log.info("node agent %s ready on %s", config.name, config.address)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(nats.errors.Error):  # the bus may be gone already
+            await feed.unsubscribe()
 
 
 def _proxy_config(config: AgentConfig) -> ProxyConfig:
@@ -270,13 +310,16 @@ def _proxy_config(config: AgentConfig) -> ProxyConfig:
 
 
 async def _until_done(step: Callable[[], Awaitable[object]], what: str) -> None:
-    """Do a start-up step, waiting for the API if it is not up or is busy (a whole cluster starting)."""
-    delay = 0.5
+    """Do a start-up step, waiting for the API (or the container runtime) if it is not up, is
+    busy (a whole cluster starting) or failed for now; soon after it answers again (the pause
+    is at most 2 s)."""
+    delay = STEP_RETRY_FIRST
     while True:
         try:
             await step()
             return
-        except (Unavailable, Timeout) as err:
-            log.info("cannot %s yet (%s); retrying in %.1fs", what, err, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        except (Unavailable, Timeout, Internal, RuntimeFailure) as err:
+            pause = delay * random.uniform(0.8, 1.2)
+            log.info("cannot %s yet (%s); retrying in %.1fs", what, err, pause)
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, STEP_RETRY_CAP)

@@ -72,6 +72,12 @@ class Backoff:
         self.delay = None
         self.until = 0.0
 
+    def restore(self, delay: float | None) -> None:
+        """Continue from the delay a previous agent had reached (a container label), with no
+        wait pending: the next failure is counted from there."""
+        self.delay = delay
+        self.until = 0.0
+
 
 class RestartBackoff(Backoff):
     """The restart back-off of a container, as the kubelet keeps it: the first failure (and the

@@ -10,11 +10,12 @@ writes the pod status only when it changed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from bus.errors import SteerError
 from bus.resources.pod import (
@@ -25,11 +26,14 @@ from bus.resources.pod import (
     ContainerStateWaiting,
     ContainerStatus,
 )
+from nodeagent.adoption import Adopted, recorded_exit
 from nodeagent.backoff import ImagePullBackoff, RestartBackoff, crash_loop_back_off, image_pull_back_off
 from nodeagent.podstatus import terminated_reason
 from nodeagent.probes import ProbeKind, Prober, host_ports
+from nodeagent.reaper import RETRY_CAP, RETRY_FIRST, dispose
 from nodeagent.runtime import (
     ContainerInfo,
+    ContainerNotFound,
     ContainerSpec,
     ImageNeverPullError,
     ImagePullError,
@@ -73,6 +77,10 @@ class ContainerRun:
     pull_backoff: ImagePullBackoff = field(init=False)
     finished: bool = False  # exited for good (restartPolicy says no more)
     adopted: ContainerInfo | None = None
+    # Probe verdicts a previous agent reached for an adopted running container.
+    carried: dict[ProbeKind, bool] = field(default_factory=dict)
+    # The stored record of an adopted container's exit, when the previous agent wrote it.
+    recorded: ContainerStateTerminated | None = None
 
     def __post_init__(self) -> None:
         policy = self.worker.ctx.backoff
@@ -98,20 +106,46 @@ class ContainerRun:
 
     # -- adoption
 
-    def adopt(self, info: ContainerInfo, restart_count: int) -> None:
-        """Take over a container a previous agent started."""
-        self.adopted = info
+    def adopt(self, adopted: Adopted, stored: ContainerStatus | None) -> None:
+        """Take over a container a previous agent started (see adoption.py): the runtime's facts
+        about it, and `stored`, the stored status if it describes this very container."""
+        info = self.adopted = adopted.current
+        loop_now, wall_now = asyncio.get_running_loop().time(), _now()
         self.container_id = info.id
+        self.previous_id = adopted.previous.id if adopted.previous is not None else ""
         self.attempt = info.attempt
-        self.status.restart_count = restart_count
+        self.backoff.restore(info.restart_delay)
         self.status.container_id = f"{self.worker.ctx.runtime.name}://{info.id}"
         self.status.image_id = info.image_id
-        started = info.started_at or _now()
-        ran_for = max(0.0, (_now() - started).total_seconds())
-        self.started_mono = asyncio.get_running_loop().time() - ran_for
+        seen_running = stored is not None and stored.state.running is not None
+        # Each earlier attempt ended in a counted restart: the attempt is the count at its start.
+        self.status.restart_count = stored.restart_count if stored and seen_running else info.attempt
+        if stored is not None:
+            self.status.last_state = stored.last_state
+        elif adopted.previous is not None:
+            self.status.last_state = ContainerState(terminated=self._terminated_before(adopted.previous))
+        stored_start = stored.state.running.started_at if stored and stored.state.running else None
+        started = stored_start or info.started_at or wall_now
+        self.started_mono = loop_now - max(0.0, (wall_now - started).total_seconds())
         if info.status == "running":
-            self.status.started = not self.spec.startup_probe
-            self._set(ContainerState(running=ContainerStateRunning(started_at=started)), ready=False)
+            # What the previous agent's probes had found holds until they find otherwise.
+            self.status.started = stored.started if stored else not self.spec.startup_probe
+            ready = stored.ready if stored else False
+            self.carried = {ProbeKind.STARTUP: bool(self.status.started), ProbeKind.READINESS: ready}
+            self._set(ContainerState(running=ContainerStateRunning(started_at=started)), ready=ready)
+        else:
+            self.recorded = recorded_exit(stored)
+
+    def _terminated_before(self, info: ContainerInfo) -> ContainerStateTerminated:
+        """The termination record of an exited container, from the runtime's facts."""
+        code = info.exit_code if info.exit_code is not None else 0
+        return ContainerStateTerminated(
+            exit_code=code,
+            reason=terminated_reason(code, oom_killed=info.oom_killed),
+            started_at=info.started_at,
+            finished_at=info.finished_at,
+            container_id=f"{self.worker.ctx.runtime.name}://{info.id}",
+        )
 
     # -- the loop
 
@@ -195,6 +229,7 @@ class ContainerRun:
                 host_ip=ctx.address,
                 ports=tuple(self.worker.bindings_of(self.spec.name)),
                 attempt=self.attempt,
+                restart_delay=self.backoff.delay,
             )
             container_id = await ctx.runtime.start(spec)
         except (StartError, RuntimeFailure) as err:
@@ -226,8 +261,7 @@ class ContainerRun:
         """Keep the last exited container (for `logs --previous`); remove the one before it."""
         old, self.previous_id, self.container_id = self.previous_id, self.container_id, container_id
         if old:
-            with contextlib.suppress(RuntimeFailure):
-                await self.worker.ctx.runtime.remove(old)
+            await self.worker.discard([old])
 
     async def _supervise(self, *, adopted: bool) -> None:
         """Probe the running container and wait for it to exit; then record the exit."""
@@ -239,6 +273,7 @@ class ContainerRun:
             host=ctx.address,
             ports=host_ports(self.worker.bindings_of(self.spec.name)),
             ran_for=asyncio.get_running_loop().time() - self.started_mono if adopted else 0.0,
+            carried=self.carried if adopted else {},
         )
         killed_because = ""
 
@@ -281,25 +316,31 @@ class ContainerRun:
             return None
 
     async def _kill(self, message: str) -> None:
+        """Stop the container to restart it (a failed probe); tried again while the runtime fails."""
         pod = self.worker.pod
         await self.worker.ctx.recorder.normal(pod, "Killing", message, field_path=self._path)
-        with contextlib.suppress(RuntimeFailure):
-            await self.worker.ctx.runtime.stop(
-                self.container_id, float(pod.spec.termination_grace_period_seconds)
-            )
+        killing, delay = self.container_id, RETRY_FIRST
+        while not await self.stop(float(pod.spec.termination_grace_period_seconds)):
+            if await self.worker.sleep_unless_stopping(delay) or self.container_id != killing:
+                return  # the pod's termination stops it now, or it has exited meanwhile
+            delay = min(delay * 2, RETRY_CAP)
 
     def _exited_before_adoption(self) -> None:
+        """An adopted container that exited while no agent watched: its exit is recorded (once:
+        the previous agent may have done it), at the time it happened."""
         info = self.adopted
-        code = info.exit_code if info is not None and info.exit_code is not None else 0
-        reason = terminated_reason(code, oom_killed=info is not None and info.oom_killed)
-        started = info.started_at if info is not None else None
-        self._record_exit(
-            code, reason=reason, message="exited while the node agent was away", started_at=started
-        )
+        assert info is not None
+        terminated = self.recorded
+        if terminated is None:
+            terminated = msgspec.structs.replace(
+                self._terminated_before(info), message="exited while the node agent was away"
+            )
+        ended = terminated.finished_at or _now()
+        ago = max(0.0, (_now() - ended).total_seconds())
+        self._exited(terminated, at=asyncio.get_running_loop().time() - ago, announce=self.recorded is None)
 
     def _record_exit(self, exit_code: int, *, reason: str, message: str, started_at: datetime | None) -> None:
-        """The container stopped: lastState, restart decision, back-off."""
-        loop_time = asyncio.get_running_loop().time()
+        """The container stopped just now."""
         terminated = ContainerStateTerminated(
             exit_code=exit_code,
             reason=reason,
@@ -308,10 +349,15 @@ class ContainerRun:
             finished_at=_now(),
             container_id=self.status.container_id,
         )
+        self._exited(terminated, at=asyncio.get_running_loop().time(), announce=True)
+
+    def _exited(self, terminated: ContainerStateTerminated, *, at: float, announce: bool) -> None:
+        """The container stopped at `at` (loop time): lastState, restart decision, back-off;
+        a BackOff event if `announce`."""
         self.status.ready = False
         policy = self.worker.pod.spec.restart_policy
         restart = not self.worker.stopping.is_set() and (
-            policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+            policy == "Always" or (policy == "OnFailure" and terminated.exit_code != 0)
         )
         if not restart:
             self.finished = True
@@ -319,7 +365,7 @@ class ContainerRun:
             return
         self.status.last_state = ContainerState(terminated=terminated)
         self.status.restart_count += 1
-        delay = self.backoff.delay_after(exit_at=loop_time, started_at=self.started_mono or loop_time)
+        delay = self.backoff.delay_after(exit_at=at, started_at=self.started_mono or at)
         if delay == 0:  # restarted at once: no back-off to report
             self._set(ContainerState(terminated=terminated), ready=False)
             return
@@ -329,19 +375,30 @@ class ContainerRun:
             ),
             ready=False,
         )
-        self.worker.spawn(
-            self.worker.ctx.recorder.warning(
-                self.worker.pod,
-                "BackOff",
-                f"Back-off restarting failed container {self.spec.name}",
-                field_path=self._path,
+        if announce:
+            self.worker.spawn(
+                self.worker.ctx.recorder.warning(
+                    self.worker.pod,
+                    "BackOff",
+                    f"Back-off restarting failed container {self.spec.name}",
+                    field_path=self._path,
+                )
             )
-        )
 
-    async def stop(self, grace: float) -> None:
-        if self.container_id and self.status.state.running is not None:
-            with contextlib.suppress(RuntimeFailure):
-                await self.worker.ctx.runtime.stop(self.container_id, grace)
+    async def stop(self, grace: float) -> bool:
+        """Stop the running container; False if the runtime failed to (for the caller to retry)."""
+        if not self.container_id or self.status.state.running is None:
+            return True
+        try:
+            await self.worker.ctx.runtime.stop(self.container_id, grace)
+        except ContainerNotFound:
+            return True
+        except RuntimeFailure as failure:
+            log.warning(
+                "pod %s: cannot stop container %s: %s", self.worker.key, self.spec.name, failure.message
+            )
+            return False
+        return True
 
     @property
     def container_ids(self) -> list[str]:
@@ -349,6 +406,6 @@ class ContainerRun:
         return [cid for cid in (self.container_id, self.previous_id) if cid]
 
     async def remove(self) -> None:
+        """Remove the (stopped) containers, trying again while the runtime fails."""
         for container_id in self.container_ids:
-            with contextlib.suppress(RuntimeFailure):
-                await self.worker.ctx.runtime.remove(container_id)
+            await dispose(self.worker.ctx.runtime, container_id, 0)

@@ -105,13 +105,19 @@ class NodeMetricsPublisher:
                 await self.nc.publish(subjects.metrics_node(self.node), metrics.encode(sample))
             except (OSError, nats.errors.Error) as err:
                 log.warning("could not publish node metrics: %s", err)
+            except Exception:  # a sample lost to a bug must not take the node's pods with it
+                log.exception("could not take a usage sample; trying again next interval")
             await asyncio.sleep(max(self.interval - (time.monotonic() - started), 0.1))
 
     async def collect(self) -> metrics.NodeMetrics:
         containers = self.running()
-        usage = await asyncio.gather(*(self._container(c) for c in containers))
+        # A task group, not gather: should one request fail unexpectedly, the others end with
+        # this sample instead of running on, unowned.
+        async with asyncio.TaskGroup() as group:
+            usage = [group.create_task(self._container(c)) for c in containers]
         pods: dict[str, metrics.PodMetrics] = {}
-        for container, measured in zip(containers, usage, strict=True):
+        for container, task in zip(containers, usage, strict=True):
+            measured = task.result()
             if measured is None:
                 continue
             pod = pods.get(container.pod_uid)

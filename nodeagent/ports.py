@@ -4,13 +4,31 @@ As Nomad does it: the container must listen on the port it is given (env `PORT`,
 A declared `hostPort` is used as is (and must be free); otherwise a free port is taken from the
 agent's range. A port is free when we have not handed it out and we can bind it on the node's
 address right now.
+
+The ports a pod's running containers hold cannot be bound, but they are the pod's: a restarted
+agent gives them back to their pod (`adopt`) before it allocates anything, and a port the pod had
+before (its status says so) is given again while it is free, so that a container restarted after
+the agent's restart keeps its port.
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from nodeagent.runtime import PortBinding
+
+
+@dataclass(frozen=True)
+class WantedPort:
+    """A declared container port: `host_port` if declared (that one or none); else `before`, the
+    port it had before, if still free; else any free one."""
+
+    name: str
+    container_port: int
+    host_port: int | None = None
+    before: int | None = None
 
 
 class PortInUse(Exception):
@@ -24,29 +42,34 @@ class PortAllocator:
         self.owner: dict[int, str] = {}  # host port -> pod uid
         self._next = first
 
-    def allocate(self, pod_uid: str, wanted: list[tuple[str, int, int | None]]) -> list[PortBinding]:
-        """Host ports for one pod's (name, containerPort, hostPort or None) list.
+    def allocate(self, pod_uid: str, wanted: list[WantedPort]) -> list[PortBinding]:
+        """Host ports for one pod's declared ports; the ones `adopt`ed for it are its own.
 
-        PortInUse if a fixed hostPort is taken (then nothing is kept for the pod).
+        PortInUse if a declared hostPort is taken (then nothing is kept for the pod).
         """
         mine = {port for port, uid in self.owner.items() if uid == pod_uid}
         bindings: list[PortBinding] = []
-        for name, container_port, host_port in wanted:
-            if host_port is not None:
-                if self.owner.get(host_port) not in (None, pod_uid) or (
-                    host_port not in mine and not self._bindable(host_port)
-                ):
+        for want in wanted:
+            if want.host_port is not None:
+                port = want.host_port
+                if not self._available(port, pod_uid, mine):
                     self.release(pod_uid)
-                    raise PortInUse(f"host port {host_port} is already in use on {self.address}")
-                port = host_port
+                    raise PortInUse(f"host port {port} is already in use on {self.address}")
+            elif want.before is not None and self._available(want.before, pod_uid, mine):
+                port = want.before
             else:
                 port = self._free_port()
             self.owner[port] = pod_uid
-            bindings.append(PortBinding(container_port=container_port, host_port=port, name=name))
+            bindings.append(PortBinding(container_port=want.container_port, host_port=port, name=want.name))
         return bindings
 
-    def adopt(self, pod_uid: str, bindings: list[PortBinding]) -> None:
-        """Record ports a running pod already holds (after an agent restart)."""
+    def _available(self, port: int, pod_uid: str, mine: set[int]) -> bool:
+        if port in mine:
+            return True
+        return self.owner.get(port) in (None, pod_uid) and self._bindable(port)
+
+    def adopt(self, pod_uid: str, bindings: Iterable[PortBinding]) -> None:
+        """Record ports a pod's containers already hold (after an agent restart)."""
         for binding in bindings:
             self.owner[binding.host_port] = pod_uid
 

@@ -81,6 +81,10 @@ class ProbeState:
         self._last: bool | None = None
         self._run = 0
 
+    def carry(self, ok: bool) -> None:
+        """Take a verdict reached before (by a previous agent), as settled."""
+        self.ok = self._settled = ok
+
     @property
     def just_failed(self) -> bool:
         """Whether the last result completed a run of exactly failureThreshold failures."""
@@ -301,16 +305,22 @@ class Prober:
         host: str,
         ports: Ports,
         ran_for: float = 0.0,
+        carried: Mapping[ProbeKind, bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """`ran_for`: how long the container has run already (non-zero when adopting it)."""
+        """`ran_for`: how long the container has run already, and `carried`: the verdicts the
+        probes had reached (both for a container adopted after an agent restart, whose readiness
+        must not drop, nor its startup probe run again, just because the agent was away)."""
         self.container = container
         self.container_id = container_id
         self.runtime = runtime
         self.host = host
         self.ports = ports
         self.states = {kind: ProbeState(kind, probe) for kind, probe in probes_of(container).items()}
+        for kind, ok in (carried or {}).items():
+            if kind in self.states:
+                self.states[kind].carry(ok)
         self._clock = clock
         self._sleep = sleep
         self._started_at = clock() - ran_for

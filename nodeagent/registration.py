@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import random
+from collections.abc import Awaitable, Callable
 
 from bus.client import Client
 from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
@@ -23,6 +25,8 @@ from nodeagent.config import AgentConfig
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "steersman/0.1.0"
+CONFLICT_PAUSE_FIRST = 0.05  # seconds
+CONFLICT_PAUSE_CAP = 5.0
 
 
 def node_status(config: AgentConfig, runtime_version: str, previous: NodeStatus | None = None) -> NodeStatus:
@@ -60,20 +64,35 @@ def node_status(config: AgentConfig, runtime_version: str, previous: NodeStatus 
 
 
 class Registration:
-    def __init__(self, client: Client, config: AgentConfig, runtime_version: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        config: AgentConfig,
+        runtime_version: str,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.client = client
         self.config = config
         self.runtime_version = runtime_version
         self.node: Node | None = None
         self.lease: Lease | None = None
+        self._sleep = sleep
 
     async def register(self) -> Node:
-        """Create our Node, or take over the existing one (keeping what users set, like cordons)."""
+        """Create our Node, or take over the existing one (keeping what users set, like cordons).
+
+        A Conflict (the node controller changed the Node meanwhile: taints, conditions) is met by
+        reading it again, after a pause that doubles (jittered) while Conflicts go on, so that a
+        busy Node is not hammered."""
+        pause = CONFLICT_PAUSE_FIRST
         while True:
             try:
                 return await self._register()
-            except Conflict:  # the node controller changed it meanwhile (taints, conditions)
-                log.info("node %s changed while registering; again", self.config.name)
+            except Conflict:
+                log.info("node %s changed while registering; again in %.2fs", self.config.name, pause)
+                await self._sleep(pause * random.uniform(0.8, 1.2))
+                pause = min(pause * 2, CONFLICT_PAUSE_CAP)
 
     async def _register(self) -> Node:
         labels = {"kubernetes.io/hostname": self.config.name, **self.config.labels}

@@ -3,6 +3,11 @@
 A logs request gets its own task: it finds the pod's container, then sends the output as `data`
 messages to the requester's inbox. A following stream ends when the container exits, when the
 requester cancels, or when it stops sending keepalives.
+
+Anyone who may publish on the node's subjects can send anything, so each request runs inside an
+exception boundary (`_answer`): its fields are bounded first (requestlimits.py), and whatever
+it raises is logged and answered as an error (a Status, as every error on the bus), never passed
+up to the agent. At most MAX_REQUESTS run at once; more are answered Unavailable.
 """
 
 from __future__ import annotations
@@ -10,24 +15,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.codec import encode
-from bus.errors import BadRequest, NotFound, SteerError
+from bus.errors import BadRequest, Internal, NotFound, SteerError, TooLarge, Unavailable
 from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER
 from bus.streams import CONTROL_HEADER, KEEPALIVE_TIMEOUT, STREAM_HEADER, ExecReply, ExecRequest, LogsRequest
+from nodeagent.requestlimits import check_exec, check_logs, since_time
 from nodeagent.runtime import Runtime, RuntimeFailure
 from nodeagent.worker import PodWorker
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 64 * 1024
+MAX_REQUESTS = 256  # logs streams and execs served at once
 
 Finder = Callable[[str, str], PodWorker | None]
 
@@ -39,6 +47,7 @@ class StreamServer:
         self.find = find
         self.runtime = runtime
         self.tasks = tasks
+        self.serving = 0
 
     async def start(self) -> None:
         await self.nc.subscribe(subjects.node_stream(self.node, "logs"), cb=self._on_logs)
@@ -50,28 +59,47 @@ class StreamServer:
             raise NotFound(f'pod "{pod}" is not running on node {self.node}')
         return worker.container_id(container, previous=previous)
 
+    # -- the boundary
+
+    def _serve(self, msg: Msg, handler: Callable[[Msg], Awaitable[None]], what: str) -> None:
+        if not msg.reply:
+            return  # nobody to answer
+        if self.serving >= MAX_REQUESTS:
+            busy = Unavailable(f"node {self.node} serves {MAX_REQUESTS} logs and exec requests already")
+            self.tasks.create_task(_fail(self.nc, msg.reply, busy))
+            return
+        self.serving += 1
+        self.tasks.create_task(self._answer(msg, handler, what))
+
+    async def _answer(self, msg: Msg, handler: Callable[[Msg], Awaitable[None]], what: str) -> None:
+        """Serve one request; whatever goes wrong is answered, never raised."""
+        try:
+            await handler(msg)
+        except SteerError as err:
+            await _fail(self.nc, msg.reply, err)
+        except Exception:
+            log.exception("%s on %s failed", what, msg.subject)
+            await _fail(
+                self.nc, msg.reply, Internal(f"node {self.node} failed to serve the {what}; see its log")
+            )
+        finally:
+            self.serving -= 1
+
     # -- logs
 
     async def _on_logs(self, msg: Msg) -> None:
-        if msg.reply:
-            self.tasks.create_task(self._logs(msg))
+        self._serve(msg, self._logs, "logs request")
 
     async def _logs(self, msg: Msg) -> None:
         try:
             request = msgspec.json.decode(msg.data, type=LogsRequest)
         except msgspec.DecodeError as err:
-            await _fail(self.nc, msg.reply, BadRequest(f"malformed logs request: {err}"))
-            return
-        try:
-            container_id = self._container(
-                request.namespace, request.pod, request.container, previous=request.previous
-            )
-        except SteerError as err:
-            await _fail(self.nc, msg.reply, err)
-            return
-        since = (
-            datetime.now(UTC) - timedelta(seconds=request.since_seconds) if request.since_seconds else None
+            raise BadRequest(f"malformed logs request: {err}") from None
+        check_logs(request)
+        container_id = self._container(
+            request.namespace, request.pod, request.container, previous=request.previous
         )
+        since = since_time(request.since_seconds)
         control = self.nc.new_inbox()
         cancelled = asyncio.Event()
         heard = asyncio.Event()
@@ -92,10 +120,10 @@ class StreamServer:
                     for task in (copier, watchdog):
                         task.cancel()
             await self.nc.publish(msg.reply, b"", headers={STREAM_HEADER: "end"})
-        except RuntimeFailure as err:
-            await _fail(self.nc, msg.reply, NotFound(err.message))
+        except* RuntimeFailure as group:
+            raise NotFound("; ".join(err.message for err in _failures(group))) from None
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
     async def _copy(
@@ -112,33 +140,29 @@ class StreamServer:
     # -- exec
 
     async def _on_exec(self, msg: Msg) -> None:
-        if msg.reply:
-            self.tasks.create_task(self._exec(msg))
+        self._serve(msg, self._exec, "exec request")
 
     async def _exec(self, msg: Msg) -> None:
         try:
             request = msgspec.json.decode(msg.data, type=ExecRequest)
-            if not request.command:
-                raise BadRequest("exec needs a command")
-            container_id = self._container(request.namespace, request.pod, request.container)
         except msgspec.DecodeError as err:
-            await _fail(self.nc, msg.reply, BadRequest(f"malformed exec request: {err}"))
-            return
-        except SteerError as err:
-            await _fail(self.nc, msg.reply, err)
-            return
+            raise BadRequest(f"malformed exec request: {err}") from None
+        check_exec(request)
+        container_id = self._container(request.namespace, request.pod, request.container)
         try:
             async with asyncio.timeout(request.timeout_seconds):
                 result = await self.runtime.exec(container_id, request.command)
         except TimeoutError:
-            await _fail(
-                self.nc, msg.reply, BadRequest(f"command did not finish within {request.timeout_seconds:g}s")
-            )
-            return
+            raise BadRequest(f"command did not finish within {request.timeout_seconds:g}s") from None
         except RuntimeFailure as err:
-            await _fail(self.nc, msg.reply, BadRequest(err.message))
-            return
-        await self.nc.publish(msg.reply, encode(ExecReply(exit_code=result.exit_code, output=result.output)))
+            raise BadRequest(err.message) from None
+        reply = encode(ExecReply(exit_code=result.exit_code, output=result.output))
+        if len(reply) > self.nc.max_payload:
+            raise TooLarge(
+                f"the command's output ({len(result.output)} bytes) is more than one message holds "
+                f"({self.nc.max_payload} bytes); use steer logs, or write less"
+            )
+        await self.nc.publish(msg.reply, reply)
 
 
 async def _watchdog(heard: asyncio.Event, cancelled: asyncio.Event) -> None:
@@ -153,7 +177,17 @@ async def _watchdog(heard: asyncio.Event, cancelled: asyncio.Event) -> None:
             return
 
 
+def _failures(group: BaseExceptionGroup[RuntimeFailure]) -> list[RuntimeFailure]:
+    found: list[RuntimeFailure] = []
+    for err in group.exceptions:
+        found += _failures(err) if isinstance(err, BaseExceptionGroup) else [err]
+    return found
+
+
 async def _fail(nc: NATS, reply: str, err: SteerError) -> None:
+    """Answer with the error; a requester that is gone (or a bus that is) is nobody to tell."""
     headers = {STREAM_HEADER: "error", ERROR_CODE_HEADER: str(err.code), ERROR_HEADER: err.message[:200]}
-    with contextlib.suppress(Exception):
+    try:
         await nc.publish(reply, msgspec.json.encode(err.to_status()), headers=headers)
+    except (nats.errors.Error, OSError) as failed:
+        log.debug("cannot answer on %s: %s", reply, failed)

@@ -1,9 +1,10 @@
 """One pod on this node: its containers, its status, and its end.
 
 The worker owns everything about its pod in one TaskGroup: a `ContainerRun` loop per container,
-their probes, and one status writer that writes the pod status only when it changed (and never
-two writes at once). When the pod gets a deletionTimestamp, the worker stops the containers
-(SIGTERM, the grace period, SIGKILL), removes them, and then deletes the pod for good.
+their probes, and one status writer (statuswriter.py) that writes the pod status only when it
+changed, never two writes at once, each a compare-and-set. When the pod gets a
+deletionTimestamp, the worker stops the containers (SIGTERM, the grace period, SIGKILL; again
+while the runtime fails), deletes the pod for good, and has the containers removed.
 """
 
 from __future__ import annotations
@@ -12,26 +13,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from bus.client import Client
-from bus.errors import Conflict, NotFound, SteerError
-from bus.events import now
-from bus.meta import is_true
+from bus.errors import NotFound, SteerError, Timeout, Unavailable
 from bus.quantity import cpu_millis, memory_bytes
 from bus.recorder import Recorder
 from bus.resources import Pod, Service
-from bus.resources.pod import Container, HostPortMapping, PodStatus
-from nodeagent import podstatus
+from bus.resources.pod import Container
+from nodeagent.adoption import sort_out, stored_status
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
 from nodeagent.discovery import service_env
-from nodeagent.ports import PortAllocator, PortInUse, port_env
-from nodeagent.reaper import ContainerReaper
-from nodeagent.runtime import ContainerInfo, PortBinding, Runtime
+from nodeagent.ports import PortAllocator, PortInUse, WantedPort, port_env
+from nodeagent.reaper import RETRY_CAP, RETRY_FIRST, ContainerReaper, dispose
+from nodeagent.runtime import ContainerInfo, PortBinding, Runtime, RuntimeFailure
+from nodeagent.statuswriter import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +47,8 @@ class WorkerContext:
     backoff: BackoffPolicy
     # Who removes a finished pod's containers, later; None: the worker, at once.
     reaper: ContainerReaper | None = None
+    # Each namespace's Services as last listed, for starts while the API does not answer.
+    services_listed: dict[str, list[Service]] = field(default_factory=dict)
 
 
 class PodWorker:
@@ -64,28 +64,23 @@ class PodWorker:
         self.stopping = asyncio.Event()
         self.stop_grace = 0.0  # the grace period the containers are stopped with, once stopping
         self.wake = asyncio.Event()
-        self.dirty = asyncio.Event()
         self.removed = False
         self.failure: tuple[str, str] | None = None  # (reason, message) of a pod that cannot run here
-        self.written: PodStatus | None = pod.status if pod.status.container_statuses else None
-        self._adopted = adopted
+        self.status_writer = StatusWriter(self)
+        self._leftovers = sort_out(self.runs, adopted)
+        # Taken back at once, before any other worker can allocate: the ports are bound (or
+        # about to be again), and no other pod may be given them.
+        ctx.ports.adopt(self.uid, self._leftovers.held_ports())
         self._tasks: asyncio.TaskGroup | None = None
 
     # -- told by the agent
 
     def update(self, pod: Pod) -> None:
-        """A newer version of the pod (older ones, from a late feed message, are ignored).
-
-        A stored readiness other than the one we wrote is someone else's (the node lifecycle
-        controller marks the pods of a silent node not ready): ours is written again."""
+        """A newer version of the pod (older ones, from a late feed message, are ignored)."""
         if _revision(pod) >= _revision(self.pod):
             self.pod = pod
             self.wake.set()
-            if self.written is not None and is_true(pod.status.conditions) != is_true(
-                self.written.conditions
-            ):
-                self.written = None
-                self.dirty.set()
+            self.status_writer.observed(pod)
 
     def gone(self) -> None:
         self.removed = True
@@ -94,7 +89,7 @@ class PodWorker:
     # -- used by the container runs
 
     def changed(self) -> None:
-        self.dirty.set()
+        self.status_writer.dirty.set()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Work that must not block the caller, owned by this pod's task group."""
@@ -114,10 +109,8 @@ class PodWorker:
     async def environment(self, container: Container) -> dict[str, str]:
         """The container's env, over where it must listen and who it is, over the discovery
         variables of the namespace's Services (SteerError if they cannot be read)."""
-        # Read live, not from a cache: a Service created just before the pod always counts.
-        services = await self.ctx.client.list(Service, self.namespace)
         env = {
-            **service_env(services, self.ctx.address),
+            **service_env(await self._services(), self.ctx.address),
             "POD_NAME": self.name,
             "POD_NAMESPACE": self.namespace,
             "POD_UID": self.uid,
@@ -128,6 +121,22 @@ class PodWorker:
         env.update({var.name: var.value for var in container.env})
         return env
 
+    async def _services(self) -> list[Service]:
+        """The namespace's Services, read live: a Service created just before the pod always
+        counts. While the API does not answer, the ones last listed (as the kubelet restarts
+        containers from its informer's cache): a container that exits during an outage of the
+        API is restarted, not held back by CreateContainerConfigError until the API returns."""
+        try:
+            services = await self.ctx.client.list(Service, self.namespace)
+        except (Unavailable, Timeout) as err:
+            known = self.ctx.services_listed.get(self.namespace)
+            if known is None:
+                raise
+            log.info("pod %s: %s; using the Services listed before", self.key, err.message)
+            return known
+        self.ctx.services_listed[self.namespace] = services
+        return services
+
     def limit_cpu(self, container: Container) -> int | None:
         value = container.resources.limits.get("cpu")
         return cpu_millis(value) if value else None
@@ -137,7 +146,7 @@ class PodWorker:
         return memory_bytes(value) if value else None
 
     def container_id(self, container: str, *, previous: bool = False) -> str:
-        run = self.runs.get(container or next(iter(self.runs)))
+        run = self.runs.get(container or next(iter(self.runs), ""))
         if run is None:
             raise NotFound(f'container "{container}" is not in pod "{self.name}"')
         found = run.previous_id if previous else run.container_id
@@ -151,10 +160,10 @@ class PodWorker:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            writer = tasks.create_task(self._write_status())
+            writer = tasks.create_task(self.status_writer.run())
             # Adopt even a pod being deleted (evicted while this agent was away): its containers
             # still run, and must be stopped and removed before the deletion is finished.
-            self._adopt()
+            await self._adopt()
             if self.pod.metadata.deletion_timestamp is None and not self.removed and self._take_ports():
                 for run in self.runs.values():
                     tasks.create_task(run.run())
@@ -163,35 +172,42 @@ class PodWorker:
             writer.cancel()
         await self._finish()
 
-    def _adopt(self) -> None:
-        counts = {s.name: s.restart_count for s in self.pod.status.container_statuses}
-        latest: dict[str, ContainerInfo] = {}
-        for info in self._adopted:
-            if info.name not in self.runs:
-                continue
-            if info.name not in latest or info.attempt > latest[info.name].attempt:
-                latest[info.name] = info
-        for name, info in latest.items():
-            self.runs[name].adopt(info, counts.get(name, max(0, info.attempt)))
-            log.info("pod %s: adopted container %s (%s)", self.key, name, info.status)
-        stale = [info for info in self._adopted if latest.get(info.name) is not info]
-        if stale:
-            self.spawn(self._remove(stale))
+    async def _adopt(self) -> None:
+        """Take over what a previous agent left of this pod (adoption.py); remove the rest
+        before anything starts (a container created but never started holds the name of the
+        attempt that starts next)."""
+        for name, adopted in self._leftovers.adopted.items():
+            run = self.runs[name]
+            stored = stored_status(self.pod.status, name, f"{self.ctx.runtime.name}://{adopted.current.id}")
+            run.adopt(adopted, stored)
+            log.info("pod %s: adopted container %s (%s)", self.key, name, adopted.current.status)
+        await self.discard([info.id for info in self._leftovers.stale])
 
-    async def _remove(self, containers: list[ContainerInfo]) -> None:
-        for info in containers:
-            with contextlib.suppress(Exception):
-                await self.ctx.runtime.remove(info.id)
+    async def discard(self, container_ids: list[str]) -> None:
+        """Remove containers the pod no longer needs, now; one the runtime fails to remove is
+        left to the reaper to try again later (without one, to a task of the pod's that retries)."""
+        for container_id in container_ids:
+            try:
+                await self.ctx.runtime.remove(container_id)
+            except RuntimeFailure as failure:
+                log.warning("pod %s: cannot remove container %s: %s", self.key, container_id[:12], failure)
+                if self.ctx.reaper is not None:
+                    self.ctx.reaper.later([container_id])
+                else:
+                    self.spawn(dispose(self.ctx.runtime, container_id, 0))
 
     def _take_ports(self) -> bool:
-        """Allocate (or, after an agent restart, re-take) the pod's host ports."""
+        """Allocate the pod's host ports; after an agent restart, the same ones again."""
         known = {(m.container, m.container_port): m.host_port for m in self.pod.status.host_ports}
+        for container in self.pod.spec.containers:
+            for held in self._leftovers.ports_of(container.name):
+                known[(container.name, held.container_port)] = held.host_port
         wanted = []
         owners = []
         for container in self.pod.spec.containers:
             for port in container.ports:
-                fixed = port.host_port or known.get((container.name, port.container_port))
-                wanted.append((port.name, port.container_port, fixed))
+                before = known.get((container.name, port.container_port))
+                wanted.append(WantedPort(port.name, port.container_port, port.host_port, before))
                 owners.append(container.name)
         try:
             bindings = self.ctx.ports.allocate(self.uid, wanted)
@@ -222,76 +238,46 @@ class PodWorker:
             )
         self.stop_grace = float(grace)
         self.stopping.set()
-        await asyncio.gather(*(run.stop(self.stop_grace) for run in self.runs.values()))
+        # As the kubelet: a container the runtime failed to stop is stopped again, with back-off,
+        # and the pod stays (Terminating) until every container has stopped.
+        pending, delay = list(self.runs.values()), RETRY_FIRST
+        while True:
+            async with asyncio.TaskGroup() as group:
+                stops = [(run, group.create_task(run.stop(self.stop_grace))) for run in pending]
+            pending = [run for run, stopped in stops if not stopped.result()]
+            if not pending:
+                return
+            if delay == RETRY_FIRST:
+                names = ", ".join(run.spec.name for run in pending)
+                self.spawn(
+                    self.ctx.recorder.warning(
+                        self.pod, "FailedKillPod", f"error killing pod: cannot stop {names}; retrying"
+                    )
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_CAP)
 
     async def _finish(self) -> None:
         """Containers are stopped: free what they held, delete the pod for good, and leave the
-        containers to the reaper (or remove them now)."""
+        containers to the reaper (or remove them now: after the deletion, which, as in
+        Kubernetes, waits for the containers to stop but not to be removed)."""
         if self.ctx.reaper is not None:
             self.ctx.reaper.later(cid for run in self.runs.values() for cid in run.container_ids)
-        else:
-            await asyncio.gather(*(run.remove() for run in self.runs.values()))
         self.ctx.ports.release(self.uid)
-        if self.removed:
-            return
+        if not self.removed:
+            await self._delete()
+        if self.ctx.reaper is None:
+            async with asyncio.TaskGroup() as group:
+                for run in self.runs.values():
+                    group.create_task(run.remove())
+
+    async def _delete(self) -> None:
         try:
             await self.ctx.client.delete(Pod, self.name, self.namespace, grace_period_seconds=0)
         except NotFound:
             return  # already gone: what we wanted
         except SteerError as err:
             log.warning("pod %s: could not finish deletion: %s (the next resync retries)", self.key, err)
-
-    # -- status
-
-    def compute_status(self) -> PodStatus:
-        statuses = [msgspec.structs.replace(self.runs[c.name].status) for c in self.pod.spec.containers]
-        terminating = self.stopping.is_set() or self.pod.metadata.deletion_timestamp is not None
-        status = podstatus.assemble(
-            self.pod.spec,
-            statuses,
-            previous=self.written or self.pod.status,
-            now=now(),
-            terminating=terminating,
-            terminal=self.stopping.is_set(),
-            host_ip=self.ctx.address,
-            pod_ip=self.ctx.address,
-            reason=self.failure[0] if self.failure else "",
-            message=self.failure[1] if self.failure else "",
-            failed=self.failure is not None,
-        )
-        status.host_ports = [
-            HostPortMapping(
-                container=owner,
-                container_port=b.container_port,
-                host_port=b.host_port,
-                name=b.name,
-                protocol="UDP" if b.protocol == "UDP" else "TCP",
-            )
-            for owner, b in self.bindings
-        ]
-        return status
-
-    async def _write_status(self) -> None:
-        """Write the pod status whenever it changed; one write at a time."""
-        self.dirty.set()
-        while True:
-            await self.dirty.wait()
-            self.dirty.clear()
-            status = self.compute_status()
-            if self.written is not None and not podstatus.changed(self.written, status):
-                continue
-            pod = Pod(metadata=self.pod.metadata, spec=self.pod.spec, status=status)
-            try:
-                stored = await self.ctx.client.write_status(pod)
-            except (NotFound, Conflict):
-                return  # the pod is gone; the agent will tell us
-            except SteerError as err:
-                log.warning("pod %s: status write failed: %s; retrying", self.key, err)
-                await asyncio.sleep(1.0)
-                self.dirty.set()
-                continue
-            self.written = status
-            self.update(stored)
 
 
 def run_path(run: ContainerRun) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -18,6 +19,8 @@ import pytest
 from bus.meta import is_true
 from bus.resources import Node
 from bus.store import Store
+from nodeagent.runtime.containerdir import scan
+from nodeagent.runtime.procfs import read_stat
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,6 +50,11 @@ class AgentProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this agent's process runtime keeps its containers' files."""
+        return Path(self.args[self.args.index("--data-dir") + 1]) / self.name
 
     def kill(self) -> None:
         """SIGKILL: the agent dies without cleaning anything up."""
@@ -101,7 +109,24 @@ async def start_agent(
     for agent in agents:
         agent.stop()
     for agent in agents:
-        remove_containers(agent.name)
+        clean_up(agent)
+
+
+def clean_up(agent: AgentProcess) -> None:
+    """Remove what the agent's pods left running: Docker containers and process-runtime processes
+    (both outlive an agent by design, for the next one to adopt)."""
+    remove_containers(agent.name)
+    kill_processes(agent.data_dir)
+
+
+def kill_processes(root: Path) -> None:
+    """SIGKILL every process-runtime container under `root` that still runs (recognised by pid
+    and start time, as the runtime recognises them)."""
+    for _, state in scan(root) if root.is_dir() else []:
+        stat = read_stat(state.pid)
+        if stat is not None and stat.start_ticks == state.start_ticks:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state.pid, signal.SIGKILL)
 
 
 def remove_containers(node: str) -> None:

@@ -32,7 +32,7 @@ from bus.connection import connect
 from bus.meta import ObjectMeta
 from bus.resources import Namespace
 from bus.store import Store
-from tests.agents import AgentProcess, remove_containers
+from tests.agents import AgentProcess, clean_up
 from tests.conftest import start_service, wait_for_components
 
 _subnets = itertools.count(100 + os.getpid() % 100)
@@ -101,7 +101,7 @@ class ControlPlane:
         for agent in self.agents:
             agent.stop()
         for agent in self.agents:
-            remove_containers(agent.name)
+            clean_up(agent)
         self.agents.clear()
 
     def stop_all(self) -> None:

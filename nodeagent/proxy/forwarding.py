@@ -172,7 +172,7 @@ class Listener:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     await loop.create_connection(_factory(side), backend.ip, backend.port)
-            except (OSError, TimeoutError) as err:
+            except (OSError, TimeoutError, ValueError) as err:  # ValueError: an address no socket takes
                 log.debug("%s: backend %s unavailable: %s", self.key, backend, err)
                 continue
             if client.lost:

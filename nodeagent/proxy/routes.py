@@ -4,11 +4,14 @@ Pure logic, no I/O. Every TCP port of every Service (and its nodePort, for type 
 route on the node's address; its backends are the ready addresses of the Service's Endpoints whose
 port has the Service port's name (the endpoints controller names Endpoints ports after Service
 ports and gives the pod's host port). Services share the node's address, so two of them may want
-the same port: the oldest Service gets it and the others are reported as conflicts.
+the same port: the oldest Service gets it and the others are reported as conflicts. Ports
+outside 1-65535 and addresses that are not IP addresses are left out (the API should refuse
+them, but the proxy never trusts that what it is fed can be bound or dialled).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -66,7 +69,11 @@ def backends_of(port: ServicePort, endpoints: Endpoints | None) -> tuple[Backend
         for endpoint_port in subset.ports:
             if endpoint_port.name != port.name or endpoint_port.protocol != "TCP":
                 continue
+            if not valid_port(endpoint_port.port):
+                continue
             for address in subset.addresses:
+                if not is_ip(address.ip):  # never a name to look up, nor junk to connect to
+                    continue
                 ref = address.target_ref
                 found.add(
                     Backend(
@@ -92,9 +99,21 @@ def routes(services: Iterable[Service], endpoints: Mapping[ServiceKey, Endpoints
             listen = [port.port]
             if service.spec.type == "NodePort" and port.node_port:
                 listen.append(port.node_port)
-            for number in listen:
+            for number in filter(valid_port, listen):
                 wanted.setdefault(number, []).append(Route(number, pool, backends))
     return wanted
+
+
+def valid_port(number: int) -> bool:
+    return 1 <= number <= 65535
+
+
+def is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
 
 
 def _age(service: Service) -> tuple[str, str, str]:

@@ -115,12 +115,15 @@ class ServiceProxy:
         async def on_message(msg: Msg) -> None:
             try:
                 obj = decoder.decode(msg.data)
-            except msgspec.DecodeError:
-                log.warning("malformed %s on the feed; ignored", cls.__name__)
+            except msgspec.DecodeError as err:
+                log.warning("malformed %s on the feed (%s); ignored", cls.__name__, err)
                 return
             deleted = (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED"
-            if mirror.delete(obj) if deleted else mirror.put(obj):
-                self.changed.set()
+            try:
+                if mirror.delete(obj) if deleted else mirror.put(obj):
+                    self.changed.set()
+            except Exception:  # what anyone may publish must not cost the proxy its feed
+                log.exception("service proxy: cannot take %s from the feed", cls.__name__)
 
         return on_message
 
@@ -137,7 +140,10 @@ class ServiceProxy:
         while True:
             await self.changed.wait()
             self.changed.clear()
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception:  # fed from outside: a bad object must not stop the other Services
+                log.exception("service proxy: serving what the Services say failed; again at the next change")
 
     # -- serving
 

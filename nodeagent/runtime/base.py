@@ -6,15 +6,21 @@ for scale tests and benchmarks). One contract test suite runs against each.
 
 Every container a runtime starts carries the labels of bus/containerlabels.py, so a restarted
 agent finds (adopts) its own containers, and several agents sharing one engine never touch each
-other's.
+other's. The labels also hold what the agent decided for the container and keeps nowhere else:
+its attempt (the restart count, as the kubelet's `restartCount` annotation), its host ports,
+and the restart back-off in force when it started. An agent killed at any moment loses only its
+memory, so a restarted one rebuilds its per-pod records from these.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol, TypedDict
+from typing import Literal, Protocol, TypedDict, TypeVar
+
+import msgspec
 
 from bus.containerlabels import (
     LABEL_ATTEMPT,
@@ -23,9 +29,24 @@ from bus.containerlabels import (
     LABEL_POD_NAME,
     LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
+    LABEL_PORTS,
+    LABEL_RESTART_DELAY,
 )
 
 ContainerStatus = Literal["created", "running", "exited"]
+
+
+T = TypeVar("T")
+
+
+async def all_of(calls: list[Awaitable[T]]) -> list[T]:
+    """The results of concurrent calls to an engine, once every one has ended (none is left
+    running behind the caller's back); the first failure, if any, is raised then."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
 
 
 class RuntimeFailure(Exception):
@@ -90,9 +111,11 @@ class ContainerSpec:
     host_ip: str = "127.0.0.1"
     ports: tuple[PortBinding, ...] = ()
     attempt: int = 0
+    # The restart back-off's delay when this attempt starts (None: no failure counted yet).
+    restart_delay: float | None = None
 
     def labels(self) -> dict[str, str]:
-        return {
+        labels = {
             LABEL_NODE: self.node,
             LABEL_POD_UID: self.pod_uid,
             LABEL_POD_NAMESPACE: self.pod_namespace,
@@ -100,6 +123,31 @@ class ContainerSpec:
             LABEL_CONTAINER: self.name,
             LABEL_ATTEMPT: str(self.attempt),
         }
+        if self.ports:
+            labels[LABEL_PORTS] = _ports_encoder.encode([_PortLabel.of(p) for p in self.ports]).decode()
+        if self.restart_delay is not None:
+            labels[LABEL_RESTART_DELAY] = repr(self.restart_delay)
+        return labels
+
+
+class _PortLabel(msgspec.Struct, rename="camel", omit_defaults=True):
+    """One host port in LABEL_PORTS."""
+
+    container_port: int
+    host_port: int
+    name: str = ""
+    protocol: str = "TCP"
+
+    @classmethod
+    def of(cls, binding: PortBinding) -> _PortLabel:
+        return cls(binding.container_port, binding.host_port, binding.name, binding.protocol)
+
+    def binding(self) -> PortBinding:
+        return PortBinding(self.container_port, self.host_port, self.name, self.protocol)
+
+
+_ports_encoder = msgspec.json.Encoder()
+_ports_decoder = msgspec.json.Decoder(list[_PortLabel])
 
 
 class Owner(TypedDict):
@@ -110,24 +158,38 @@ class Owner(TypedDict):
     pod_name: str
     name: str
     attempt: int
+    ports: tuple[PortBinding, ...]
+    restart_delay: float | None
 
 
 def owner(labels: Mapping[str, str]) -> Owner:
     """Read back what `ContainerSpec.labels` wrote, for `ContainerInfo(..., **owner(labels))`.
 
-    The labels come from outside (an engine, a file): one missing reads as empty, an attempt
-    that is not a number as 0.
+    The labels come from outside (an engine, a file, an older agent): one missing reads as
+    empty, an attempt that is not a number as 0, ports or a delay that do not parse as none.
     """
     try:
         attempt = int(labels.get(LABEL_ATTEMPT, "0"))
     except ValueError:
         attempt = 0
+    try:
+        ports = tuple(p.binding() for p in _ports_decoder.decode(labels.get(LABEL_PORTS, "[]")))
+    except msgspec.DecodeError:
+        ports = ()
+    try:
+        delay: float | None = float(labels[LABEL_RESTART_DELAY])
+    except (KeyError, ValueError):
+        delay = None
+    if delay is not None and not 0 < delay < float("inf"):
+        delay = None
     return Owner(
         pod_uid=labels.get(LABEL_POD_UID, ""),
         pod_namespace=labels.get(LABEL_POD_NAMESPACE, ""),
         pod_name=labels.get(LABEL_POD_NAME, ""),
         name=labels.get(LABEL_CONTAINER, ""),
         attempt=attempt,
+        ports=ports,
+        restart_delay=delay,
     )
 
 
@@ -142,6 +204,8 @@ class ContainerInfo:
     name: str
     attempt: int
     status: ContainerStatus
+    ports: tuple[PortBinding, ...] = ()  # the host ports it was started with
+    restart_delay: float | None = None  # the restart back-off's delay when it started
     image: str = ""
     image_id: str = ""
     exit_code: int | None = None

@@ -40,6 +40,7 @@ from nodeagent.runtime.base import (
     LineBuffer,
     RuntimeFailure,
     StartError,
+    all_of,
     owner,
 )
 
@@ -224,7 +225,7 @@ class DockerRuntime:
     async def containers(self, node: str) -> list[ContainerInfo]:
         with _errors("list containers"):
             listed = await self._docker.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={node}"]})
-        infos = await asyncio.gather(*(self._inspect_if_there(container.id) for container in listed))
+        infos = await all_of([self._inspect_if_there(container.id) for container in listed])
         return [info for info in infos if info is not None]
 
     async def _inspect_if_there(self, container_id: str) -> ContainerInfo | None:

@@ -35,6 +35,7 @@ from nodeagent.runtime.base import (
     ImageNeverPullError,
     ImagePullError,
     StartError,
+    owner,
 )
 
 SIGTERM_EXIT = 143
@@ -185,11 +186,7 @@ class FakeRuntime:
         spec = hollow.spec
         return ContainerInfo(
             id=hollow.id,
-            pod_uid=spec.pod_uid,
-            pod_namespace=spec.pod_namespace,
-            pod_name=spec.pod_name,
-            name=spec.name,
-            attempt=spec.attempt,
+            **owner(spec.labels()),
             status="running" if hollow.exit_code is None else "exited",
             image=spec.image,
             image_id=hollow.image_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
@@ -12,7 +13,9 @@ from bus.client import Client
 from bus.errors import NotFound
 from bus.resources import Pod
 from bus.store import Store
-from nodeagent.metrics import CpuRates
+from nodeagent.metrics import CpuRates, NodeMetricsPublisher, RunningContainer
+from nodeagent.runtime import ContainerStats
+from nodeagent.runtime.fake import FakeRuntime
 from nodeagent.runtime.procfs import host_cpu, host_memory_used
 from tests.metricsbus import pod_sample, wait_for_node_metrics
 from tests.nodeagent.conftest import StartAgent
@@ -122,3 +125,38 @@ async def _check_pod_usage(client: Client, store: Store, nc: NATS, ns: str, node
     # The stream keeps the latest sample of the node, for readers that come later.
     kept = [m for m in await metrics.latest_nodes(nc.jetstream()) if m.node == node]
     assert len(kept) == 1 and pod_sample(kept[0], "burn") is not None
+
+
+class BrokenStats(FakeRuntime):
+    """Stats of container "bad" fail (a bug, not a RuntimeFailure); the others wait until
+    cancelled, and say so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: set[str] = set()
+        self.cancelled: set[str] = set()
+
+    async def stats(self, container_id: str) -> ContainerStats:
+        if container_id == "bad":
+            raise RuntimeError("a bug in the runtime (injected)")
+        self.waiting.add(container_id)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.add(container_id)
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_failed_sample_leaves_no_stats_request_running(nc: NATS) -> None:
+    runtime = BrokenStats()
+    containers = [
+        RunningContainer(
+            namespace="ns", pod=f"p{i}", pod_uid=f"u{i}", name="c", container_id=cid, started_at=None
+        )
+        for i, cid in enumerate(["slow-1", "bad", "slow-2"])
+    ]
+    publisher = NodeMetricsPublisher(nc, runtime, node="n", interval=1, running=lambda: containers)
+    with pytest.raises(BaseException):  # noqa: B017 (the bug surfaces, however wrapped)
+        await publisher.collect()
+    assert runtime.cancelled == runtime.waiting  # every sibling ended with the sample

@@ -463,3 +463,27 @@ async def test_prober_timing() -> None:
     # 5 s of the initial delay were left (the container ran 10 s already), then every period
     assert time.sleeps == [5, 5, 5, 5, 5]
     assert len(runtime.calls) == 5
+
+
+async def test_an_adopted_container_keeps_its_verdicts() -> None:
+    """After an agent restart: a container found ready stays ready until its probe fails (then
+    the change is reported), and a startup probe that had passed is not run again."""
+    runtime = FakeExec({"ready": [1, 1, 1], "start": [1], "live": [0, 0, 0]})
+    time = FakeTime()
+    adopted = Prober(
+        container(
+            readiness_probe=exec_probe("ready"),
+            startup_probe=exec_probe("start"),
+            liveness_probe=exec_probe("live"),
+        ),
+        container_id="c1",
+        runtime=runtime,
+        host=HOST,
+        ports={},
+        ran_for=60,
+        carried={READY: True, START: True},
+        clock=time.clock,
+        sleep=time.sleep,
+    )
+    assert await run_until(adopted, 1) == [(READY, False, "Readiness probe failed: not healthy")]
+    assert ["start"] not in runtime.calls

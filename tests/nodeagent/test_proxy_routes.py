@@ -172,3 +172,18 @@ def test_tally_counts_one_window_with_every_served_service_and_pod() -> None:
     ]
     assert by_name["idle"].requests == 0 and by_name["idle"].endpoints == []
     assert tally.take({("ns", "web"): []}).services[0].requests == 0  # a new window
+
+
+def test_ports_and_addresses_no_socket_takes_are_left_out() -> None:
+    """The API should refuse them; the proxy never relies on it (binding port 70000 raised, and
+    took the agent down)."""
+    web = service(
+        "web", ServicePort(port=70000, name="a"), ServicePort(port=80, name="b", node_port=0), type="NodePort"
+    )
+    ports = [EndpointPort(name="b", port=p) for p in (99999, 8080)]
+    addresses = [address("p1", "127.0.0.1\x00"), address("p2", "pod.example.com"), address("p3", "127.0.0.3")]
+    wanted = routes(
+        [web], {("ns", "web"): endpoints("web", EndpointSubset(addresses=addresses, ports=ports))}
+    )
+    assert list(wanted) == [80]
+    assert wanted[80][0].backends == (Backend("127.0.0.3", 8080, "p3", "uid-p3"),)
