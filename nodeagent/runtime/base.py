@@ -4,8 +4,9 @@ Three implementations stand behind it: `docker` (a real Docker engine through ai
 `process` (plain host processes; the image is ignored) and `fake` (hollow containers in memory,
 for scale tests and benchmarks). One contract test suite runs against each.
 
-Every container a runtime starts carries the labels below, so a restarted agent finds (adopts)
-its own containers, and several agents sharing one engine never touch each other's.
+Every container a runtime starts carries the labels of bus/containerlabels.py, so a restarted
+agent finds (adopts) its own containers, and several agents sharing one engine never touch each
+other's.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, TypedDict
 
-LABEL_NODE = "steersman.io/node"
-LABEL_POD_UID = "steersman.io/pod-uid"
-LABEL_POD_NAMESPACE = "steersman.io/pod-namespace"
-LABEL_POD_NAME = "steersman.io/pod-name"
-LABEL_CONTAINER = "steersman.io/container"
-LABEL_ATTEMPT = "steersman.io/attempt"
+from bus.containerlabels import (
+    LABEL_ATTEMPT,
+    LABEL_CONTAINER,
+    LABEL_NODE,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+)
 
 ContainerStatus = Literal["created", "running", "exited"]
 

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,13 +15,8 @@ from pathlib import Path
 
 from tests.agents import REPO
 from tests.cli.conftest import steer_command
+from tests.cli.localup import alive, free_port, steer
 from tests.cli.test_cli import read_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -36,23 +30,6 @@ def cluster(data_dir: Path, port: int, *extra: str) -> Iterator[tuple[subprocess
         finally:
             if proc.poll() is None:
                 proc.kill()
-
-
-def steer(
-    url: str, *args: str, stdin: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STEER_NATS": url}
-    return subprocess.run(
-        [*steer_command(), *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout
-    )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def served_by(url: str, *, expected: set[str], within: float = 30) -> set[str]:

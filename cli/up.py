@@ -1,0 +1,310 @@
+"""`steer up`: a whole local cluster from one command, supervised until it is stopped.
+
+In order: claim the data dir (datadir.py), check the bus port (portowner.py), start nats-server
+and wait until it listens, then the API replicas, the scheduler and the controllers; once the
+API answers, the node agents (so that they register at once); once their Nodes are Ready, the
+manifests of `--apply`; then "ready". Every process is supervised (supervisor.py): restarted
+whenever it exits, and killed by the kernel if `steer up` dies.
+
+SIGINT, SIGTERM and SIGHUP (the terminal closed) stop the cluster: node agents first, then the
+other services, the bus last; a second signal kills them at once. The pods' containers are left
+running on purpose: the next `steer up` adopts them, as a restarted kubelet does. `steer down`
+removes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import nats.errors
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from bus import natsserver
+from bus.connection import ComponentInfo, discover
+from bus.errors import SteerError, Timeout, Unavailable
+from bus.meta import is_true
+from bus.resources import Namespace, Node
+from bus.validation.rules import dns1123_label
+from cli import datadir, manifests, portowner
+from cli.apply import apply_manifest
+from cli.datadir import UpRecord
+from cli.errors import report, run_async
+from cli.output import stdout
+from cli.session import Session, session, settings
+from cli.supervisor import BackoffPolicy, Child, Supervisor
+
+HOST = "127.0.0.1"  # nats.conf listens on loopback only
+API_START_TIMEOUT = 60.0
+BUS_START_TIMEOUT = 30.0
+STOP_GRACE = 30.0  # seconds each group of processes has to stop before SIGKILL
+STATUS_REFRESH = 1.0
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass
+class LocalCluster:
+    """The processes of one `steer up`, in the groups they are stopped in (agents first)."""
+
+    data_dir: Path
+    url: str
+    bus: Child
+    services: list[Child]
+    agents: list[Child]
+
+    @property
+    def children(self) -> list[Child]:
+        return [self.bus, *self.services, *self.agents]
+
+    @property
+    def stop_order(self) -> list[list[Child]]:
+        return [self.agents, self.services, [self.bus]]
+
+
+@run_async
+async def up(
+    data_dir: Annotated[Path, typer.Option(help="Where the cluster keeps its state and logs.")] = Path(
+        ".steer"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the embedded NATS server.")] = 4222,
+    api_replicas: Annotated[int, typer.Option(help="API server replicas.")] = 1,
+    nodes: Annotated[int, typer.Option(help="Node agents, each on its own loopback address.")] = 3,
+    runtime: Annotated[
+        str, typer.Option(help="auto (docker if an engine answers, else process), docker, process or fake.")
+    ] = "auto",
+    node_prefix: Annotated[
+        str,
+        typer.Option(
+            help="Nodes are PREFIX-1, PREFIX-2...; clusters sharing a Docker engine need different ones."
+        ),
+    ] = "node",
+    restart_backoff: Annotated[
+        str,
+        typer.Option(
+            help="Restart delays in seconds, INITIAL,CAP,RESET: the first restart is at once, the next "
+            "wait INITIAL doubling to CAP; a process that ran RESET seconds starts over."
+        ),
+    ] = "1,300,60",
+    apply: Annotated[
+        list[str] | None, typer.Option("--apply", "-f", help="Manifests to apply once the API is up.")
+    ] = None,
+) -> int:
+    """Run a local cluster: embedded NATS, then every service, supervised until Ctrl-C."""
+    if not 1 <= api_replicas <= 8:
+        raise SteerError("--api-replicas must be between 1 and 8")
+    if not 0 <= nodes <= 50:
+        raise SteerError("--nodes must be between 0 and 50")
+    if not 1 <= port <= 65535:
+        raise SteerError("--port must be between 1 and 65535")
+    if runtime not in ("auto", "docker", "process", "fake"):
+        raise SteerError(f'unknown --runtime "{runtime}": use auto, docker, process or fake')
+    if problems := dns1123_label(f"{node_prefix}-{max(nodes, 1)}"):
+        raise SteerError(f'--node-prefix "{node_prefix}" makes invalid node names: {"; ".join(problems)}')
+    try:
+        backoff = BackoffPolicy.parse(restart_backoff)
+    except ValueError as err:
+        raise SteerError(f"--restart-backoff: {err}") from None
+    data_dir = data_dir.resolve()
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    url = f"nats://{HOST}:{port}"
+    record = UpRecord(pid=os.getpid(), url=url, node_prefix=node_prefix, runtime=runtime)
+    with datadir.claim(data_dir, record):
+        portowner.ensure_free(HOST, port)
+        names = [f"{node_prefix}-{i + 1}" for i in range(nodes)]
+        cluster = _cluster(data_dir, port=port, api_replicas=api_replicas, node_names=names, runtime=runtime)
+        return await _Up(cluster, backoff).run(apply or [])
+
+
+def _cluster(
+    data_dir: Path, *, port: int, api_replicas: int, node_names: list[str], runtime: str
+) -> LocalCluster:
+    logs, url = data_dir / "logs", f"nats://{HOST}:{port}"
+    bus = Child(
+        "nats",
+        natsserver.command(data_dir / "nats", port=port, host=HOST),
+        logs / "nats.log",
+        explain=lambda: portowner.why_busy(HOST, port),
+    )
+    python = [sys.executable, "-m"]
+    services = [
+        Child(f"api-{i + 1}", [*python, "services.api", "--nats", url], logs / f"api-{i + 1}.log")
+        for i in range(api_replicas)
+    ]
+    for name in ("scheduler", "controllers"):
+        services.append(Child(name, [*python, f"services.{name}", "--nats", url], logs / f"{name}.log"))
+    agents = []
+    for i, name in enumerate(node_names):
+        # Separate port ranges: a container that binds 0.0.0.0 cannot collide with another node's.
+        ports = f"{20000 + 500 * i}-{20000 + 500 * i + 499}"
+        args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
+        args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports]
+        agents.append(Child(name, [*python, *args], logs / f"{name}.log"))
+    return LocalCluster(data_dir, url, bus, services, agents)
+
+
+class _Up:
+    """One run of `steer up`: bring the cluster up, supervise it, stop it on a signal."""
+
+    def __init__(self, cluster: LocalCluster, backoff: BackoffPolicy) -> None:
+        self.cluster = cluster
+        self.supervisor = Supervisor(backoff=backoff, say=_say)
+        self.stopping = asyncio.Event()
+        self.failure: SteerError | None = None
+
+    async def run(self, manifest_paths: list[str]) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                bring_up = tasks.create_task(self._bring_up(tasks, manifest_paths))
+                await self.stopping.wait()
+                bring_up.cancel()
+                await self.supervisor.stop(self.cluster.stop_order, grace=STOP_GRACE)
+        finally:
+            await self.supervisor.stop(self.cluster.stop_order, grace=STOP_GRACE)  # after a bug, too
+            for sig in SIGNALS:
+                loop.remove_signal_handler(sig)
+        _say("stopped")
+        if self.failure is not None:
+            raise self.failure
+        return 0
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.stopping.is_set():
+            _say(f"{sig.name} again: killing every process now")
+            self.supervisor.kill(self.cluster.children)
+            return
+        _say(f"{sig.name}: stopping node agents, then services, then the bus ({sig.name} again: kill now)")
+        self.stopping.set()
+
+    async def _bring_up(self, tasks: asyncio.TaskGroup, manifest_paths: list[str]) -> None:
+        cluster = self.cluster
+        try:
+            natsserver.prepare(cluster.data_dir / "nats")
+            self.supervisor.start(cluster.bus)
+            await _until_listening(cluster.bus, cluster.data_dir / "nats")
+            tasks.create_task(self.supervisor.keep_running(cluster.bus))
+            _say(f"nats: listening on {cluster.url} (pid {cluster.bus.pid}, data in {cluster.data_dir})")
+            for child in cluster.services:
+                self._launch(tasks, child)
+            settings.servers = cluster.url
+            async with session() as s:
+                await _wait_for_api(s, cluster.services[0])
+                for child in cluster.agents:  # after the API, so that they register at once
+                    self._launch(tasks, child)
+                await _wait_for_nodes(s, [child.name for child in cluster.agents])
+                for path in manifest_paths:
+                    await _apply(s, path)
+                _say(
+                    f"ready: export STEER_NATS={cluster.url}; try `steer get namespaces`; "
+                    "Ctrl-C stops the cluster (its pods keep running; `steer down` removes them)"
+                )
+                if stdout.is_terminal:
+                    await _show_status(s, cluster)
+        except SteerError as err:
+            self.failure = err
+            self.stopping.set()
+
+    def _launch(self, tasks: asyncio.TaskGroup, child: Child) -> None:
+        self.supervisor.start(child)
+        _say(f"{child.name}: started (pid {child.pid}), log {child.log}")
+        tasks.create_task(self.supervisor.keep_running(child))
+
+
+async def _until_listening(bus: Child, nats_dir: Path) -> None:
+    """Until the first nats-server listens; Unavailable (with its last log line) if it exits first."""
+    assert bus.process is not None
+    async with asyncio.timeout(BUS_START_TIMEOUT):
+        while natsserver.listening_url(bus.process, nats_dir) is None:
+            if bus.process.poll() is not None:
+                raise natsserver.exited_at_start(bus.process, bus.log)
+            await asyncio.sleep(0.02)  # the server writes its ports file within milliseconds
+
+
+async def _wait_for_api(s: Session, api: Child) -> None:
+    """Until an API replica answers; said once if that takes long (it is restarted meanwhile)."""
+    loop = asyncio.get_running_loop()
+    warn_at = loop.time() + API_START_TIMEOUT
+    while True:
+        try:
+            await s.client.get(Namespace, "default", "")
+            return
+        except (Unavailable, Timeout, nats.errors.Error):
+            if warn_at and loop.time() >= warn_at:
+                _say(f"warning: no API server answers yet (see {api.log})")
+                warn_at = 0.0
+            await asyncio.sleep(0.2)
+        except SteerError:
+            return  # an answer, even an error, is an API replica serving
+
+
+async def _wait_for_nodes(s: Session, names: list[str]) -> None:
+    """Until every node agent has registered a Ready Node (or a minute has passed)."""
+    waiting = set(names)
+    if not waiting:
+        return
+    try:
+        async with asyncio.timeout(API_START_TIMEOUT):
+            async for event in s.store.watch(Node):
+                node = event.object
+                if node is not None and is_true(node.status.conditions):
+                    waiting.discard(node.metadata.name)
+                if not waiting:
+                    return
+    except (TimeoutError, SteerError, nats.errors.Error):
+        pass  # said below: the agents are supervised all the same
+    _say(f"warning: nodes not ready yet: {', '.join(sorted(waiting))} (see their logs)")
+
+
+async def _apply(s: Session, path: str) -> None:
+    for manifest in manifests.read([path]):
+        try:
+            _say(await apply_manifest(s, manifest, None))
+        except SteerError as err:
+            report(err, subject=manifest.source)
+
+
+async def _show_status(s: Session, cluster: LocalCluster) -> None:
+    """A live table of the processes and the components they announce, until cancelled."""
+    live = Live(auto_refresh=False, console=stdout)
+    try:
+        live.start()
+        while True:
+            try:
+                components = await discover(s.nc, wait=0.3)
+            except nats.errors.Error:
+                components = []  # the bus is restarting: the processes are still worth showing
+            live.update(_status_table(cluster.children, components), refresh=True)
+            await asyncio.sleep(STATUS_REFRESH)
+    except OSError:
+        return  # the terminal is gone (SIGHUP): nothing to show any more; supervision goes on
+    finally:
+        with contextlib.suppress(OSError):  # the terminal is gone
+            live.stop()
+
+
+def _status_table(children: list[Child], components: list[ComponentInfo]) -> Table:
+    table = Table(title="steersman", title_justify="left", show_edge=False)
+    for column in ("PROCESS", "PID", "STATE", "RESTARTS"):
+        table.add_column(column)
+    for child in children:
+        table.add_row(child.name, str(child.pid or "-"), child.state, str(child.restarts))
+    table.add_section()
+    for component in components:
+        table.add_row(component.name, component.metadata.get("instance", component.id), "announced", "")
+    return table
+
+
+def _say(line: str) -> None:
+    # When the terminal is gone (SIGHUP) the line is lost, and the cluster still stops cleanly.
+    with contextlib.suppress(OSError):
+        stdout.print(line, markup=False, highlight=False)
