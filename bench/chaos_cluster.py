@@ -71,6 +71,7 @@ class UpCluster:
     runtime: str = "auto"
     api_replicas: int = 2
     port: int = field(default_factory=free_port)
+    node_prefix: str = "chaos"  # node names no other cluster on this Docker engine uses
     extra: tuple[str, ...] = ()
     process: subprocess.Popen[str] | None = None
     _output: list[str] = field(default_factory=list)
@@ -81,12 +82,12 @@ class UpCluster:
 
     @property
     def node_names(self) -> list[str]:
-        return [f"node-{i + 1}" for i in range(self.nodes)]
+        return [f"{self.node_prefix}-{i + 1}" for i in range(self.nodes)]
 
     def start(self, *, within: float = 180.0) -> None:
         command = [str(STEER)] if STEER.exists() else [sys.executable, "-m", "cli.main"]
         command += ["up", "--data-dir", str(self.data), "--port", str(self.port)]
-        command += ["--nodes", str(self.nodes), "--runtime", self.runtime]
+        command += ["--nodes", str(self.nodes), "--node-prefix", self.node_prefix, "--runtime", self.runtime]
         command += ["--api-replicas", str(self.api_replicas), *self.extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "STEER_LOG_LEVEL": "INFO"}
         self.process = subprocess.Popen(
