@@ -31,12 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import chaos_checks as checks  # noqa: E402
-from bench.chaos_cluster import ROLES, UpCluster  # noqa: E402
+from bench.chaos_cluster import ROLES, Proc, UpCluster  # noqa: E402
 from bench.chaos_workload import NAMESPACE, Workload, run_steadily  # noqa: E402
 from bus.client import Client  # noqa: E402
 from bus.connection import close, connect  # noqa: E402
 from bus.errors import SteerError  # noqa: E402
-from bus.resources import Namespace  # noqa: E402
+from bus.protocol import SYSTEM_NAMESPACE  # noqa: E402
+from bus.resources import Lease, Namespace  # noqa: E402
 
 
 @dataclass
@@ -95,7 +96,7 @@ class Report:
 
 
 async def _kill_at_random(
-    cluster: UpCluster, config: ChaosConfig, rng: random.Random, report: Report, until: float
+    cluster: UpCluster, client: Client, config: ChaosConfig, rng: random.Random, report: Report, until: float
 ) -> None:
     while (left := until - time.monotonic()) > 0:
         await asyncio.sleep(min(left, rng.uniform(*config.every)))
@@ -107,10 +108,22 @@ async def _kill_at_random(
             continue  # everything is restarting at this moment
         role = rng.choice(roles)
         victim = rng.choice([p for p in running if p.role == role])
+        standing = await _leadership(client, victim)
         if cluster.kill(victim):
-            kill = checks.Kill(time.monotonic(), victim.role, victim.name, victim.pid)
+            kill = checks.Kill(time.monotonic(), victim.role, victim.name, victim.pid, standing)
             report.kills.append(kill)
-            print(f"+{kill.at - report.started:6.1f}s kill -9 {victim}", flush=True)
+            print(f"+{kill.at - report.started:6.1f}s kill -9 {victim} {standing}".rstrip(), flush=True)
+
+
+async def _leadership(client: Client, victim: Proc) -> str:
+    """ "leader" or "follower" for a replica of an elected service; "" otherwise (or not known)."""
+    if victim.role not in ("scheduler", "controllers"):
+        return ""
+    try:
+        lease = await client.get(Lease, victim.role, SYSTEM_NAMESPACE)
+    except SteerError:
+        return ""
+    return "leader" if lease.spec.holder_identity == victim.name else "follower"
 
 
 async def _storm(
@@ -128,7 +141,7 @@ async def _storm(
     async with asyncio.TaskGroup() as tasks:
         changes = tasks.create_task(run_steadily(workload, stop))
         tasks.create_task(terminating.run(stop))
-        await _kill_at_random(cluster, config, rng, report, report.started + config.duration)
+        await _kill_at_random(cluster, client, config, rng, report, report.started + config.duration)
         stop.set()
     report.changes = changes.result()
     return workload, terminating
@@ -170,8 +183,12 @@ async def _observe(cluster: UpCluster, config: ChaosConfig, report: Report) -> N
             node_of=terminating.node_of,
             started=report.started,
         )
-        expected = {"steer-api": config.api_replicas, "steer-scheduler": 1, "steer-controllers": 1}
-        expected["steer-nodeagent"] = config.nodes
+        expected = {
+            "steer-api": config.api_replicas,
+            "steer-scheduler": cluster.standby_replicas,
+            "steer-controllers": cluster.standby_replicas,
+            "steer-nodeagent": config.nodes,
+        }
         report.checks.update(
             {
                 "no acknowledged write lost": await workload.lost(),

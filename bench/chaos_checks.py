@@ -38,6 +38,7 @@ class Kill:
     role: str
     name: str
     pid: int
+    standing: str = ""  # "leader" or "follower", for a replica of an elected service
 
 
 @dataclass

@@ -34,7 +34,7 @@ _MODULE_ROLES = {
 class Proc:
     role: str
     pid: int
-    name: str = ""  # the node, for a node agent
+    name: str = ""  # the node of a node agent; the identity of a scheduler or controllers replica
 
     def __str__(self) -> str:
         return f"{self.role}{' ' + self.name if self.name else ''} (pid {self.pid})"
@@ -70,6 +70,7 @@ class UpCluster:
     nodes: int = 3
     runtime: str = "auto"
     api_replicas: int = 2
+    standby_replicas: int = 2  # of the scheduler and of the controllers: a leader and a follower
     port: int = field(default_factory=free_port)
     node_prefix: str = "chaos"  # node names no other cluster on this Docker engine uses
     extra: tuple[str, ...] = ()
@@ -88,7 +89,9 @@ class UpCluster:
         command = [str(STEER)] if STEER.exists() else [sys.executable, "-m", "cli.main"]
         command += ["up", "--data-dir", str(self.data), "--port", str(self.port)]
         command += ["--nodes", str(self.nodes), "--node-prefix", self.node_prefix, "--runtime", self.runtime]
-        command += ["--api-replicas", str(self.api_replicas), *self.extra]
+        command += ["--api-replicas", str(self.api_replicas)]
+        command += ["--scheduler-replicas", str(self.standby_replicas)]
+        command += ["--controllers-replicas", str(self.standby_replicas), *self.extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "STEER_LOG_LEVEL": "INFO"}
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
@@ -127,7 +130,7 @@ class UpCluster:
                 continue
             role = _MODULE_ROLES.get(_after(argv, "-m"))
             if role is not None and _after(argv, "--nats").endswith(f":{self.port}"):
-                found.append(Proc(role, int(pid), _after(argv, "--name")))
+                found.append(Proc(role, int(pid), _after(argv, "--name") or _after(argv, "--instance")))
         return sorted(found, key=lambda p: (p.role, p.name, p.pid))
 
     def kill(self, proc: Proc) -> bool:
