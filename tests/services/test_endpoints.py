@@ -54,9 +54,12 @@ def web_service(ns: str, *ports: ServicePort, selector: dict[str, str] | None = 
 async def running_pod(
     client: Client, ns: str, name: str, *, ip: str, ports: dict[str, int], ready: bool = True
 ) -> Pod:
-    """A pod bound to node `n-<ip>` whose container declares `ports` (name -> host port), running."""
+    """A pod bound to node `n-<ip with dashes>` whose container declares `ports` (name -> host
+    port), running."""
     declared = [ContainerPort(container_port=8080 + i, name=n) for i, n in enumerate(ports)]
-    spec = PodSpec(containers=[Container(name="main", image="i", ports=declared)], node_name=f"n-{ip}")
+    spec = PodSpec(
+        containers=[Container(name="main", image="i", ports=declared)], node_name=f"n-{ip.replace('.', '-')}"
+    )
     pod = await client.create(
         Pod(metadata=ObjectMeta(name=name, namespace=ns, labels={"app": "web"}), spec=spec)
     )
@@ -112,8 +115,8 @@ async def test_ready_pods_and_readiness_flips_within_a_second(
     ]
     assert [p.name for s in ep.subsets for p in s.ports] == ["http", "http"]
     assert {a.node_name for s in ep.subsets for a in [*s.addresses, *s.not_ready_addresses]} == {
-        "n-127.0.0.11",
-        "n-127.0.0.12",
+        "n-127-0-0-11",
+        "n-127-0-0-12",
     }
 
     for ready, expected in (
