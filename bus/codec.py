@@ -6,10 +6,13 @@ multi-document YAML or JSON, and may hold a Kubernetes `List` with `items`.
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 import msgspec
 import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, ScalarNode
 
 from bus.errors import BadRequest
 
@@ -24,6 +27,23 @@ try:  # the C loader is several times faster where libyaml is present
 except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
     _Dumper = yaml.SafeDumper
+
+
+class _StrictLoader(_Loader):
+    """Refuses a mapping that names a key twice, as kubectl does; PyYAML keeps the last one
+    silently, and a manifest would then not say what it seems to say."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.value == "<<":
+                continue
+            if key_node.value in seen:
+                raise ConstructorError(
+                    None, None, f'mapping key "{key_node.value}" is given twice', key_node.start_mark
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
 
 
 def encode(obj: Any) -> bytes:
@@ -57,7 +77,7 @@ def load_documents(text: str, *, source: str = "<stdin>") -> list[dict[str, Any]
 
     A text that is one JSON document is read as JSON, as kubectl does: YAML reads JSON too, but
     refuses some valid JSON (an emoji escaped as a surrogate pair, `\\ud83d\\ude42`)."""
-    docs = _json_document(text)
+    docs = _json_document(text, source)
     if docs is None:
         docs = _yaml_documents(text, source)
     objects: list[dict[str, Any]] = []
@@ -76,19 +96,39 @@ def load_documents(text: str, *, source: str = "<stdin>") -> list[dict[str, Any]
     return objects
 
 
-def _json_document(text: str) -> list[Any] | None:
+def _json_document(text: str, source: str) -> list[Any] | None:
     """The one document of a JSON text, or None when the text is not JSON (then it is YAML)."""
     if not text.lstrip().startswith(("{", "[")):
         return None
     try:
-        return [msgspec.json.decode(text)]
+        document = msgspec.json.decode(text)
     except (msgspec.DecodeError, RecursionError):
         return None  # YAML will say what is wrong, with a line number
+    try:
+        json.loads(text, object_pairs_hook=_unique_keys)  # it decodes: only its keys are in question
+    except _DuplicateKey as err:
+        raise BadRequest(f'{source}: malformed JSON: key "{err.key}" is given twice in one object') from None
+    return [document]
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
 
 
 def _yaml_documents(text: str, source: str) -> list[Any]:
     try:
-        return list(yaml.load_all(text, Loader=_Loader))
+        return list(yaml.load_all(text, Loader=_StrictLoader))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

@@ -220,3 +220,28 @@ def test_a_json_manifest_is_read_as_json() -> None:
     text = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"annotations": {"note": "🙂"}}})
     assert "\\ud83d" in text
     assert load_documents(text)[0]["metadata"]["annotations"]["note"] == "🙂"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "kind: Pod\nmetadata: {name: a, name: b}\n",
+            'f.yaml: malformed YAML (line 2, column 21): mapping key "name" is given twice',
+        ),
+        ("a: 1\nb: 2\na: 3\n", 'f.yaml: malformed YAML (line 3, column 1): mapping key "a" is given twice'),
+        (
+            '{"kind": "Pod", "kind": "Service"}',
+            'f.yaml: malformed JSON: key "kind" is given twice in one object',
+        ),
+    ],
+    ids=["yaml flow mapping", "yaml block mapping", "json"],
+)
+def test_a_key_given_twice_is_an_error_as_kubectl_has_it(text: str, message: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        load_documents(text, source="f.yaml")
+    assert caught.value.message == message
+
+
+def test_merge_keys_are_not_duplicates() -> None:
+    assert load_documents("a: &x {b: 1}\nc:\n  <<: *x\n  d: 2\n") == [{"a": {"b": 1}, "c": {"b": 1, "d": 2}}]
