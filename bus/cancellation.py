@@ -1,34 +1,50 @@
-"""Not losing a cancellation to a reply that raced with it.
+"""Not losing a cancellation to a result that raced with it.
 
 On Python 3.11, `asyncio.wait_for` returns the awaited result instead of raising when the
 cancellation of the waiting task and that result arrive in the same turn of the event loop
-(gh-86296, fixed in 3.12). nats-py waits for every request's reply that way, so a service told
-to stop (SIGTERM) could have the cancellation swallowed by a reply that happened to arrive at that
-moment, and go round its loop again as if nothing had happened: a node agent then ran until
-its supervisor killed it.
+(gh-86296). nats-py waits that way for every reply, every flush and every message it is asked
+for, so a service told to stop (SIGTERM) could have its cancellation swallowed by a reply that
+happened to arrive at that moment, and go on as if nothing had happened: a node agent then ran
+until its supervisor killed it, 30 s later, about one stop in three just after start.
 
-The task still counts the cancellation it was asked for (`Task.cancelling()`), so a request
-compares the count before and after: one that grew while nobody raised it was lost, and is
-raised now. Only the growth counts, never the count itself: on 3.11 a task group whose child
-fails after the group's body has ended leaves its parent's count raised for good (also fixed in
-3.12), and a task that caught that group's errors must go on working.
+Python 3.12 fixed it by building `wait_for` on `asyncio.timeout`, which keeps count of the
+cancellations it was asked for. `install()`, called when `bus` is imported, puts that same
+`wait_for` in place on older Pythons, for nats-py's calls and ours alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable
 from typing import TypeVar
 
 T = TypeVar("T")
 
+_original_wait_for = asyncio.wait_for
 
-async def keeping_cancellation(awaitable: Awaitable[T]) -> T:
-    """Await `awaitable`; if the task was cancelled meanwhile and the cancellation got lost on
-    the way (a reply that raced it), raise it now."""
-    task = asyncio.current_task()
-    before = task.cancelling() if task is not None else 0
-    result = await awaitable
-    if task is not None and task.cancelling() > before:
-        raise asyncio.CancelledError
-    return result
+
+async def wait_for(awaitable: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109 (its signature)
+    """`asyncio.wait_for` as Python 3.12 has it: a cancellation always wins over the result."""
+    if timeout is not None and timeout <= 0:
+        future = asyncio.ensure_future(awaitable)
+        if future.done():
+            return future.result()
+        future.cancel()
+        try:
+            await future
+        except asyncio.CancelledError as err:
+            raise TimeoutError from err
+        return future.result()  # it finished before it could be cancelled
+    async with asyncio.timeout(timeout):
+        return await awaitable
+
+
+def install() -> None:
+    """Use the fixed `wait_for` wherever `asyncio.wait_for` is called (on Python 3.11 only)."""
+    if sys.version_info < (3, 12):
+        setattr(asyncio, "wait_for", wait_for)  # noqa: B010 (mypy would refuse the assignment)
+
+
+def installed() -> bool:
+    return asyncio.wait_for is not _original_wait_for or sys.version_info >= (3, 12)

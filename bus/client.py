@@ -16,7 +16,6 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from bus import kinds, subjects
-from bus.cancellation import keeping_cancellation
 from bus.codec import encode
 from bus.errors import (
     BadRequest,
@@ -84,7 +83,7 @@ class Client:
         if len(body) > limit:
             raise TooLarge(too_large(len(body), limit))
         try:
-            msg = await keeping_cancellation(self.nc.request(subject, body, timeout=self.timeout))
+            msg = await self.nc.request(subject, body, timeout=self.timeout)
         except nats.errors.NoRespondersError:
             raise Unavailable("no API server is running (nothing answers on the bus)") from None
         except nats.errors.TimeoutError:

@@ -183,7 +183,7 @@ async def connect(
 
 
 async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_timeout: float) -> NATS:
-    nc = NATS()
+    nc = _Connection()
     state = Link()
     failures: list[BaseException] = []
     reconnecting = Backoff(first=RECONNECT_FIRST, cap=RECONNECT_CAP)
@@ -246,6 +246,23 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
     _links[nc] = state
     state.connected.set()
     return nc
+
+
+class _Connection(NATS):
+    """nats-py's client with one fix. A flush waits for a PONG; if the flush is cancelled first
+    (the task that flushed was stopped, or nats-py's own reconnect was), its waiter stays queued,
+    and the PONG that later answers it raised InvalidStateError in the read loop, which then ended:
+    the connection stayed up but read nothing until three pings had gone unanswered (about 15 s),
+    and a stopping service waited out its drain. (nats.py #624 is the same fault in the flusher.)
+    Every PONG still answers the oldest ping, waited for or not."""
+
+    async def _process_pong(self) -> None:
+        if self._pongs:
+            future = self._pongs.pop(0)
+            if not future.done():
+                future.set_result(True)
+            self._pongs_received += 1
+            self._pings_outstanding = 0
 
 
 def _describe(err: BaseException) -> str:

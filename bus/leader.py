@@ -41,6 +41,8 @@ from bus.resources.records import LeaseSpec
 
 log = logging.getLogger(__name__)
 
+RELEASE_WITHIN = 2.0
+
 
 def parse_lease(text: str) -> tuple[float, float]:
     """`DURATION,RENEW` in seconds, as the `--lease` option of a service takes it; ValueError
@@ -230,8 +232,14 @@ class LeaderElector:
                 return  # someone else holds it: stop now, not at the deadline
             next_try = self._loop_time() + self.retry_every
 
-    async def release(self) -> None:
-        """Give the lease up at shutdown, so that a successor need not wait for it to expire."""
+    async def release(self, *, within: float = RELEASE_WITHIN) -> None:
+        """Give the lease up at shutdown, so that a successor need not wait for it to expire;
+        best effort, given up after `within` seconds (the API may be stopping too)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._release()
+
+    async def _release(self) -> None:
         if self._lease is None or not self._holds(self._lease):
             return
         lease, self._lease = self._lease, None

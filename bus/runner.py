@@ -22,6 +22,10 @@ from bus.errors import SteerError
 
 log = logging.getLogger(__name__)
 
+# A service still running this long after SIGTERM logs what each of its tasks is waiting on, so
+# that whoever has to kill it (its supervisor does, eventually) can tell why it would not stop.
+SLOW_STOP_REPORT = 5.0
+
 
 def setup_logging(level: str | None = None) -> None:
     logging.basicConfig(
@@ -38,6 +42,8 @@ async def _until_signalled(main: Coroutine[Any, Any, None]) -> bool:
 
     def stop() -> None:
         nonlocal signalled
+        if not signalled:
+            loop.call_later(SLOW_STOP_REPORT, _report_slow_stop, task)
         signalled = True
         task.cancel()
 
@@ -47,6 +53,30 @@ async def _until_signalled(main: Coroutine[Any, Any, None]) -> bool:
     with contextlib.suppress(asyncio.CancelledError):  # a signal: the normal way to stop
         await task
     return signalled
+
+
+def _report_slow_stop(main: asyncio.Future[None]) -> None:
+    if main.done():
+        return
+    tasks = [t for t in asyncio.all_tasks() if not t.done()]
+    lines = [f"still running {SLOW_STOP_REPORT:g}s after being told to stop; {len(tasks)} tasks:"]
+    for pending in tasks:
+        lines.append(f"  {pending.get_name()} cancelling={pending.cancelling()}: {_awaiting(pending)}")
+    log.warning("\n".join(lines))
+
+
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a task is suspended: its chain of awaits, outermost first."""
+    where: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(where) < 12:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is None:
+            where.append(type(awaited).__name__)
+            break
+        where.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return " -> ".join(where)
 
 
 def run_service(name: str, main: Coroutine[Any, Any, None]) -> int:

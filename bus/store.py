@@ -27,7 +27,6 @@ from bus import kinds, subjects
 from bus.buckets import MAX_CONSUMERS as MAX_CONSUMERS  # for bus.metrics
 from bus.buckets import Buckets
 from bus.buckets import StoreConfig as StoreConfig
-from bus.cancellation import keeping_cancellation
 from bus.codec import encode
 from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
 from bus.failures import translate
@@ -63,8 +62,7 @@ def _nats_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
-            # A JetStream request is a NATS request: see bus/cancellation.py.
-            return await keeping_cancellation(fn(*args, **kwargs))
+            return await fn(*args, **kwargs)
         except SteerError:
             raise
         except (TimeoutError, nats.errors.Error) as err:

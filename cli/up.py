@@ -66,7 +66,11 @@ class LocalCluster:
 
     @property
     def stop_order(self) -> list[list[Child]]:
-        return [self.agents, self.services, [self.bus]]
+        """Node agents, then the API's clients (they give up their leases through it), then the
+        API, the bus last."""
+        api = [child for child in self.services if child.name.startswith("api")]
+        clients = [child for child in self.services if child not in api]
+        return [self.agents, clients, api, [self.bus]]
 
 
 @run_async

@@ -1,4 +1,4 @@
-"""A cancellation that races with a request's reply is not lost (Python 3.11's wait_for)."""
+"""A cancellation that races with a reply is never lost (Python 3.11's wait_for, bus/cancellation.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,46 @@ from typing import Any
 
 import pytest
 
-from bus import kinds
+import bus
+from bus import cancellation, kinds
 from bus.client import Client
 from bus.codec import encode
 from bus.protocol import GetRequest
 
 
-class _Reply:
-    headers: dict[str, str] | None = None
-    data = b"{}"
+async def _raced() -> str:
+    """Await a result that is set in the same loop turn as the task is cancelled: the moment a
+    reply and SIGTERM meet. Returns the result if the cancellation was lost."""
+    loop = asyncio.get_running_loop()
+    reply: asyncio.Future[str] = loop.create_future()
+    loop.call_soon(reply.set_result, "the reply")
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    return await asyncio.wait_for(reply, 5)
+
+
+def test_importing_bus_puts_the_fixed_wait_for_in_place() -> None:
+    assert bus.cancellation is cancellation and cancellation.installed()
+
+
+async def test_the_race_raises_the_cancellation() -> None:
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(_raced())
+
+
+async def test_the_race_lost_the_cancellation_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the fix is for: Python 3.11's own wait_for returns the reply."""
+    monkeypatch.setattr(asyncio, "wait_for", cancellation._original_wait_for)
+    task = asyncio.create_task(_raced())
+    try:
+        assert await task == "the reply"
+    except asyncio.CancelledError:
+        pytest.skip("this Python's own wait_for raises the cancellation (3.12 and later)")
 
 
 class RacingBus:
-    """Answers each request in the same loop turn as its caller is cancelled, the way a reply
-    and SIGTERM can meet: the reply is set while the task is already on its way to a
-    cancellation, and `asyncio.wait_for` (as nats-py waits) sees both."""
+    """A bus whose first reply meets the requester's cancellation, as nats-py waits for it."""
 
     max_payload = 1 << 20
 
@@ -31,49 +56,36 @@ class RacingBus:
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> Any:  # noqa: ASYNC109 (nats-py's signature)
         self.requests += 1
-        if self.requests > 1:  # the race once only, so that a lost cancellation shows as a timeout
+        if self.requests > 1:  # the race once only: a lost cancellation then shows as a timeout
             await asyncio.sleep(0)
             return _Reply()
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[_Reply] = loop.create_future()
-        loop.call_soon(reply.set_result, _Reply())
-        task = asyncio.current_task()
-        assert task is not None
-        task.cancel()
-        return await asyncio.wait_for(reply, timeout)
+        await _raced()
+        return _Reply()
 
 
-async def test_the_race_itself_loses_the_cancellation_in_plain_wait_for() -> None:
-    """What the check defends against: on this Python, the reply wins."""
-    bus = RacingBus()
-    try:
-        await bus.request("x", b"", 5)
-    except asyncio.CancelledError:
-        pytest.skip("this Python's wait_for raises the cancellation itself (3.12+)")
-    task = asyncio.current_task()
-    assert task is not None and task.cancelling() == 1
-    task.uncancel()
+class _Reply:
+    headers: dict[str, str] | None = None
+    data = b"{}"
 
 
-async def test_a_request_that_raced_a_cancellation_raises_it() -> None:
-    bus = RacingBus()
-    client = Client(bus)  # type: ignore[arg-type]
+async def test_a_heartbeat_loop_stops_when_its_reply_raced_the_cancellation() -> None:
+    bus_ = RacingBus()
+    client = Client(bus_)  # type: ignore[arg-type]
 
-    async def loop_forever() -> None:
-        while True:  # a heartbeat loop, as a node agent's
+    async def heartbeat() -> None:
+        while True:  # as a node agent's Lease renewals
             await client.request("get", kinds.BY_KIND["Namespace"], "", encode(GetRequest(name="x")))
             await asyncio.sleep(0)
 
-    task = asyncio.create_task(loop_forever())
+    task = asyncio.create_task(heartbeat())
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, 5)  # without the check: it loops on, and this times out
-    assert bus.requests == 1
+        await asyncio.wait_for(task, 5)  # with the lost cancellation: it loops on, and this times out
+    assert bus_.requests == 1
 
 
-async def test_a_cancellation_counted_earlier_and_handled_does_not_stop_later_requests() -> None:
-    """A task whose count of cancellations stayed raised (Python 3.11's task group, when a child
-    fails after the group's body ended, never takes its cancellation back) goes on working."""
-    client = Client(AnsweringBus())  # type: ignore[arg-type]
+async def test_a_task_that_handled_a_cancellation_goes_on_working() -> None:
+    """A count of cancellations left raised (Python 3.11's task group, when a child fails after
+    the group's body ended, never takes its own back) stops nothing later on."""
 
     async def after_a_failed_group() -> int:
         with contextlib.suppress(BaseExceptionGroup):
@@ -84,7 +96,7 @@ async def test_a_cancellation_counted_earlier_and_handled_does_not_stop_later_re
             await asyncio.sleep(1)  # handled here, and never uncancelled
         answers = 0
         for _ in range(3):
-            await client.request("get", kinds.BY_KIND["Namespace"], "", encode(GetRequest(name="x")))
+            await asyncio.wait_for(asyncio.sleep(0), 5)
             answers += 1
         return answers
 
@@ -96,8 +108,10 @@ async def fail_soon() -> None:
     raise ValueError("a child's bug")
 
 
-class AnsweringBus:
-    max_payload = 1 << 20
-
-    async def request(self, subject: str, payload: bytes, timeout: float) -> Any:  # noqa: ASYNC109 (nats-py's signature)
-        return await asyncio.wait_for(asyncio.sleep(0, _Reply()), timeout)
+@pytest.mark.parametrize("seconds", [0, -1])
+async def test_no_time_at_all_times_out_unless_already_done(seconds: float) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.sleep(1), seconds)
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    done.set_result(7)
+    assert await asyncio.wait_for(done, seconds) == 7

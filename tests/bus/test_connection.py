@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 
 from bus import natsserver
 from bus.backoff import Backoff
@@ -144,3 +145,26 @@ async def test_closing_while_reconnecting_with_unsent_messages_does_not_raise(
                 await nc.publish("test.unsent", b"x" * 1000)  # buffered: there is no server
             await close(nc)
         assert link(nc).closed.is_set()
+
+
+async def test_a_flush_cancelled_before_its_pong_leaves_the_connection_reading(
+    server: natsserver.NatsServer,
+) -> None:
+    """The PONG of a flush nobody waits for any more must not end the read loop (a stopped
+    task, a cancelled reconnect): the connection goes on receiving at once."""
+    nc = await connect(server.url, name="test-flush")
+    try:
+
+        async def answer(msg: Msg) -> None:
+            await msg.respond(msg.data)
+
+        echo = await nc.subscribe("echo", cb=answer)
+        flushing = asyncio.create_task(nc.flush())
+        await asyncio.sleep(0)  # its PING is on its way
+        flushing.cancel()
+        for i in range(3):
+            reply = await nc.request("echo", str(i).encode(), timeout=3)
+            assert reply.data == str(i).encode()
+        await echo.unsubscribe()
+    finally:
+        await close(nc)

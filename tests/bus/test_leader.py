@@ -185,3 +185,20 @@ async def test_a_standby_does_not_take_over_from_a_live_leader_with_a_skewed_clo
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_release_gives_up_on_an_api_that_does_not_answer(client: Client) -> None:
+    """At shutdown the API may be stopping too: a release is best effort, and brief."""
+    elector = LeaderElector(client, f"mute-{uuid.uuid4().hex[:6]}", "me", lease_duration=3, renew_every=1)
+    assert await elector.try_acquire()
+
+    class Mute:
+        async def update(self, obj: Lease) -> Lease:
+            await asyncio.Event().wait()  # never answers
+            raise AssertionError
+
+    elector.client = Mute()  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await elector.release(within=0.5)
+    assert loop.time() - began < 5  # bounded by `within`, not by a request's timeout

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.supervisor import BackoffPolicy, Child, RestartBackoff, Supervisor, describe_exit, exited, span
+from cli.up import _cluster
 
 
 @pytest.mark.parametrize(
@@ -174,3 +175,15 @@ async def test_a_command_that_cannot_start_is_retried(tmp_path: Path) -> None:
         await supervisor.stop([[child]], grace=1)
     assert lines[0].startswith("missing: cannot start: [Errno 2] No such file or directory")
     assert "restarting now" in lines[0] and "restarting in 0.1s" in lines[1]
+
+
+def test_the_api_stops_after_its_clients_and_before_the_bus(tmp_path: Path) -> None:
+    """The scheduler and the controllers give their leases up through the API as they stop."""
+    counts = {"api": 2, "scheduler": 2, "controllers": 1}
+    cluster = _cluster(tmp_path, port=4222, replicas=counts, node_names=["n-1"], runtime="process")
+    assert [[child.name for child in group] for group in cluster.stop_order] == [
+        ["n-1"],
+        ["scheduler-1", "scheduler-2", "controllers"],
+        ["api-1", "api-2"],
+        ["nats"],
+    ]
