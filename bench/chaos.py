@@ -30,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+
 from bench import chaos_checks as checks  # noqa: E402
 from bench.chaos_cluster import ROLES, Proc, UpCluster  # noqa: E402
 from bench.chaos_workload import NAMESPACE, Workload, run_steadily  # noqa: E402
@@ -42,13 +43,14 @@ from bus.resources import Lease, Namespace  # noqa: E402
 
 @dataclass
 class ChaosConfig:
-    duration: float = 120.0
+    duration: float = 120.0  # seconds of kills per round
+    rounds: int = 1
     every: tuple[float, float] = (2.0, 6.0)  # seconds between kills, drawn uniformly
     nodes: int = 3
     runtime: str = "auto"
     api_replicas: int = 2
     deployments: int = 3
-    settle: float = 180.0  # the bound on convergence after the last kill
+    settle: float = 180.0  # the bound on convergence after the last kill of a round
     seed: int = 0
     roles: tuple[str, ...] = ROLES
     data: Path | None = None
@@ -57,18 +59,23 @@ class ChaosConfig:
 @dataclass
 class Report:
     kills: list[checks.Kill] = field(default_factory=list)
-    changes: list[str] = field(default_factory=list)
+    changes: int = 0
     checks: dict[str, list[str]] = field(default_factory=dict)
-    convergence: dict[str, float | None] = field(default_factory=dict)
+    convergence: list[float | None] = field(default_factory=list)  # per Deployment and round
     explained_evictions: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+
+    def check(self, name: str, problems: list[str], *, round_: int | None = None) -> None:
+        """Record a check (passed when `problems` is empty), adding to what earlier rounds found."""
+        where = f"round {round_ + 1}: " if round_ is not None else ""
+        self.checks.setdefault(name, []).extend(where + problem for problem in problems)
 
     @property
     def violations(self) -> list[str]:
         return [f"{check}: {problem}" for check, problems in self.checks.items() for problem in problems]
 
     def percentile(self, q: float) -> float | None:
-        times = sorted(t for t in self.convergence.values() if t is not None)
+        times = sorted(t for t in self.convergence if t is not None)
         if not times:
             return None
         return times[min(len(times) - 1, round(q * (len(times) - 1)))]
@@ -76,21 +83,23 @@ class Report:
     def lines(self) -> list[str]:
         out = [f"kills ({len(self.kills)}):"]
         out += [
-            f"  +{k.at - self.started:6.1f}s  {k.role:<11} {k.name or '-':<8} pid {k.pid}" for k in self.kills
+            f"  +{k.at - self.started:6.1f}s  {k.role:<11} {k.name or '-':<13} {k.standing:<8} pid {k.pid}"
+            for k in self.kills
         ]
-        out.append(f"workload: {len(self.changes)} changes")
+        out.append(f"workload: {self.changes} acknowledged changes")
         if self.explained_evictions:
             out.append(f"evictions after an agent was killed: {len(self.explained_evictions)}")
         out.append("checks:")
         for check, problems in self.checks.items():
             out.append(f"  {'ok  ' if not problems else 'FAIL'} {check}")
             out += [f"         {problem}" for problem in problems]
-        times = [t for t in self.convergence.values() if t is not None]
+        times = [t for t in self.convergence if t is not None]
         if times:
             p50, p99 = self.percentile(0.5), self.percentile(0.99)
             out.append(
-                f"convergence after the last kill: p50 {p50:.1f}s, p99 {p99:.1f}s, "
-                f"max {max(times):.1f}s, mean {statistics.fmean(times):.1f}s over {len(times)} deployments"
+                f"convergence after the last kill of a round: p50 {p50:.1f}s, p99 {p99:.1f}s, "
+                f"max {max(times):.1f}s, mean {statistics.fmean(times):.1f}s "
+                f"({len(times)} Deployment settlings)"
             )
         return out
 
@@ -126,27 +135,6 @@ async def _leadership(client: Client, victim: Proc) -> str:
     return "leader" if lease.spec.holder_identity == victim.name else "follower"
 
 
-async def _storm(
-    cluster: UpCluster, client: Client, config: ChaosConfig, report: Report
-) -> tuple[Workload, checks.TerminatingWatch]:
-    rng = random.Random(config.seed)
-    workload = Workload(client, random.Random(rng.random()), config.deployments)
-    await workload.setup()
-    first = await checks.convergence(client, workload.desired, since=time.monotonic(), within=config.settle)
-    if any(t is None for t in first.values()):
-        report.checks["settled before the first kill"] = [n for n, t in first.items() if t is None]
-    report.started = time.monotonic()
-    stop = asyncio.Event()
-    terminating = checks.TerminatingWatch(client)
-    async with asyncio.TaskGroup() as tasks:
-        changes = tasks.create_task(run_steadily(workload, stop))
-        tasks.create_task(terminating.run(stop))
-        await _kill_at_random(cluster, client, config, rng, report, report.started + config.duration)
-        stop.set()
-    report.changes = changes.result()
-    return workload, terminating
-
-
 async def run(config: ChaosConfig) -> Report:
     with contextlib.ExitStack() as stack:
         data = config.data or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-")))
@@ -159,23 +147,28 @@ async def run(config: ChaosConfig) -> Report:
             await _observe(cluster, config, report)
         finally:
             code = await asyncio.to_thread(cluster.stop)
-            left = [str(p) for p in cluster.leftovers()]
-            report.checks["steer up stops cleanly and leaves no process"] = (
-                [] if code == 0 else [f"exit code {code}"]
-            ) + [f"still running: {p}" for p in left]
+            left = [f"still running: {p}" for p in cluster.leftovers()]
+            exit_code = [] if code == 0 else [f"exit code {code}"]
+            report.check("steer up stops cleanly and leaves no process", exit_code + left)
         return report
 
 
 async def _observe(cluster: UpCluster, config: ChaosConfig, report: Report) -> None:
     nc = await connect(cluster.url, name="chaos")
     client = Client(nc, timeout=5.0)
+    rng = random.Random(config.seed)
+    workload = Workload(client, random.Random(rng.random()), config.deployments)
+    terminating = checks.TerminatingWatch(client)
     try:
-        workload, terminating = await _storm(cluster, client, config, report)
-        last_kill = report.kills[-1].at if report.kills else time.monotonic()
-        report.convergence = await checks.convergence(
-            client, workload.desired, since=last_kill, within=config.settle
+        await workload.setup()
+        first = await checks.convergence(
+            client, workload.desired, since=time.monotonic(), within=config.settle
         )
-        await terminating.sample()
+        report.check("settled before the first kill", [n for n, t in first.items() if t is None])
+        report.started = time.monotonic()
+        for round_ in range(config.rounds):
+            await _round(cluster, client, config, rng, report, workload, terminating, round_)
+        report.changes = workload.writes - workload.unacknowledged
         unexplained, report.explained_evictions = await checks.evictions(
             nc,
             since=timedelta(seconds=time.monotonic() - report.started + 60),
@@ -183,38 +176,60 @@ async def _observe(cluster: UpCluster, config: ChaosConfig, report: Report) -> N
             node_of=terminating.node_of,
             started=report.started,
         )
-        expected = {
-            "steer-api": config.api_replicas,
-            "steer-scheduler": cluster.standby_replicas,
-            "steer-controllers": cluster.standby_replicas,
-            "steer-nodeagent": config.nodes,
-        }
-        report.checks.update(
-            {
-                "no acknowledged write lost": await workload.lost(),
-                f"every write acknowledged (of {workload.writes})": (
-                    [f"{workload.unacknowledged} never acknowledged"] if workload.unacknowledged else []
-                ),
-                "nothing stuck Terminating": list(terminating.stuck.values()),
-                "no pod evicted because of a bus outage": unexplained,
-                "no container left that no pod owns": await checks.orphan_containers(
-                    client, cluster.data, cluster.node_names, config.runtime
-                ),
-                "every component back": await checks.components(nc, expected),
-                f"every Deployment settled within {config.settle:g}s of the last kill": [
-                    name for name, t in report.convergence.items() if t is None
-                ],
-            }
-        )
+        report.check("no pod evicted because of a bus outage", unexplained)
         with contextlib.suppress(SteerError):  # the namespace's pods go with it; best effort
             await client.delete(Namespace, NAMESPACE, "")
     finally:
         await close(nc)
 
 
+async def _round(
+    cluster: UpCluster,
+    client: Client,
+    config: ChaosConfig,
+    rng: random.Random,
+    report: Report,
+    workload: Workload,
+    terminating: checks.TerminatingWatch,
+    round_: int,
+) -> None:
+    """Kills under the workload for `config.duration`, then the kills stop and the checks run."""
+    print(f"round {round_ + 1} of {config.rounds}", flush=True)
+    kills_before, lost_before = len(report.kills), workload.unacknowledged
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(run_steadily(workload, stop))
+        tasks.create_task(terminating.run(stop))
+        await _kill_at_random(cluster, client, config, rng, report, time.monotonic() + config.duration)
+        stop.set()
+    last_kill = report.kills[-1].at if len(report.kills) > kills_before else time.monotonic()
+    settled = await checks.convergence(client, workload.desired, since=last_kill, within=config.settle)
+    report.convergence += settled.values()
+    await terminating.sample()
+    expected = {
+        "steer-api": config.api_replicas,
+        "steer-scheduler": cluster.standby_replicas,
+        "steer-controllers": cluster.standby_replicas,
+        "steer-nodeagent": config.nodes,
+    }
+    orphans = await checks.orphan_containers(client, cluster.data, cluster.node_names, config.runtime)
+    report.check("no acknowledged write lost", await workload.lost(), round_=round_)
+    lost_now = workload.unacknowledged - lost_before
+    unacknowledged = [f"{lost_now} writes never acknowledged"] if lost_now else []
+    report.check("every write acknowledged", unacknowledged, round_=round_)
+    report.check("nothing stuck Terminating", list(terminating.stuck.values()), round_=round_)
+    report.check("no container left that no pod owns", orphans, round_=round_)
+    report.check("every component back", await checks.components(client.nc, expected), round_=round_)
+    unsettled = [name for name, t in settled.items() if t is None]
+    report.check(
+        f"every Deployment settled within {config.settle:g}s of the last kill", unsettled, round_=round_
+    )
+
+
 def parse_args(argv: list[str]) -> ChaosConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=120.0, help="seconds of kills")
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of kills per round")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of kills, each followed by the checks")
     parser.add_argument("--every", default="2,6", help="MIN,MAX seconds between kills")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--runtime", default="auto", choices=["auto", "docker", "process"])
@@ -230,6 +245,7 @@ def parse_args(argv: list[str]) -> ChaosConfig:
         parser.error(f"unknown roles: {', '.join(sorted(unknown))}")
     return ChaosConfig(
         duration=args.duration,
+        rounds=args.rounds,
         every=(float(low), float(high or low)),
         nodes=args.nodes,
         runtime=args.runtime,

@@ -76,6 +76,7 @@ class UpCluster:
     extra: tuple[str, ...] = ()
     process: subprocess.Popen[str] | None = None
     _output: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -97,7 +98,8 @@ class UpCluster:
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
         )
         ready = threading.Event()
-        threading.Thread(target=self._drain, args=(ready,), daemon=True).start()
+        self._reader = threading.Thread(target=self._drain, args=(ready,), daemon=True)
+        self._reader.start()
         if not ready.wait(within):
             self.stop()
             raise RuntimeError(f"steer up was not ready within {within:g}s:\n{self.output()}")
@@ -155,15 +157,20 @@ class UpCluster:
         """Ctrl-C, as a user stops it; the exit code (None if it had to be killed)."""
         if self.process is None:
             return None
+        code: int | None = self.process.returncode
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                return self.process.wait(within)
+                code = self.process.wait(within)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-                return None
-        return self.process.returncode
+                code = None
+        if self._reader is not None:
+            self._reader.join(10)  # it ends with the output
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return code
 
     def leftovers(self) -> Iterator[Proc]:
         """Processes of this cluster still running (after `stop`, there must be none)."""
