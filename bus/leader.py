@@ -21,6 +21,7 @@ Better no leader for a moment than two.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -42,6 +43,29 @@ from bus.resources.records import LeaseSpec
 log = logging.getLogger(__name__)
 
 RELEASE_WITHIN = 2.0
+
+
+def add_election_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--lease` and `--instance`, for a service that campaigns (the scheduler, the controllers,
+    a controller of your own)."""
+    parser.add_argument(
+        "--lease",
+        default="15,5",
+        help="leader lease duration,renew interval in seconds (the leader stops half-way between them)",
+    )
+    parser.add_argument(
+        "--instance",
+        help="this replica's identity in leader election (default: host-pid); a supervisor that "
+        "restarts a replica under the same identity lets it take its lease back at once",
+    )
+
+
+def election_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[float, float]:
+    """The lease duration and renew interval `--lease` gave; a usage error if they make no sense."""
+    try:
+        return parse_lease(args.lease)
+    except ValueError as err:
+        parser.error(f"--lease: {err}")
 
 
 def parse_lease(text: str) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from bus.connection import Credentials
-from bus.leader import parse_lease
+from bus.leader import add_election_arguments, election_arguments
 from bus.runner import run_service
 from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD
 from services.controllers.disruption import EvictionLimits
@@ -18,16 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steer controllers", description="Run the built-in controllers.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
     parser.add_argument("--creds", help="NATS credentials file")
-    parser.add_argument(
-        "--lease",
-        default="15,5",
-        help="leader lease duration,renew interval in seconds (the leader stops half-way between them)",
-    )
-    parser.add_argument(
-        "--instance",
-        help="this replica's identity in leader election (default: host-pid); a supervisor that "
-        "restarts a replica under the same identity lets it take its lease back at once",
-    )
+    add_election_arguments(parser)
     parser.add_argument(
         "--node-grace",
         type=float,
@@ -87,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         help="how often each HorizontalPodAutoscaler is evaluated",
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        duration, renew = parse_lease(args.lease)
-    except ValueError as err:
-        parser.error(f"--lease: {err}")
+    duration, renew = election_arguments(parser, args)
     if args.node_grace <= 0:
         parser.error("--node-grace must be positive")
     if args.default_toleration_seconds < 0:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from bus.connection import Credentials
-from bus.leader import parse_lease
+from bus.leader import add_election_arguments, election_arguments
 from bus.runner import run_service
 from services.scheduler.server import SchedulerConfig, run
 
@@ -15,21 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steer scheduler", description="Run a scheduler.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
     parser.add_argument("--creds", help="NATS credentials file")
-    parser.add_argument(
-        "--lease",
-        default="15,5",
-        help="leader lease duration,renew interval in seconds (the leader stops half-way between them)",
-    )
-    parser.add_argument(
-        "--instance",
-        help="this replica's identity in leader election (default: host-pid); a supervisor that "
-        "restarts a replica under the same identity lets it take its lease back at once",
-    )
+    add_election_arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        duration, renew = parse_lease(args.lease)
-    except ValueError as err:
-        parser.error(f"--lease: {err}")
+    duration, renew = election_arguments(parser, args)
     config = SchedulerConfig(
         servers=args.nats,
         credentials=Credentials(creds_file=args.creds),
