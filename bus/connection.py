@@ -24,8 +24,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.client import Server
-from nats.micro import add_service
-from nats.micro.service import Service
+from nats.micro.service import Service, ServiceConfig
 
 from bus import subjects
 from bus.backoff import Backoff
@@ -308,14 +307,24 @@ async def close(nc: NATS, *, drain_for: float = 5.0) -> None:
 async def announce(
     nc: NATS, component: str, *, description: str, metadata: dict[str, str] | None = None
 ) -> Service:
-    """Register `component` as a NATS micro service (ping, info and stats answer from now on)."""
-    return await add_service(
-        nc,
+    """Register `component` as a NATS micro service (ping, info and stats answer from now on).
+
+    Never fails because the bus is away for a moment: the service's subscriptions are made at
+    once and only its closing flush waits for the server, so a flush that times out (the link
+    cut just then) leaves them standing, and nats-py makes them again on the server after the
+    reconnect. A component must not die, or stop starting up, over its own announcement."""
+    config = ServiceConfig(
         name=subjects.service_name(component),
         version=VERSION,
         description=description,
         metadata=metadata or {},
     )
+    service = Service(nc, config)
+    try:
+        await service.start()
+    except (TimeoutError, nats.errors.Error) as err:
+        log.info("announced %s; the server confirms it once it answers again (%s)", component, err)
+    return service
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,9 @@ async def _serve_pods(
         # Adopt first, register (Ready) after: nothing is placed here before we can run it.
         await _until_done(agent.adopt, "list this node's pods")
         await _until_done(registration.register, "register")
+        # The heartbeat first: registered, the node is judged by its Lease from now on.
+        tasks.create_task(registration.keep_alive())
+        tasks.create_task(resync_loop(agent.resync, config.resync_interval, resync_now, "listing pods"))
         streams = StreamServer(nc, config.name, agent.find, agent.runtime, tasks)
         await streams.start()
         await announce(
@@ -279,8 +282,6 @@ async def _serve_pods(
             description="steersman node agent",
             metadata={"instance": config.name, "node": config.name, "runtime": version},
         )
-        tasks.create_task(registration.keep_alive())
-        tasks.create_task(resync_loop(agent.resync, config.resync_interval, resync_now, "listing pods"))
         if config.metrics_interval > 0:
             publisher = NodeMetricsPublisher(
                 nc,

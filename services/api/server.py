@@ -212,7 +212,8 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
                 queue_group=subjects.API_QUEUE_GROUP,
                 handler=server.on_node_request,
             )
-            await nc.flush()
+            with contextlib.suppress(TimeoutError, nats.errors.Error):  # a blip: they stand anyway
+                await nc.flush()  # the server has our subscriptions before we say we serve
             log.info("API %s serving on %s", config.instance, config.servers)
             if ready is not None:
                 ready.set()

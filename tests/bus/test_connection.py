@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 
 from bus import natsserver
 from bus.backoff import Backoff
-from bus.connection import close, connect, fail_when_closed, link
+from bus.connection import announce, close, connect, discover, fail_when_closed, link
 from bus.errors import Unavailable
 from tests.faults import ERR_MAX_CONTROL_LINE, Relay, free_port, outage
 
@@ -168,3 +168,18 @@ async def test_a_flush_cancelled_before_its_pong_leaves_the_connection_reading(
         await echo.unsubscribe()
     finally:
         await close(nc)
+
+
+async def test_announcing_while_the_link_is_cut_does_not_fail(server: natsserver.NatsServer) -> None:
+    """A component whose link is cut as it announces itself carries on, and is discovered once
+    the link is back."""
+    async with Relay(server.url) as relay:
+        nc = await connect(relay.url, name="test-announce")
+        try:
+            async with relay.cut():
+                await announce(nc, "tester", description="a test", metadata={"instance": "cut"})
+            async with asyncio.timeout(30):
+                while not any(c.metadata.get("instance") == "cut" for c in await discover(nc, wait=0.3)):
+                    pass
+        finally:
+            await close(nc)
