@@ -7,7 +7,9 @@ store directly (see `bus.store.Store.watch`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -16,6 +18,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from bus import kinds, subjects
+from bus.backoff import Backoff
 from bus.codec import encode
 from bus.errors import (
     BadRequest,
@@ -30,6 +33,7 @@ from bus.errors import (
 )
 from bus.meta import Resource
 from bus.protocol import (
+    CREATE_UID_HEADER,
     ERROR_CODE_HEADER,
     WARNING_HEADER,
     DeleteRequest,
@@ -39,6 +43,7 @@ from bus.protocol import (
     PatchRequest,
     PropagationPolicy,
 )
+from bus.retrying import RETRY_CAP, RETRY_FIRST, RETRY_WITHIN, retryable
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +55,26 @@ _list_decoder = msgspec.json.Decoder(ObjectList)
 
 
 class Client:
-    """Talks to the API service. `node` makes requests on the node-scoped subjects instead."""
+    """Talks to the API service. `node` makes requests on the node-scoped subjects instead.
 
-    def __init__(self, nc: NATS, *, timeout: float = DEFAULT_TIMEOUT, node: str = "") -> None:
+    A request that fails for a reason that passes (no API replica answers, the store is
+    electing a leader) is sent again with jittered back-off for up to `retry_within` seconds
+    (0: never); `bus.retrying` says which failures of which verbs.
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        node: str = "",
+        retry_within: float = RETRY_WITHIN,
+    ) -> None:
         self.nc = nc
         self.timeout = timeout
         self.node = node
+        self.retry_within = retry_within
+        self.retries = 0  # requests sent again so far (for benchmarks and tests)
         # What to do with a reply's warning (the CLI prints it, as kubectl prints "Warning:").
         self.on_warning: Callable[[str], None] = self._log_warning
         self._warned: set[str] = set()
@@ -75,15 +94,45 @@ class Client:
         return subjects.api(verb, info.plural, ns)
 
     async def request(
-        self, verb: subjects.ApiVerb, info: kinds.KindInfo, namespace: str, body: bytes
+        self,
+        verb: subjects.ApiVerb,
+        info: kinds.KindInfo,
+        namespace: str,
+        body: bytes,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> bytes:
-        """One round trip; the raw reply body, or the error the reply stands for."""
+        """The raw reply body, or the error the reply stands for; sent again while it fails
+        in a way that passes and may be retried (see the class docstring)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.retry_within
+        backoff = Backoff(first=RETRY_FIRST, cap=RETRY_CAP)
+        while True:
+            try:
+                return await self._request_once(verb, info, namespace, body, headers)
+            except (Unavailable, Timeout) as err:
+                delay = backoff.next()
+                if self.nc.is_closed or not retryable(verb, err) or loop.time() + delay > give_up:
+                    raise
+                log.debug("%s %s: %s; sending it again in %.2fs", verb, info.plural, err.message, delay)
+                self.retries += 1
+                await asyncio.sleep(delay)
+
+    async def _request_once(
+        self,
+        verb: subjects.ApiVerb,
+        info: kinds.KindInfo,
+        namespace: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+    ) -> bytes:
+        """One round trip."""
         subject = self._subject(verb, info, namespace)
         limit = self.nc.max_payload
         if len(body) > limit:
             raise TooLarge(too_large(len(body), limit))
         try:
-            msg = await self.nc.request(subject, body, timeout=self.timeout)
+            msg = await self.nc.request(subject, body, timeout=self.timeout, headers=headers)
         except nats.errors.NoRespondersError:
             raise Unavailable("no API server is running (nothing answers on the bus)") from None
         except nats.errors.TimeoutError:
@@ -105,7 +154,9 @@ class Client:
     # -- untyped, by kind (the CLI works with whatever kind the user names)
 
     async def create_raw(self, info: kinds.KindInfo, namespace: str, obj: Any) -> Resource:
-        data = await self.request("create", info, namespace, _encode(obj))
+        # The uid of the new object, chosen here so that a retry is known for the same create.
+        uid = {CREATE_UID_HEADER: str(uuid.uuid4())}
+        data = await self.request("create", info, namespace, _encode(obj), headers=uid)
         return _decode(info, data)
 
     async def update_raw(self, info: kinds.KindInfo, namespace: str, obj: Any) -> Resource:

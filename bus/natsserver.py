@@ -41,6 +41,8 @@ class NatsServer:
     host: str = "127.0.0.1"
     config: Path = REPO_CONF
     log_file: Path | None = None
+    # The config file says where to listen and store (a cluster member's, bus/natscluster.py).
+    complete: bool = False
 
     @property
     def port(self) -> int:
@@ -73,6 +75,7 @@ class NatsServer:
             config=self.config,
             log_file=self.log_file,
             timeout=timeout,
+            complete=self.complete,
         )
         self.process = again.process
 
@@ -85,13 +88,15 @@ def start(
     config: Path = REPO_CONF,
     log_file: Path | None = None,
     timeout: float = 15.0,
+    complete: bool = False,
 ) -> NatsServer:
     """Start nats-server with JetStream storing under `data_dir`; port -1 picks a free one.
+    With `complete`, the config file holds the address and the store (see `command`).
 
     Blocking (it waits for the server's ports file): call it from a thread in async code.
     """
     prepare(data_dir)
-    args = command(data_dir, port=port, host=host, config=config)
+    args = command(data_dir, port=port, host=host, config=config, complete=complete)
     if log_file:
         with open(log_file, "ab") as out:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
@@ -106,7 +111,7 @@ def start(
             process.kill()
             process.wait()
         raise
-    return NatsServer(process, url, data_dir, host, config, log_file)
+    return NatsServer(process, url, data_dir, host, config, log_file, complete)
 
 
 def prepare(data_dir: Path) -> None:
@@ -118,11 +123,18 @@ def prepare(data_dir: Path) -> None:
         stale.unlink()
 
 
-def command(data_dir: Path, *, port: int, host: str = "127.0.0.1", config: Path = REPO_CONF) -> list[str]:
+def command(
+    data_dir: Path, *, port: int, host: str = "127.0.0.1", config: Path = REPO_CONF, complete: bool = False
+) -> list[str]:
     """The nats-server command line: JetStream storing under `data_dir`, ports file in it.
 
-    For supervisors that start the process themselves (`steer up` ties it to itself).
+    With `complete` the config file alone says where to listen and store (nats-server refuses a
+    store dir given twice), and only the ports file is added. For supervisors that start the
+    process themselves (`steer up` ties it to itself).
     """
+    ports = ["--ports_file_dir", str(data_dir / "ports")]
+    if complete:
+        return [binary(), "-c", str(config), *ports]
     return [
         binary(),
         "-c",
@@ -134,8 +146,7 @@ def command(data_dir: Path, *, port: int, host: str = "127.0.0.1", config: Path 
         "-js",
         "-sd",
         str(data_dir / "jetstream"),
-        "--ports_file_dir",
-        str(data_dir / "ports"),
+        *ports,
     ]
 
 

@@ -27,6 +27,10 @@ SYSTEM_NAMESPACE = "steer-system"
 FEED_EVENT_HEADER = "Steer-Event"
 # Header of a successful reply that has something to say besides (Kubernetes' Warning header).
 WARNING_HEADER = "Steer-Warning"
+# Header of a create request: the uid (a UUID) the client chose for the new object, so that a
+# create it sends again after a timeout or an outage is recognised as the same one (see
+# docs/protocol.md, "Retrying").
+CREATE_UID_HEADER = "Steer-Create-Uid"
 
 PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
 # Finalizers the API adds for a Foreground or Orphan delete; the garbage collector removes them

@@ -7,6 +7,7 @@ only through the status verb; some fields cannot change once set.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 import uuid
@@ -14,7 +15,7 @@ import uuid
 import msgspec
 
 from bus import kinds
-from bus.errors import StatusCause, invalid
+from bus.errors import BadRequest, StatusCause, invalid
 from bus.events import now
 from bus.meta import Resource
 from bus.resources import Deployment, Node, Pod, ReplicaSet
@@ -22,9 +23,24 @@ from bus.resources import Deployment, Node, Pod, ReplicaSet
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
-def generated_name(prefix: str) -> str:
-    """`web-` -> `web-x7k2p`, as Kubernetes completes generateName."""
-    return prefix[:58] + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+def generated_name(prefix: str, *, seed: str = "") -> str:
+    """`web-` -> `web-x7k2p`, as Kubernetes completes generateName. With `seed` (a client's
+    chosen uid) the suffix comes from it: the same create sent again names the same object, so
+    a retry finds its own object instead of making a second one."""
+    if not seed:
+        return prefix[:58] + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+    digest = hashlib.sha256(seed.encode()).digest()
+    return prefix[:58] + "".join(_SUFFIX_ALPHABET[b % len(_SUFFIX_ALPHABET)] for b in digest[:5])
+
+
+def requested_uid(text: str) -> str:
+    """The uid a client asks a create to give (CREATE_UID_HEADER): a UUID, or nothing."""
+    if not text:
+        return ""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise BadRequest(f'invalid create uid "{text[:64]}": it must be a UUID') from None
 
 
 def spec_of(obj: Resource) -> object:
@@ -35,11 +51,12 @@ def spec_of(obj: Resource) -> object:
     return msgspec.structs.replace(obj, metadata=type(obj.metadata)())
 
 
-def prepare_create(obj: Resource, info: kinds.KindInfo) -> None:
+def prepare_create(obj: Resource, info: kinds.KindInfo, *, uid: str = "") -> None:
+    """Server-set fields of a new object; `uid` the one its client chose (requested_uid)."""
     meta = obj.metadata
     if not meta.name and meta.generate_name:
-        meta.name = generated_name(meta.generate_name)
-    meta.uid = str(uuid.uuid4())
+        meta.name = generated_name(meta.generate_name, seed=uid)
+    meta.uid = uid or str(uuid.uuid4())
     meta.creation_timestamp = now()
     meta.generation = 1
     meta.resource_version = ""

@@ -28,17 +28,21 @@ from bus.codec import encode
 from bus.connection import Credentials, announce, close, connect, fail_when_closed
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError, Unavailable
 from bus.meta import ObjectMeta
-from bus.protocol import NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE, WARNING_HEADER
+from bus.protocol import CREATE_UID_HEADER, NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE, WARNING_HEADER
 from bus.resources import Event, Namespace
 from bus.store import Store, StoreConfig
 from bus.unreadable import UnreadableReporter
 from bus.validation import requests
 from services.api import nodes, replies
+from services.api.admission import requested_uid
 from services.api.followup import Followup
 from services.api.namespaces import NamespaceCache
 from services.api.verbs import COMPONENT, Outcome, Verbs
 
 log = logging.getLogger(__name__)
+
+# How a request is handled: its subject, its body and the uid its client chose for a create.
+Dispatch = Callable[[str, bytes, str], Awaitable[Outcome]]
 
 MAX_IN_FLIGHT = 256
 WARNING_TEXT_MAX = 2048  # a listing's warning names at most ten unreadable objects
@@ -64,7 +68,6 @@ class ApiServer:
         self.tasks = tasks
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.handlers: dict[str, Callable[[kinds.KindInfo, str, bytes], Awaitable[Outcome]]] = {
-            "create": self.verbs.create,
             "get": self.verbs.get,
             "list": self.verbs.list_objects,
             "update": self.verbs.update,
@@ -82,7 +85,7 @@ class ApiServer:
         await self.slots.acquire()
         self.tasks.create_task(self._serve(request, self.dispatch_node))
 
-    async def _serve(self, request: Request, dispatch: Callable[[str, bytes], Awaitable[Outcome]]) -> None:
+    async def _serve(self, request: Request, dispatch: Dispatch) -> None:
         """One request, start to finish. Nothing may escape: an exception here would end the
         task group, and with it the API."""
         try:
@@ -92,12 +95,11 @@ class ApiServer:
         if outcome is not None:
             await self.followup.run(outcome)
 
-    async def _answer(
-        self, request: Request, dispatch: Callable[[str, bytes], Awaitable[Outcome]]
-    ) -> Outcome | None:
+    async def _answer(self, request: Request, dispatch: Dispatch) -> Outcome | None:
         """Handle the request and reply; the outcome, or None when it failed (the error is the reply)."""
         try:
-            outcome = await dispatch(request.subject, request.data)
+            uid = requested_uid((request.headers or {}).get(CREATE_UID_HEADER, ""))
+            outcome = await dispatch(request.subject, request.data, uid)
         except SteerError as err:
             await replies.reply_error(request, err)
             return None
@@ -112,19 +114,19 @@ class ApiServer:
         await replies.reply(request, outcome.reply, max_payload=self.nc.max_payload, headers=headers)
         return outcome
 
-    async def dispatch(self, subject: str, body: bytes) -> Outcome:
+    async def dispatch(self, subject: str, body: bytes, uid: str = "") -> Outcome:
         verb, plural, namespace = subjects.parse_api(subject)
         _check_namespace(namespace)
-        return await self._handle(verb, plural, namespace, body)
+        return await self._handle(verb, plural, namespace, body, uid)
 
-    async def dispatch_node(self, subject: str, body: bytes) -> Outcome:
+    async def dispatch_node(self, subject: str, body: bytes, uid: str = "") -> Outcome:
         """A node agent's request: the node-restriction rules first, then the same verbs."""
         node, verb, plural, namespace = subjects.parse_node(subject)
         requests.check("invalid request subject", requests.node_token(node))
         _check_namespace(namespace)
         info = self._kind(plural)
         body = await nodes.admit(self.store, node, verb, info, namespace if info.namespaced else "", body)
-        outcome = await self._handle(verb, plural, namespace, body)
+        outcome = await self._handle(verb, plural, namespace, body, uid)
         if verb == "status":
             outcome.written = False  # the agent knows its own status; do not echo it back
         return outcome
@@ -135,14 +137,18 @@ class ApiServer:
             raise NotFound(f'the server could not find the requested resource "{plural}"')
         return info
 
-    async def _handle(self, verb: str, plural: str, namespace: str, body: bytes) -> Outcome:
+    async def _handle(self, verb: str, plural: str, namespace: str, body: bytes, uid: str = "") -> Outcome:
         info = self._kind(plural)
         handler = self.handlers.get(verb)
-        if handler is None:
+        if handler is None and verb != "create":
             raise NotFound(f'unknown verb "{verb}"')
         if verb != "list" and info.namespaced and namespace in ("", subjects.ALL):
             raise BadRequest(f"{info.plural} are namespaced: the subject must name one namespace")
-        outcome = await handler(info, namespace if info.namespaced else "", body)
+        scope = namespace if info.namespaced else ""
+        if handler is None:
+            outcome = await self.verbs.create(info, scope, body, uid=uid)
+        else:
+            outcome = await handler(info, scope, body)
         if (
             info.kind == "Event"
             and outcome.written

@@ -7,6 +7,7 @@ written until the request has been fully validated, so bad input never changes s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,8 +17,9 @@ from typing import Any, TypeVar
 import msgspec
 
 from bus import fields, kinds, selectors, subjects
+from bus.backoff import Backoff
 from bus.codec import to_builtins
-from bus.errors import BadRequest, Conflict, Forbidden, NotFound, StatusCause, invalid
+from bus.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound, StatusCause, invalid
 from bus.events import make_event, now, reference
 from bus.meta import Resource
 from bus.protocol import (
@@ -51,6 +53,8 @@ T = TypeVar("T")
 COMPONENT = "steer-api"
 CONFLICT_RETRIES = 5
 PROTECTED_NAMESPACES = frozenset({"default", NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE})
+# Reads of a name that a create found taken, before concluding another object holds it.
+RECHECKS = 4
 
 
 @dataclass
@@ -123,19 +127,44 @@ class Verbs:
 
     # -- verbs
 
-    async def create(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
+    async def create(self, info: kinds.KindInfo, namespace: str, body: bytes, *, uid: str = "") -> Outcome:
+        """Store a new object. `uid` is the one the client chose (CREATE_UID_HEADER): if the name
+        is taken by an object with that uid, this is a create sent again whose first attempt
+        was stored, and the answer is that object (nothing is written twice)."""
         obj = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
         if not obj.metadata.name and not obj.metadata.generate_name:
             raise invalid(info.kind, "", [StatusCause(field="metadata.name", message="Required value")])
         await self._require_namespace(info, namespace)
-        prepare_create(obj, info)
+        prepare_create(obj, info, uid=uid)
         check_size(obj, self.object_limit)
-        stored = await self.store.create(obj)
+        try:
+            stored = await self.store.create(obj)
+        except AlreadyExists:
+            if not uid:
+                raise
+            return Outcome(await self._created_before(info, obj, uid))
         return Outcome(
             stored,
             self._lifecycle(stored, "Created", f"Created {info.singular} {stored.metadata.name}"),
             written=True,
         )
+
+    async def _created_before(self, info: kinds.KindInfo, obj: Resource, uid: str) -> Resource:
+        """The stored object under `obj`'s name if it is the one created with `uid`; AlreadyExists
+        if another holds the name. A read may be served by a replica a moment behind the write
+        that said the name is taken, so NotFound is read again a few times."""
+        meta = obj.metadata
+        retry = Backoff(first=0.05, cap=0.4)
+        for _ in range(RECHECKS):
+            try:
+                current = await self.store.get(info.type, meta.namespace, meta.name)
+            except NotFound:
+                await asyncio.sleep(retry.next())
+                continue
+            if current.metadata.uid == uid:
+                return current
+            break
+        raise AlreadyExists(f'{info.plural} "{meta.name}" already exists')
 
     async def get(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, GetRequest)
