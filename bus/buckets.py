@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from bus import kinds, subjects
@@ -32,6 +32,7 @@ from bus.failures import translate
 log = logging.getLogger(__name__)
 
 MAX_CONSUMERS = 100_000
+DUPLICATE_WINDOW = 120.0  # seconds; nats-py's for a KV bucket (its TTL if shorter)
 # A watch resumes only if it was away for less than this share of the marker TTL (the markers of
 # entries that expired just before it left must still be there when it comes back).
 RESUME_MARGIN = 0.9
@@ -105,19 +106,31 @@ class Buckets:
                 raise translate(err) from err
 
     async def _create(self, info: kinds.KindInfo) -> None:
+        """Create the kind's bucket with every setting it needs at once. (nats-py's
+        `create_key_value` leaves the consumer limit to be raised by an update: in a cluster, an
+        update racing another API replica's create of the same stream leaves both unanswered.)"""
         ttl = self._config.ttl.get(info.plural)
-        config = KeyValueConfig(
-            bucket=subjects.bucket(info.plural),
-            history=self._config.history,
-            replicas=self._config.replicas,
-            storage=self._config.storage,
-            ttl=ttl,
-            limit_marker_ttl=ttl,
-            direct=True,
+        name = subjects.bucket(info.plural)
+        config = StreamConfig(
+            name=subjects.kv_stream(name),
             description=f"steersman {info.plural}",
+            subjects=[subjects.kv_subject(name, ">")],
+            allow_direct=True,
+            allow_rollup_hdrs=True,
+            allow_msg_ttl=True,
+            deny_delete=True,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=min(DUPLICATE_WINDOW, ttl or DUPLICATE_WINDOW),
+            max_age=ttl,
+            max_consumers=MAX_CONSUMERS,
+            max_msgs=-1,
+            max_msgs_per_subject=self._config.history,
+            num_replicas=self._config.replicas,
+            storage=self._config.storage,
+            subject_delete_marker_ttl=ttl,
         )
         try:
-            await self._js.create_key_value(config)
+            await self._js.add_stream(config)
         except nats.js.errors.BadRequestError:
             pass  # it exists (or another replica created it first): it keeps its settings
 

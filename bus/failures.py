@@ -21,6 +21,10 @@ def translate(err: BaseException) -> SteerError:
             return err
         case nats.errors.TimeoutError() | asyncio.TimeoutError():
             return Timeout("the store did not answer in time")
+        case nats.js.errors.NoStreamResponseError():
+            # A write nobody took: in a cluster, the stream's leader died and another is being
+            # elected (nothing was written; the write may be sent again).
+            return Unavailable("the store cannot take writes now (its stream has no leader); try again")
         case nats.errors.NoRespondersError() | nats.js.errors.ServiceUnavailableError():
             return Unavailable("JetStream is not available")
         case nats.errors.ConnectionClosedError() | nats.errors.ConnectionReconnectingError():

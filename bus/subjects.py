@@ -201,6 +201,11 @@ def key_filter(namespace: str | None) -> str:
     return ">" if namespace == ALL else f"{scope(namespace)}.>"
 
 
+def kv_stream(bucket_name: str) -> str:
+    """The stream behind a KV bucket (NATS' own KV convention)."""
+    return f"KV_{bucket_name}"
+
+
 def kv_subject(bucket_name: str, k: str) -> str:
     """The subject JetStream stores a KV entry under (NATS' own KV convention)."""
     return f"$KV.{bucket_name}.{k}"

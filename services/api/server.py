@@ -19,14 +19,16 @@ from datetime import timedelta
 
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.micro.request import Request
 
 from bus import events as bus_events
 from bus import kinds, subjects
 from bus import metrics as bus_metrics
+from bus.backoff import Backoff
 from bus.codec import encode
 from bus.connection import Credentials, announce, close, connect, fail_when_closed
-from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError, Unavailable
+from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.meta import ObjectMeta
 from bus.protocol import CREATE_UID_HEADER, NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE, WARNING_HEADER
 from bus.resources import Event, Namespace
@@ -40,6 +42,8 @@ from services.api.namespaces import NamespaceCache
 from services.api.verbs import COMPONENT, Outcome, Verbs
 
 log = logging.getLogger(__name__)
+
+PREPARE_WITHIN = 60.0  # seconds the API tries to prepare the store before it gives up (and exits)
 
 # How a request is handled: its subject, its body and the uid its client chose for a create.
 Dispatch = Callable[[str, bytes, str], Awaitable[Outcome]]
@@ -177,6 +181,28 @@ class ApiServer:
                 )
 
 
+async def _prepare_store(js: JetStreamContext, store: Store, config: ApiConfig) -> None:
+    """Create the buckets and streams, or bring them up to date. API replicas starting together
+    race to create them, and in a cluster the meta leader may leave one of two creates of the
+    same stream unanswered (it times out): the loser tries again and finds the stream made."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + PREPARE_WITHIN
+    retry = Backoff(first=0.2, cap=2.0)
+    while True:
+        try:
+            await store.ensure_buckets()
+            await bus_events.ensure_stream(
+                js, retention=config.event_retention, replicas=config.store.replicas
+            )
+            await bus_metrics.ensure_stream(js, replicas=config.store.replicas)
+            return
+        except (Timeout, Unavailable) as err:
+            if loop.time() >= give_up:
+                raise
+            log.info("preparing the store: %s; trying again", err.message)
+            await asyncio.sleep(retry.next())
+
+
 def _check_namespace(namespace: str) -> None:
     """The namespace token of a subject goes into keys and subjects: it must be a namespace name."""
     if namespace != subjects.ALL:
@@ -191,9 +217,7 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
     try:
         js = nc.jetstream(timeout=5.0)
         store = Store(js, config.store)
-        await store.ensure_buckets()
-        await bus_events.ensure_stream(js, retention=config.event_retention, replicas=config.store.replicas)
-        await bus_metrics.ensure_stream(js, replicas=config.store.replicas)
+        await _prepare_store(js, store, config)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(fail_when_closed(nc))
             server = ApiServer(nc, store, tasks)

@@ -1,0 +1,163 @@
+"""A NATS cluster of three real nats-servers on random loopback ports, for one test module.
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory):
+        with NatsCluster.running(tmp_path_factory.mktemp("cluster")) as cluster:
+            yield cluster
+
+    async def test_x(cluster):
+        leader = await cluster.stream_leader(js, "KV_steer-pods")
+        await cluster.kill(leader)             # SIGKILL, as a crash
+        ...
+        await cluster.start_again(leader)      # same ports, same store
+
+Servers are named `steer-1`... as in their configuration (`bus/natscluster.py`); each has a
+monitoring port, from which the JetStream meta leader and each server's own view of a stream are
+read (`/jsz`): that works without a system account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+
+from bus import natscluster, natsserver
+from bus.errors import SteerError
+from tests.faults import free_port
+
+
+@dataclass
+class NatsCluster:
+    specs: list[natscluster.ServerSpec]
+    servers: dict[str, natsserver.NatsServer]
+    root: Path
+
+    @property
+    def urls(self) -> str:
+        """Every server's URL, comma-separated (a component's `--nats`)."""
+        return natscluster.urls(self.specs)
+
+    @property
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.specs]
+
+    def url(self, name: str) -> str:
+        return self.spec(name).url
+
+    def spec(self, name: str) -> natscluster.ServerSpec:
+        return next(spec for spec in self.specs if spec.name == name)
+
+    def running_names(self) -> list[str]:
+        return [name for name, server in self.servers.items() if server.process.poll() is None]
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, root: Path, *, size: int = 3) -> Iterator[NatsCluster]:
+        specs = [
+            natscluster.ServerSpec(
+                name=f"steer-{i + 1}",
+                host="127.0.0.1",
+                port=free_port(),
+                cluster_port=free_port(),
+                monitor_port=free_port(),
+            )
+            for i in range(size)
+        ]
+        paths = natscluster.write_configs(root, specs)
+        servers: dict[str, natsserver.NatsServer] = {}
+        try:
+            for spec, path in zip(specs, paths, strict=True):
+                servers[spec.name] = natsserver.start(
+                    natscluster.server_dir(root.resolve(), spec),
+                    port=spec.port,
+                    config=path,
+                    complete=True,
+                    log_file=root / f"{spec.name}.log",
+                )
+            cluster = cls(specs, servers, root)
+            asyncio.run(cluster.wait_for_meta_leader())
+            yield cluster
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    # -- faults
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL one server: it dies at once, as in a crash."""
+        await asyncio.to_thread(self.servers[name].kill)
+
+    async def start_again(self, name: str) -> None:
+        """Start a killed server again, on the same ports and store."""
+        await asyncio.to_thread(self.servers[name].start_again)
+
+    # -- who leads
+
+    async def jsz(self, name: str, query: str = "") -> dict[str, Any]:
+        """A server's JetStream report from its monitoring port (`/jsz?<query>`)."""
+        port = self.spec(name).monitor_port
+        url = f"http://127.0.0.1:{port}/jsz{'?' + query if query else ''}"
+
+        def read() -> dict[str, Any]:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return dict(json.loads(response.read()))
+
+        return await asyncio.to_thread(read)
+
+    async def meta_leader(self) -> str:
+        """The JetStream meta leader, as a running server sees it ("" if none now)."""
+        for name in self.running_names():
+            with contextlib.suppress(OSError, ValueError):
+                leader = (await self.jsz(name)).get("meta_cluster", {}).get("leader", "")
+                if leader:
+                    return str(leader)
+        return ""
+
+    async def wait_for_meta_leader(self, *, within: float = 30.0) -> str:
+        async with asyncio.timeout(within):
+            while not (leader := await self.meta_leader()):
+                await asyncio.sleep(0.1)  # no watch on the monitoring port: its state is the condition
+        return leader
+
+    async def stream_leader(self, js: JetStreamContext, stream: str, *, within: float = 30.0) -> str:
+        """The server that leads `stream` (`$JS.API.STREAM.INFO`), once it has one."""
+        async with asyncio.timeout(within):
+            while True:
+                with contextlib.suppress(nats.errors.Error, TimeoutError, SteerError):
+                    info = await js.stream_info(stream)
+                    if info.cluster is not None and info.cluster.leader:
+                        return info.cluster.leader
+                await asyncio.sleep(0.1)
+
+    async def stream_state(self, name: str, stream: str) -> dict[str, Any]:
+        """Server `name`'s own copy of a stream: messages, bytes, first and last sequence."""
+        report = await self.jsz(name, "accounts=true&streams=true")
+        for account in report.get("account_details", []):
+            for detail in account.get("stream_detail", []):
+                if detail.get("name") == stream:
+                    return dict(detail["state"])
+        return {}
+
+    async def wait_caught_up(self, name: str, stream: str, *, within: float = 30.0) -> dict[str, Any]:
+        """Until server `name` holds the same messages of `stream` as the others; its state."""
+        wanted: dict[str, Any] = {}
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    states = {n: await self.stream_state(n, stream) for n in self.running_names()}
+                except OSError:
+                    await asyncio.sleep(0.1)  # a server starting: its monitoring port not yet open
+                    continue
+                wanted = {k: states[name].get(k) for k in ("messages", "first_seq", "last_seq")}
+                if all({k: s.get(k) for k in wanted} == wanted for s in states.values()) and wanted["last_seq"]:
+                    return states[name]
+                await asyncio.sleep(0.1)  # see wait_for_meta_leader
