@@ -124,9 +124,10 @@ class NatsCluster:
 
     async def wait_for_meta_leader(self, *, within: float = 30.0) -> str:
         async with asyncio.timeout(within):
-            while not (leader := await self.meta_leader()):
+            while True:
+                if leader := await self.meta_leader():
+                    return leader
                 await asyncio.sleep(0.1)  # no watch on the monitoring port: its state is the condition
-        return leader
 
     async def stream_leader(self, js: JetStreamContext, stream: str, *, within: float = 30.0) -> str:
         """The server that leads `stream` (`$JS.API.STREAM.INFO`), once it has one."""
@@ -158,6 +159,7 @@ class NatsCluster:
                     await asyncio.sleep(0.1)  # a server starting: its monitoring port not yet open
                     continue
                 wanted = {k: states[name].get(k) for k in ("messages", "first_seq", "last_seq")}
-                if all({k: s.get(k) for k in wanted} == wanted for s in states.values()) and wanted["last_seq"]:
+                same = all({k: s.get(k) for k in wanted} == wanted for s in states.values())
+                if same and wanted["last_seq"]:
                     return states[name]
                 await asyncio.sleep(0.1)  # see wait_for_meta_leader

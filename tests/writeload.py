@@ -38,7 +38,8 @@ class Failed:
 
 def pod(prefix: str = "w-") -> Pod:
     container = Container(name="main", image="busybox:local", command=["sleep", "3600"])
-    return Pod(metadata=ObjectMeta(generate_name=prefix, labels=dict(LABELS)), spec=PodSpec(containers=[container]))
+    meta = ObjectMeta(generate_name=prefix, labels=dict(LABELS))
+    return Pod(metadata=meta, spec=PodSpec(containers=[container]))
 
 
 @dataclass

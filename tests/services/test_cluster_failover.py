@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -43,10 +44,8 @@ RECOVERY_BOUND = 30.0  # generous: writes came back within a few seconds on 2 sh
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
     root = tmp_path_factory.mktemp("cluster")
     with NatsCluster.running(root) as cluster:
-        apis = [
-            start_service("services.api", "--nats", cluster.urls, "--replicas", "3", log=root / f"api-{i}.log")
-            for i in range(2)
-        ]
+        args = ["--nats", cluster.urls, "--replicas", "3"]
+        apis = [start_service("services.api", *args, log=root / f"api-{i}.log") for i in range(2)]
         try:
             asyncio.run(wait_for_components(cluster.urls, "steer-api", 2))
             yield cluster
@@ -85,6 +84,10 @@ class Probe:
     took: list[float] = field(default_factory=list)
     succeeded: int = 0
 
+    def summary(self) -> str:
+        kinds = Counter(f"{type(e).__name__}: {e.message}" for e in self.errors)
+        return "; ".join(f"{count} x {text}" for text, count in kinds.most_common())
+
     async def run(self) -> None:
         while True:
             obj = pod("probe-")
@@ -105,9 +108,10 @@ async def kill_under_load(cluster: NatsCluster, victim_of: str) -> None:
         ns = await namespace(client)
         js = nc.jetstream()
         await cluster.stream_leader(js, PODS_STREAM)
-        victim = await (
-            cluster.stream_leader(js, PODS_STREAM) if victim_of == "stream" else cluster.wait_for_meta_leader()
-        )
+        if victim_of == "stream":
+            victim = await cluster.stream_leader(js, PODS_STREAM)
+        else:
+            victim = await cluster.wait_for_meta_leader()
         load = WriteLoad(client, ns, total=1000, concurrency=8)
         probe = Probe(Client(probe_nc, timeout=3.0, retry_within=0), ns)
         async with asyncio.TaskGroup() as tasks:
@@ -124,8 +128,8 @@ async def kill_under_load(cluster: NatsCluster, victim_of: str) -> None:
             f"creates: {len(load.created)} ok, {len(load.failed)} failed, {client.retries} retries; "
             f"writes unavailable for {load.window_after(killed_at):.2f}s; "
             f"a create in flight at the kill took up to {load.stalled_over(killed_at):.2f}s; "
-            f"probe: {probe.succeeded} ok, errors {[type(e).__name__ + ': ' + e.message for e in probe.errors][:6]}"
-            f" ({len(probe.errors)}), slowest {max(probe.took):.2f}s"
+            f"probe without retries: {probe.succeeded} ok, {len(probe.errors)} failed "
+            f"({probe.summary()}), slowest {max(probe.took):.2f}s"
         )
 
         # Every create answered with success is stored, with its uid; nothing twice; none failed.
