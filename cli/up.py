@@ -1,10 +1,12 @@
 """`steer up`: a whole local cluster from one command, supervised until it is stopped.
 
-In order: claim the data dir (datadir.py), check the bus port (portowner.py), start nats-server
-and wait until it listens, then the API replicas, the scheduler and the controllers; once the
-API answers, the node agents (so that they register at once); once their Nodes are Ready, the
-manifests of `--apply`; then "ready". Every process is supervised (supervisor.py): restarted
-whenever it exits, and killed by the kernel if `steer up` dies.
+In order: claim the data dir (datadir.py), check the bus ports (portowner.py), start nats-server
+(or, with `--servers 3`, a cluster of three on loopback, whose configuration files
+bus/natscluster.py writes, every bucket then at three replicas) and wait until it listens, then
+the API replicas, the scheduler and the controllers; once the API answers, the node agents (so
+that they register at once); once their Nodes are Ready, the manifests of `--apply`; then
+"ready". Every process is supervised (supervisor.py): restarted whenever it exits, and killed by
+the kernel if `steer up` dies.
 
 SIGINT, SIGTERM and SIGHUP (the terminal closed) stop the cluster: node agents first, then the
 other services, the bus last; a second signal kills them at once. The pods' containers are left
@@ -19,6 +21,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +31,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from bus import natsserver
+from bus import natscluster, natsserver
 from bus.connection import ComponentInfo, discover
 from bus.errors import SteerError, Timeout, Unavailable
 from bus.meta import is_true
@@ -55,14 +58,14 @@ class LocalCluster:
     """The processes of one `steer up`, in the groups they are stopped in (agents first)."""
 
     data_dir: Path
-    url: str
-    bus: Child
+    url: str  # every server's URL, comma-separated
+    buses: list[Child]  # nats-server, or each server of the cluster
     services: list[Child]
     agents: list[Child]
 
     @property
     def children(self) -> list[Child]:
-        return [self.bus, *self.services, *self.agents]
+        return [*self.buses, *self.services, *self.agents]
 
     @property
     def stop_order(self) -> list[list[Child]]:
@@ -70,7 +73,7 @@ class LocalCluster:
         API, the bus last."""
         api = [child for child in self.services if child.name.startswith("api")]
         clients = [child for child in self.services if child not in api]
-        return [self.agents, clients, api, [self.bus]]
+        return [self.agents, clients, api, self.buses]
 
 
 @run_async
@@ -78,7 +81,24 @@ async def up(
     data_dir: Annotated[Path, typer.Option(help="Where the cluster keeps its state and logs.")] = Path(
         ".steer"
     ),
-    port: Annotated[int, typer.Option(help="Port of the embedded NATS server.")] = 4222,
+    port: Annotated[
+        int, typer.Option(help="Port of the embedded NATS server (the first of them, with --servers).")
+    ] = 4222,
+    servers: Annotated[
+        int,
+        typer.Option(
+            help="NATS servers: 1, or a cluster of 3 or 5 on loopback (JetStream at 3 replicas); "
+            "client ports from --port, route ports from --cluster-port."
+        ),
+    ] = 1,
+    cluster_port: Annotated[int, typer.Option(help="First route port of a --servers cluster.")] = 6222,
+    nats_include: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--nats-include",
+            help="A file each cluster server's configuration includes (an authorization or tls block).",
+        ),
+    ] = None,
     api_replicas: Annotated[int, typer.Option(help="API server replicas.")] = 1,
     scheduler_replicas: Annotated[
         int, typer.Option(help="Scheduler replicas (one leads, the others stand by).")
@@ -117,8 +137,16 @@ async def up(
             raise SteerError(f"{option} must be between 1 and 8")
     if not 0 <= nodes <= 50:
         raise SteerError("--nodes must be between 0 and 50")
-    if not 1 <= port <= 65535:
-        raise SteerError("--port must be between 1 and 65535")
+    if servers not in (1, 3, 5):
+        raise SteerError("--servers must be 1, 3 or 5 (a cluster needs an odd number for its quorum)")
+    for option, first in (("--port", port), ("--cluster-port", cluster_port)):
+        if not 1 <= first <= 65536 - servers:
+            raise SteerError(f"{option} must be between 1 and {65536 - servers}")
+    if nats_include and servers == 1:
+        raise SteerError("--nats-include is for a --servers cluster (the single server uses nats.conf)")
+    for include in nats_include or []:
+        if not include.is_file():
+            raise SteerError(f"--nats-include {include}: no such file")
     if runtime not in ("auto", "docker", "process", "fake"):
         raise SteerError(f'unknown --runtime "{runtime}": use auto, docker, process or fake')
     if problems := dns1123_label(f"{node_prefix}-{max(nodes, 1)}"):
@@ -129,29 +157,63 @@ async def up(
         raise SteerError(f"--restart-backoff: {err}") from None
     data_dir = data_dir.resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    url = f"nats://{HOST}:{port}"
+    specs = natscluster.loopback_specs(servers, port=port, cluster_port=cluster_port, host=HOST)
+    url = natscluster.urls(specs)
     record = UpRecord(pid=os.getpid(), url=url, node_prefix=node_prefix, runtime=runtime)
     with datadir.claim(data_dir, record):
-        portowner.ensure_free(HOST, port)
+        for spec in specs:
+            portowner.ensure_free(HOST, spec.port)
+            if servers > 1:
+                portowner.ensure_free(HOST, spec.cluster_port)
         names = [f"{node_prefix}-{i + 1}" for i in range(nodes)]
         counts = {"api": api_replicas, "scheduler": scheduler_replicas, "controllers": controllers_replicas}
-        cluster = _cluster(data_dir, port=port, replicas=counts, node_names=names, runtime=runtime)
+        buses = _buses(data_dir, specs, includes=nats_include or [])
+        cluster = _cluster(data_dir, buses, url=url, replicas=counts, node_names=names, runtime=runtime)
         return await _Up(cluster, backoff).run(apply or [])
 
 
+def _buses(data_dir: Path, specs: list[natscluster.ServerSpec], *, includes: list[Path]) -> list[Child]:
+    """The nats-server processes: the embedded one with nats.conf, or each server of a cluster
+    with the configuration file written for it under `<data-dir>/nats/<server>/`."""
+    logs = data_dir / "logs"
+    if len(specs) == 1:
+        port = specs[0].port
+        command = natsserver.command(bus_dir(data_dir, specs, 0), port=port, host=HOST)
+        return [Child("nats", command, logs / "nats.log", explain=lambda: portowner.why_busy(HOST, port))]
+    paths = natscluster.write_configs(data_dir / "nats", specs, includes=includes)
+    buses = []
+    for i, (spec, path) in enumerate(zip(specs, paths, strict=True)):
+        command = natsserver.command(bus_dir(data_dir, specs, i), port=spec.port, config=path, complete=True)
+        buses.append(Child(spec.name, command, logs / f"{spec.name}.log", explain=_why_busy(spec)))
+    return buses
+
+
+def _why_busy(spec: natscluster.ServerSpec) -> Callable[[], str]:
+    return lambda: portowner.why_busy(HOST, spec.port) or portowner.why_busy(HOST, spec.cluster_port)
+
+
+def bus_dir(data_dir: Path, specs: list[natscluster.ServerSpec], index: int) -> Path:
+    """Where server `index` keeps its store and ports file (`nats/`, or `nats/<server>/`)."""
+    if len(specs) == 1:
+        return data_dir / "nats"
+    return natscluster.server_dir(data_dir / "nats", specs[index])
+
+
 def _cluster(
-    data_dir: Path, *, port: int, replicas: dict[str, int], node_names: list[str], runtime: str
+    data_dir: Path,
+    buses: list[Child],
+    *,
+    url: str,
+    replicas: dict[str, int],
+    node_names: list[str],
+    runtime: str,
 ) -> LocalCluster:
-    logs, url = data_dir / "logs", f"nats://{HOST}:{port}"
-    bus = Child(
-        "nats",
-        natsserver.command(data_dir / "nats", port=port, host=HOST),
-        logs / "nats.log",
-        explain=lambda: portowner.why_busy(HOST, port),
-    )
+    logs = data_dir / "logs"
     python = [sys.executable, "-m"]
+    # Buckets and the events stream at three replicas on a cluster: a server may die.
+    store = ["--replicas", str(natscluster.REPLICAS)] if len(buses) > 1 else []
     services = [
-        Child(f"api-{i + 1}", [*python, "services.api", "--nats", url], logs / f"api-{i + 1}.log")
+        Child(f"api-{i + 1}", [*python, "services.api", "--nats", url, *store], logs / f"api-{i + 1}.log")
         for i in range(replicas["api"])
     ]
     for service in ("scheduler", "controllers"):
@@ -169,7 +231,7 @@ def _cluster(
         args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
         args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports]
         agents.append(Child(name, [*python, *args], logs / f"{name}.log"))
-    return LocalCluster(data_dir, url, bus, services, agents)
+    return LocalCluster(data_dir, url, buses, services, agents)
 
 
 class _Up:
@@ -211,11 +273,14 @@ class _Up:
     async def _bring_up(self, tasks: asyncio.TaskGroup, manifest_paths: list[str]) -> None:
         cluster = self.cluster
         try:
-            natsserver.prepare(cluster.data_dir / "nats")
-            self.supervisor.start(cluster.bus)
-            await _until_listening(cluster.bus, cluster.data_dir / "nats")
-            tasks.create_task(self.supervisor.keep_running(cluster.bus))
-            _say(f"nats: listening on {cluster.url} (pid {cluster.bus.pid}, data in {cluster.data_dir})")
+            for bus in cluster.buses:
+                natsserver.prepare(_store_dir(bus))
+                self.supervisor.start(bus)
+            for bus in cluster.buses:
+                await _until_listening(bus, _store_dir(bus))
+                tasks.create_task(self.supervisor.keep_running(bus))
+                _say(f"{bus.name}: listening (pid {bus.pid}, log {bus.log})")
+            _say(f"nats: {cluster.url} (data in {cluster.data_dir})")
             for child in cluster.services:
                 self._launch(tasks, child)
             settings.servers = cluster.url
@@ -240,6 +305,11 @@ class _Up:
         self.supervisor.start(child)
         _say(f"{child.name}: started (pid {child.pid}), log {child.log}")
         tasks.create_task(self.supervisor.keep_running(child))
+
+
+def _store_dir(bus: Child) -> Path:
+    """The data dir of a nats-server child: where its command line puts its ports file."""
+    return Path(bus.argv[bus.argv.index("--ports_file_dir") + 1]).parent
 
 
 async def _until_listening(bus: Child, nats_dir: Path) -> None:
