@@ -21,18 +21,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import subprocess
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nats.errors
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from bus import natscluster, natsserver
+from bus.client import Client
+from bus.connection import connect
 from bus.errors import SteerError
-from tests.faults import free_port
+from bus.meta import ObjectMeta
+from bus.resources import Namespace
+from tests.conftest import start_service, wait_for_components
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports nobody listens on now (all held open together while chosen, so
+    that the kernel cannot hand out one of them twice)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @dataclass
@@ -62,13 +80,14 @@ class NatsCluster:
     @classmethod
     @contextlib.contextmanager
     def running(cls, root: Path, *, size: int = 3) -> Iterator[NatsCluster]:
+        ports = free_ports(3 * size)
         specs = [
             natscluster.ServerSpec(
                 name=f"steer-{i + 1}",
                 host="127.0.0.1",
-                port=free_port(),
-                cluster_port=free_port(),
-                monitor_port=free_port(),
+                port=ports[3 * i],
+                cluster_port=ports[3 * i + 1],
+                monitor_port=ports[3 * i + 2],
             )
             for i in range(size)
         ]
@@ -163,3 +182,37 @@ class NatsCluster:
                 if same and wanted["last_seq"]:
                     return states[name]
                 await asyncio.sleep(0.1)  # see wait_for_meta_leader
+
+
+@contextlib.contextmanager
+def api_replicas(cluster: NatsCluster, *, count: int = 2) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` API replicas connected to every server, keeping the store at three replicas."""
+    args = ["--nats", cluster.urls, "--replicas", "3"]
+    procs = [start_service("services.api", *args, log=cluster.root / f"api-{i}.log") for i in range(count)]
+    try:
+        asyncio.run(wait_for_components(cluster.urls, "steer-api", count))
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextlib.asynccontextmanager
+async def connected(urls: str, name: str) -> AsyncIterator[NATS]:
+    """A connection to the servers of `urls` (it learns of the others from them, too)."""
+    nc = await connect(urls, name=name)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+async def namespace(client: Client) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    await client.create(Namespace(metadata=ObjectMeta(name=name)))
+    return name

@@ -17,23 +17,17 @@ How long writes were unavailable is printed, not asserted tightly (2 shared core
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from nats.aio.client import Client as NATS
 
 from bus.client import Client
-from bus.connection import connect
 from bus.errors import SteerError, Timeout, Unavailable
-from bus.meta import ObjectMeta
-from bus.resources import Namespace, Pod
-from tests.conftest import start_service, wait_for_components
-from tests.natscluster import NatsCluster
+from bus.resources import Pod
+from tests.natscluster import NatsCluster, api_replicas, connected, namespace
 from tests.writeload import WriteLoad, pod
 
 PODS_STREAM = "KV_steer-pods"
@@ -42,36 +36,8 @@ RECOVERY_BOUND = 30.0  # generous: writes came back within a few seconds on 2 sh
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    root = tmp_path_factory.mktemp("cluster")
-    with NatsCluster.running(root) as cluster:
-        args = ["--nats", cluster.urls, "--replicas", "3"]
-        apis = [start_service("services.api", *args, log=root / f"api-{i}.log") for i in range(2)]
-        try:
-            asyncio.run(wait_for_components(cluster.urls, "steer-api", 2))
-            yield cluster
-        finally:
-            for proc in apis:
-                proc.terminate()
-            for proc in apis:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-
-
-@contextlib.asynccontextmanager
-async def connected(urls: str, name: str) -> AsyncIterator[NATS]:
-    nc = await connect(urls, name=name)
-    try:
-        yield nc
-    finally:
-        await nc.close()
-
-
-async def namespace(client: Client) -> str:
-    name = f"t-{time.monotonic_ns() % 10**9}"
-    await client.create(Namespace(metadata=ObjectMeta(name=name)))
-    return name
+    with NatsCluster.running(tmp_path_factory.mktemp("cluster")) as cluster, api_replicas(cluster):
+        yield cluster
 
 
 @dataclass
