@@ -185,9 +185,11 @@ class NatsCluster:
 
 
 @contextlib.contextmanager
-def api_replicas(cluster: NatsCluster, *, count: int = 2) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """`count` API replicas connected to every server, keeping the store at three replicas."""
-    args = ["--nats", cluster.urls, "--replicas", "3"]
+def api_replicas(
+    cluster: NatsCluster, *, count: int = 2, replicas: int = 3
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` API replicas connected to every server, keeping the store at `replicas`."""
+    args = ["--nats", cluster.urls, "--replicas", str(replicas)]
     procs = [start_service("services.api", *args, log=cluster.root / f"api-{i}.log") for i in range(count)]
     try:
         asyncio.run(wait_for_components(cluster.urls, "steer-api", count))
