@@ -107,9 +107,11 @@ async def kill_leaders(cluster: NatsCluster, kills: int, creates: int, concurren
             windows.append(window)
             await cluster.start_again(victim)
             await cluster.wait_caught_up(victim, PODS_STREAM, within=120)
+            failures = "; ".join(f"{type(f.error).__name__}: {f.error.message}" for f in load.failed)
             print(
                 f"kill {n + 1}: {victim} led the pods stream; no create succeeded for {window:.2f}s; "
-                f"{len(load.failed)} failed, {client.retries} retries so far",
+                f"{len(load.failed)} failed{' (' + failures + ')' if failures else ''}, "
+                f"{client.retries} retries so far",
                 flush=True,
             )
     return windows
