@@ -146,6 +146,25 @@ class Store:
             raise UnreadableError(read)
         return read  # type: ignore[return-value]
 
+    @_nats_errors
+    async def get_from_leader(self, cls: type[R], namespace: str, name: str) -> R:
+        """The object as its bucket's stream leader holds it. A plain `get` may be served by a
+        replica a moment behind; this read is for when that moment matters (a create that was
+        just told its name is taken reads who took it)."""
+        info = kinds.BY_KIND[cls.__name__]
+        bucket = await self.buckets.get(info)
+        key = subjects.key(namespace, name)
+        try:
+            msg = await self._js.get_last_msg(bucket.stream, subjects.kv_subject(bucket.name, key))
+        except nats.js.errors.NotFoundError:
+            raise NotFound(not_found_message(info, name)) from None
+        if _is_delete(msg.headers) or msg.seq is None:
+            raise NotFound(not_found_message(info, name))
+        read = self._read(info, bucket.name, key, msg.data or b"", msg.seq)
+        if isinstance(read, UnreadableEntry):
+            raise UnreadableError(read)
+        return read  # type: ignore[return-value]
+
     async def list(
         self,
         cls: type[R],

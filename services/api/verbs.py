@@ -7,7 +7,6 @@ written until the request has been fully validated, so bad input never changes s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,6 @@ from typing import Any, TypeVar
 import msgspec
 
 from bus import fields, kinds, selectors, subjects
-from bus.backoff import Backoff
 from bus.codec import to_builtins
 from bus.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound, StatusCause, invalid
 from bus.events import make_event, now, reference
@@ -53,8 +51,6 @@ T = TypeVar("T")
 COMPONENT = "steer-api"
 CONFLICT_RETRIES = 5
 PROTECTED_NAMESPACES = frozenset({"default", NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE})
-# Reads of a name that a create found taken, before concluding another object holds it.
-RECHECKS = 4
 
 
 @dataclass
@@ -150,21 +146,17 @@ class Verbs:
         )
 
     async def _created_before(self, info: kinds.KindInfo, obj: Resource, uid: str) -> Resource:
-        """The stored object under `obj`'s name if it is the one created with `uid`; AlreadyExists
-        if another holds the name. A read may be served by a replica a moment behind the write
-        that said the name is taken, so NotFound is read again a few times."""
+        """The stored object under `obj`'s name if it is the one created with `uid`; else
+        AlreadyExists. Read from the stream leader, which said the name is taken: a replica
+        might not have the object yet."""
         meta = obj.metadata
-        retry = Backoff(first=0.05, cap=0.4)
-        for _ in range(RECHECKS):
-            try:
-                current = await self.store.get(info.type, meta.namespace, meta.name)
-            except NotFound:
-                await asyncio.sleep(retry.next())
-                continue
-            if current.metadata.uid == uid:
-                return current
-            break
-        raise AlreadyExists(f'{info.plural} "{meta.name}" already exists')
+        try:
+            current = await self.store.get_from_leader(info.type, meta.namespace, meta.name)
+        except NotFound:
+            current = None  # deleted since: the name was taken all the same
+        if current is None or current.metadata.uid != uid:
+            raise AlreadyExists(f'{info.plural} "{meta.name}" already exists')
+        return current
 
     async def get(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
         request = parse_request(body, GetRequest)
