@@ -308,7 +308,8 @@ class _Up:
 
 
 def _store_dir(bus: Child) -> Path:
-    """The data dir of a nats-server child: where its command line puts its ports file."""
+    """The data dir of a nats-server child (`bus_dir`), from its command line (`natsserver.command`
+    puts the ports file there): the one place that says where the child keeps its files."""
     return Path(bus.argv[bus.argv.index("--ports_file_dir") + 1]).parent
 
 
