@@ -132,14 +132,18 @@ class Store:
 
     @_nats_errors
     async def get(self, cls: type[R], namespace: str, name: str) -> R:
-        """The object; NotFound, or UnreadableError if its stored value cannot be read."""
+        """The object; NotFound, or UnreadableError if its stored value cannot be read. Any
+        replica may answer (a hint, possibly a moment old), but only the leader says NotFound."""
         info = kinds.BY_KIND[cls.__name__]
         kv = await self.bucket(info)
         key = subjects.key(namespace, name)
         try:
             entry = await kv.get(key)
         except nats.js.errors.KeyNotFoundError:
-            raise NotFound(not_found_message(info, name)) from None
+            # In a cluster a read may be served by a replica a moment behind a write already
+            # acknowledged: a miss is asked of the stream leader before it is an answer, so an
+            # object created a moment ago is never reported missing.
+            return await self.get_from_leader(cls, namespace, name)
         assert entry.revision is not None
         read = self._read(info, kv._name, key, entry.value or b"", entry.revision)
         if isinstance(read, UnreadableEntry):
