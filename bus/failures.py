@@ -33,5 +33,7 @@ def translate(err: BaseException) -> SteerError:
             return Unavailable("NATS connection is saturated")
         case nats.js.errors.NotFoundError():
             # A stream or bucket that is not there (yet): the API creates them when it starts.
-            return Unavailable(f"not found in JetStream: {err.description or 'stream or consumer'}")
+            # (nats-py raises some of these without a description.)
+            what = getattr(err, "description", None) or "stream or consumer"
+            return Unavailable(f"not found in JetStream: {what}")
     return Internal(f"store error: {err!r}")

@@ -274,12 +274,28 @@ class Store:
 
     @_nats_errors
     async def create(self, obj: R) -> R:
+        """Store a new object; AlreadyExists if its key holds one. A key whose last entry is a
+        delete marker is free: the write then compares against the marker's revision."""
         info = kinds.of(obj)
-        kv = await self.bucket(info)
+        bucket = await self.buckets.get(info)
+        key = subjects.key(obj.metadata.namespace, obj.metadata.name)
+        taken = AlreadyExists(f'{info.plural} "{obj.metadata.name}" already exists')
         try:
-            revision = await kv.create(subjects.key(obj.metadata.namespace, obj.metadata.name), _body(obj))
+            revision = await bucket.kv.update(key, _body(obj), last=0)
         except nats.js.errors.KeyWrongLastSequenceError:
-            raise AlreadyExists(f'{info.plural} "{obj.metadata.name}" already exists') from None
+            # Taken, or deleted (its marker is its last entry). Asked of the stream leader, which
+            # refused the write: a replica may not have the entry yet (nats-py's `create` asks
+            # any replica, and took such a miss for an error).
+            try:
+                last = await self._js.get_last_msg(bucket.stream, subjects.kv_subject(bucket.name, key))
+            except nats.js.errors.NotFoundError:
+                raise taken from None  # purged since: let the caller try again
+            if not _is_delete(last.headers) or last.seq is None:
+                raise taken from None
+            try:
+                revision = await bucket.kv.update(key, _body(obj), last=last.seq)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                raise taken from None
         obj.metadata.resource_version = str(revision)
         return obj
 
