@@ -29,6 +29,7 @@ from bus.backoff import Backoff
 from bus.codec import encode
 from bus.connection import Credentials, announce, close, connect, fail_when_closed
 from bus.errors import AlreadyExists, BadRequest, Internal, NotFound, SteerError, Timeout, Unavailable
+from bus.failures import translate
 from bus.meta import ObjectMeta
 from bus.protocol import CREATE_UID_HEADER, NODE_LEASE_NAMESPACE, SYSTEM_NAMESPACE, WARNING_HEADER
 from bus.resources import Event, Namespace
@@ -196,10 +197,11 @@ async def _prepare_store(js: JetStreamContext, store: Store, config: ApiConfig) 
             )
             await bus_metrics.ensure_stream(js, replicas=config.store.replicas)
             return
-        except (Timeout, Unavailable) as err:
-            if loop.time() >= give_up:
-                raise
-            log.info("preparing the store: %s; trying again", err.message)
+        except (SteerError, TimeoutError, nats.errors.Error) as err:
+            failure = translate(err)  # the streams' own helpers raise nats-py's errors
+            if not isinstance(failure, Timeout | Unavailable) or loop.time() >= give_up:
+                raise failure from err
+            log.info("preparing the store: %s; trying again", failure.message)
             await asyncio.sleep(retry.next())
 
 
