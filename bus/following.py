@@ -10,6 +10,12 @@ the delete markers), so nothing is missed and nothing comes twice. Within one co
 ordered consumer still handles flow control and sequence gaps, and its heartbeat check (on a short
 heartbeat) remains the backstop for a consumer lost without a reconnect (a cluster peer that died).
 
+In a cluster, a consumer reads the copy of the stream on the server JetStream placed it on, which
+may be a server still catching up after a restart: its "nothing pending" is that server's. So a
+follower is caught up only once it has delivered the last message the stream's leader had on its
+subject when the consumer was made; short of that, it drops the consumer and reads on from a new
+one (after a moment, with back-off) instead of ending a listing with what one server had.
+
 Besides messages, a follower yields markers: LOST when the connection drops (what was delivered
 may be stale from now on), CAUGHT_UP when nothing is pending (after the first listing, and again
 after each resume), and RESTARTED when it was away too long to resume and starts over from the
@@ -28,6 +34,7 @@ from datetime import datetime
 from enum import Enum
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -45,6 +52,7 @@ ONE_SHOT_CONSUMER_TTL = 2.0
 FOLLOW_CONSUMER_TTL = 10.0
 # nats-py resets an ordered consumer after two heartbeats without a word from it.
 HEARTBEAT = 2.0
+_DELIVERS_LAST = (DeliverPolicy.ALL, DeliverPolicy.LAST_PER_SUBJECT)
 
 
 class Marker(Enum):
@@ -90,6 +98,8 @@ async def follow(
     lost_at: float | None = None  # when the connection dropped (loop time)
     loop = asyncio.get_running_loop()
     retry = Backoff(first=0.05, cap=1.0)
+    target = 0  # the leader's last sequence on `subject` when the consumer was made
+    lagging = Backoff(first=0.05, cap=1.0)
     try:
         while True:
             changed.clear()
@@ -115,6 +125,10 @@ async def follow(
                         last, lost_at = 0, None  # too long away to resume: start over
                         yield RESTARTED
                 try:
+                    # Only where the consumer must deliver the last message: from the start, the
+                    # last of each subject, or on after what it delivered (not from a time).
+                    checked = bool(last) or deliver_policy in _DELIVERS_LAST
+                    target = await _leader_last(js, stream, subject) if checked else 0
                     sub, pending = await _subscribe(
                         js,
                         stream=stream,
@@ -139,7 +153,12 @@ async def follow(
                 retry.reset()
                 started, lost_at = True, None
                 if pending == 0 and behind:
+                    if last < target:
+                        await _read_elsewhere(sub, lagging, changed, subject)
+                        sub = None
+                        continue
                     behind, told_lost = False, False
+                    lagging.reset()
                     yield CAUGHT_UP
                     if one_shot:
                         return
@@ -155,7 +174,12 @@ async def follow(
             last = msg.metadata.sequence.stream
             yield msg
             if behind and msg.metadata.num_pending == 0:
+                if last < target:
+                    await _read_elsewhere(sub, lagging, changed, subject)
+                    sub = None
+                    continue
                 behind, told_lost = False, False
+                lagging.reset()
                 yield CAUGHT_UP
                 if one_shot:
                     return
@@ -163,6 +187,32 @@ async def follow(
         state.forget(changed.set)
         if sub is not None:
             await _drop(sub)
+
+
+async def _leader_last(js: JetStreamContext, stream: str, subject: str) -> int:
+    """The last sequence on `subject` as the stream's leader has it (0 if none): a follower is
+    caught up only once it has delivered that one."""
+    try:
+        return (await js.get_last_msg(stream, subject)).seq or 0
+    except nats.js.errors.NotFoundError:
+        return 0
+    except (TimeoutError, nats.errors.Error) as err:
+        raise translate(err) from err
+
+
+async def _read_elsewhere(
+    sub: JetStreamContext.PushSubscription, lagging: Backoff, changed: asyncio.Event, subject: str
+) -> None:
+    """Drop a consumer that says it has delivered everything while the stream's leader has more.
+
+    In a cluster, a consumer reads the copy of the stream on the server it was placed on, and
+    JetStream may place it on a server still catching up after a restart: its "nothing pending"
+    is that server's, and a listing that trusted it would miss what the server has not got yet.
+    A new consumer, made after a moment, goes on after the last message delivered."""
+    await _drop(sub)
+    log.info("a watch on %s was served by a replica behind the stream leader; reading on elsewhere", subject)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(changed.wait(), lagging.next())
 
 
 async def _subscribe(

@@ -179,16 +179,21 @@ class Store:
     ) -> tuple[list[R], int]:
         """Objects of a kind in one namespace (or all, with `*`), and the highest revision seen.
         Values that cannot be read are left out (and added to `unreadable`, if given)."""
-        items: list[R] = []
+        listed: dict[str, R] = {}
         revision = 0
         found = unreadable.append if unreadable is not None else None
         async for event in self.watch(cls, namespace, initial_only=True, unreadable=found):
             if event.type == "SYNCED":
                 break
             revision = max(revision, event.revision)
-            if selector is None or matches(selector, event.object.metadata.labels):
-                items.append(event.object)
-        items.sort(key=lambda o: (o.metadata.namespace, o.metadata.name))
+            # A listing read partly from a replica that was behind goes on from the leader's
+            # copy, where a key may come again (newer) or go: the last word on each key counts.
+            listed.pop(event.key, None)
+            if event.type != "DELETED" and (
+                selector is None or matches(selector, event.object.metadata.labels)
+            ):
+                listed[event.key] = event.object
+        items = sorted(listed.values(), key=lambda o: (o.metadata.namespace, o.metadata.name))
         return items, revision
 
     async def watch(
