@@ -1,0 +1,223 @@
+"""A cluster whose nodes are separate hosts: the bus on a host of its own, each node agent on
+another, joined by real links (tests/netns.py), so that node traffic crosses a link a test can
+cut.
+
+- The bus host runs the NATS servers, from any list of commands (`ServerCommand`: the command
+  and the URL clients reach it at; `single_server` makes one, a cluster generator makes three),
+  and the API, the scheduler and the controllers, which reach the servers inside that host.
+- Each node host runs one node agent, given the servers' URLs with `--nats`, and its pods: with
+  the process runtime they are processes inside the node's namespace, on the node's address.
+- The test process reaches the bus through a link of its own (`connect()`).
+
+    with HostCluster.running(tmp_path) as cluster:
+        cluster.start_scheduler()
+        cluster.start_controllers("--node-grace", "5")
+        agent = cluster.start_agent()
+        async with cluster.connect() as (client, store): ...
+        await asyncio.to_thread(cluster.net.cut, agent.host)
+
+On every way out, every process started (servers, services, agents and their pods) is killed
+and every namespace and link removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bus import natsserver
+from bus.client import Client
+from bus.connection import connect, discover
+from bus.containerlabels import LABEL_POD_UID
+from bus.errors import Unavailable
+from bus.meta import ObjectMeta
+from bus.resources import Namespace
+from bus.store import Store
+from nodeagent.runtime.containerdir import scan
+from nodeagent.runtime.procfs import read_stat
+from tests.netns import Host, Network
+
+REPO = Path(__file__).resolve().parent.parent
+NATS_PORT = 4222  # the bus host is a host of its own: the standard port is free there
+STOP_WITHIN = 5.0  # seconds a process is given to end after SIGTERM before the namespace goes
+
+
+@dataclass(frozen=True)
+class ServerCommand:
+    """A NATS server to run on the bus host: its command line, and where clients reach it."""
+
+    argv: list[str]
+    url: str
+
+
+def single_server(bus: Host, data: Path) -> list[ServerCommand]:
+    """One nats-server with JetStream, listening on every address of the bus host."""
+    natsserver.prepare(data)
+    argv = natsserver.command(data, port=NATS_PORT, host="0.0.0.0")
+    return [ServerCommand(argv, f"nats://{bus.address}:{NATS_PORT}")]
+
+
+Servers = Callable[[Host, Path], list[ServerCommand]]
+
+
+@dataclass
+class NodeAgent:
+    name: str
+    host: Host
+    data_dir: Path  # the process runtime's files of this node
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass
+class HostCluster:
+    net: Network
+    tmp: Path
+    urls: list[str] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    agents: list[NodeAgent] = field(default_factory=list)
+
+    @property
+    def nats(self) -> str:
+        return ",".join(self.urls)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, tmp: Path, *, servers: Servers = single_server) -> Iterator[HostCluster]:
+        """The bus host with its servers and one API replica, ready to answer."""
+        with Network.created() as net:
+            cluster = cls(net, tmp)
+            try:
+                cluster._start_bus(servers(net.bus, tmp / "nats"))
+                cluster.start_service("services.api")
+                asyncio.run(_wait_for_api(cluster.nats))
+                yield cluster
+            finally:
+                cluster._stop()
+
+    def _start_bus(self, commands: list[ServerCommand]) -> None:
+        for number, server in enumerate(commands):
+            self.procs.append(self.net.bus.popen(server.argv, log=self.tmp / f"nats-{number}.log"))
+            self.urls.append(server.url)
+        asyncio.run(_wait_for_servers(self.urls, self.procs))
+
+    def start_service(self, module: str, *args: str) -> subprocess.Popen[bytes]:
+        """A control-plane service on the bus host."""
+        name = module.rsplit(".", 1)[-1]
+        log = self.tmp / f"{name}-{len(self.procs)}.log"
+        proc = self.net.bus.popen(_python(module, "--nats", self.nats, *args), log=log, env=_env(), cwd=REPO)
+        self.procs.append(proc)
+        return proc
+
+    def start_scheduler(self, *args: str) -> subprocess.Popen[bytes]:
+        return self.start_service("services.scheduler", *args)
+
+    def start_controllers(self, *args: str) -> subprocess.Popen[bytes]:
+        return self.start_service("services.controllers", "--lease", "4,1", *args)
+
+    def start_agent(self, *extra: str, runtime: str = "process") -> NodeAgent:
+        """A node agent on a new node host of its own, reaching the bus over its link."""
+        host = self.net.add_node()
+        name = f"h{self.net.tag}-{host.name}"  # unique: a Docker engine may be shared
+        data = self.tmp / "nodes"
+        args = ["--name", name, "--address", host.address, "--runtime", runtime, "--nats", self.nats]
+        args += ["--backoff", "0.5,4,60", "--resync", "5", "--data-dir", str(data), *extra]
+        log = self.tmp / f"agent-{name}.log"
+        proc = host.popen(_python("nodeagent", *args), log=log, env=_env(), cwd=REPO)
+        self.procs.append(proc)
+        agent = NodeAgent(name, host, data / name, log, proc)
+        self.agents.append(agent)
+        return agent
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[tuple[Client, Store]]:
+        """The test's own connection, over its link to the bus host."""
+        nc = await connect(self.nats, name="test")
+        try:
+            yield Client(nc), Store(nc.jetstream())
+        finally:
+            await nc.close()
+
+    @staticmethod
+    async def namespace(client: Client) -> str:
+        name = f"t-{secrets.token_hex(4)}"
+        await client.create(Namespace(metadata=ObjectMeta(name=name)))
+        return name
+
+    def _stop(self) -> None:
+        """SIGTERM to everything we started, a moment to end, then the namespaces go with
+        whatever still runs in them (pods of the process runtime included)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + STOP_WITHIN
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(deadline - time.monotonic(), 0.01))
+        self.net.destroy()
+        for proc in self.procs:
+            proc.wait()  # killed with its namespace; reaped here
+
+
+def pod_processes(agent: NodeAgent) -> dict[str, int]:
+    """The process runtime's containers that run now on the agent's node, as pod uid -> count:
+    live processes (by pid and start time, as the runtime knows them) inside the node's
+    namespace, whatever the agent itself believes."""
+    inode = agent.host.inode()
+    running: dict[str, int] = {}
+    for _, state in scan(agent.data_dir) if agent.data_dir.is_dir() else []:
+        stat = read_stat(state.pid)
+        if stat is None or stat.start_ticks != state.start_ticks:
+            continue
+        try:
+            if os.stat(f"/proc/{state.pid}/ns/net").st_ino != inode:
+                continue
+        except OSError:
+            continue  # ended meanwhile
+        uid = state.labels.get(LABEL_POD_UID, "")
+        running[uid] = running.get(uid, 0) + 1
+    return running
+
+
+def _python(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "STEER_LOG_LEVEL": "INFO"}
+
+
+async def _wait_for_servers(
+    urls: list[str], procs: list[subprocess.Popen[bytes]], within: float = 30
+) -> None:
+    """Until a client on the machine's side of the link can connect to every server."""
+    deadline = time.monotonic() + within
+    for url in urls:
+        while True:
+            try:
+                nc = await connect(url, name="test-wait", connect_timeout=1.0)
+            except Unavailable:
+                if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)  # a server starting: nothing to wait on but its port
+                continue
+            await nc.close()
+            break
+
+
+async def _wait_for_api(nats: str, within: float = 30) -> None:
+    nc = await connect(nats, name="test-wait")
+    try:
+        async with asyncio.timeout(within):
+            while not [c for c in await discover(nc, wait=0.3) if c.name == "steer-api"]:
+                pass
+    finally:
+        await nc.close()
