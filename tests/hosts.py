@@ -29,6 +29,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,18 +37,19 @@ from pathlib import Path
 from bus import natsserver
 from bus.client import Client
 from bus.connection import connect, discover
-from bus.containerlabels import LABEL_POD_UID
+from bus.containerlabels import LABEL_NODE, LABEL_POD_UID
 from bus.errors import Unavailable
 from bus.meta import ObjectMeta
 from bus.resources import Namespace
 from bus.store import Store
 from nodeagent.runtime.containerdir import scan
 from nodeagent.runtime.procfs import read_stat
+from tests.agents import remove_containers
 from tests.netns import Host, Network
 
 REPO = Path(__file__).resolve().parent.parent
 NATS_PORT = 4222  # the bus host is a host of its own: the standard port is free there
-STOP_WITHIN = 5.0  # seconds a process is given to end after SIGTERM before the namespace goes
+STOP_WITHIN = 5.0  # seconds a group of processes is given to end after SIGTERM
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ Servers = Callable[[Host, Path], list[ServerCommand]]
 class NodeAgent:
     name: str
     host: Host
+    runtime: str
     data_dir: Path  # the process runtime's files of this node
     log: Path
     proc: subprocess.Popen[bytes]
@@ -82,7 +85,8 @@ class HostCluster:
     net: Network
     tmp: Path
     urls: list[str] = field(default_factory=list)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)  # all, servers included
+    servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     agents: list[NodeAgent] = field(default_factory=list)
 
     @property
@@ -105,8 +109,9 @@ class HostCluster:
 
     def _start_bus(self, commands: list[ServerCommand]) -> None:
         for number, server in enumerate(commands):
-            self.procs.append(self.net.bus.popen(server.argv, log=self.tmp / f"nats-{number}.log"))
+            self.servers.append(self.net.bus.popen(server.argv, log=self.tmp / f"nats-{number}.log"))
             self.urls.append(server.url)
+        self.procs += self.servers
         asyncio.run(_wait_for_servers(self.urls, self.procs))
 
     def start_service(self, module: str, *args: str) -> subprocess.Popen[bytes]:
@@ -133,7 +138,7 @@ class HostCluster:
         log = self.tmp / f"agent-{name}.log"
         proc = host.popen(_python("nodeagent", *args), log=log, env=_env(), cwd=REPO)
         self.procs.append(proc)
-        agent = NodeAgent(name, host, data / name, log, proc)
+        agent = NodeAgent(name, host, runtime, data / name, log, proc)
         self.agents.append(agent)
         return agent
 
@@ -153,26 +158,40 @@ class HostCluster:
         return name
 
     def _stop(self) -> None:
-        """SIGTERM to everything we started, a moment to end, then the namespaces go with
+        """Agents, then services, then servers: SIGTERM and a moment to end (every link healed
+        first, so that no agent spends it draining into a cut); then the namespaces go with
         whatever still runs in them (pods of the process runtime included)."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + STOP_WITHIN
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(deadline - time.monotonic(), 0.01))
+        for node in self.net.nodes:
+            with contextlib.suppress(Exception):  # a node half made, or its namespace gone
+                self.net.heal(node)
+        services = [p for p in self.procs if p not in self.servers]
+        for group in ([a.proc for a in self.agents], services, self.servers):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            deadline = time.monotonic() + STOP_WITHIN
+            for proc in group:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(max(deadline - time.monotonic(), 0.01))
         self.net.destroy()
         for proc in self.procs:
             proc.wait()  # killed with its namespace; reaped here
+        for agent in self.agents:
+            if agent.runtime == "docker":  # its containers run in the engine's namespace
+                remove_containers(agent.name)
 
 
-def pod_processes(agent: NodeAgent) -> dict[str, int]:
-    """The process runtime's containers that run now on the agent's node, as pod uid -> count:
-    live processes (by pid and start time, as the runtime knows them) inside the node's
-    namespace, whatever the agent itself believes."""
+def pod_containers(agent: NodeAgent) -> dict[str, int]:
+    """The containers that run now on the agent's node, as the runtime (not the agent) knows
+    them: pod uid -> how many."""
+    return _pod_processes(agent) if agent.runtime == "process" else _docker_containers(agent.name)
+
+
+def _pod_processes(agent: NodeAgent) -> dict[str, int]:
+    """Live processes of the process runtime (by pid and start time, as it knows them) inside
+    the node's namespace."""
     inode = agent.host.inode()
-    running: dict[str, int] = {}
+    running: Counter[str] = Counter()
     for _, state in scan(agent.data_dir) if agent.data_dir.is_dir() else []:
         stat = read_stat(state.pid)
         if stat is None or stat.start_ticks != state.start_ticks:
@@ -182,9 +201,19 @@ def pod_processes(agent: NodeAgent) -> dict[str, int]:
                 continue
         except OSError:
             continue  # ended meanwhile
-        uid = state.labels.get(LABEL_POD_UID, "")
-        running[uid] = running.get(uid, 0) + 1
-    return running
+        running[state.labels.get(LABEL_POD_UID, "")] += 1
+    return dict(running)
+
+
+def _docker_containers(node: str) -> dict[str, int]:
+    uid = f'{{{{.Label "{LABEL_POD_UID}"}}}}'
+    listed = subprocess.run(
+        ["docker", "ps", "--filter", f"label={LABEL_NODE}={node}", "--format", uid],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(Counter(listed.stdout.split()))
 
 
 def _python(module: str, *args: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Nodes on separate hosts, and a node's network link cut (tests/hosts.py): the bus (nats-server,
 API, scheduler, controllers) on a host of its own, three node agents each on another, joined by
-veth links to a bridge; pods run as processes inside their node's namespace.
+veth links to a bridge. With the process runtime the pods run inside their node's namespace;
+with Docker (when an engine answers) in the engine's, reached by the agent over its unix socket.
 
 A cut is real: the node's port on the bridge goes down, so the agent and its pods run on but
 nothing it sends arrives, and nothing is reset. The node lifecycle controller, hearing the bus
@@ -27,7 +28,8 @@ from bus.resources.pod import Container, PodSpec, PodTemplateSpec
 from bus.store import Store
 from tests.agents import node_ready
 from tests.faults import wait_for_line
-from tests.hosts import HostCluster, NodeAgent, pod_processes
+from tests.hosts import HostCluster, NodeAgent, pod_containers
+from tests.nodeagent.conftest import IMAGE
 from tests.waiting import wait_for, wait_for_all
 
 NODES = 3
@@ -39,20 +41,23 @@ AGENTS = ("--lease", "5,1")
 Identity = tuple[str, str, tuple[str, ...], tuple[int, ...]]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[HostCluster]:
+@pytest.fixture(params=["process", "docker"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HostCluster]:
+    runtime = request.param
+    if runtime == "docker":
+        request.getfixturevalue("docker_engine")  # skipped without an engine (failed with CI=true)
     with HostCluster.running(tmp_path) as cluster:
         cluster.start_scheduler()
         cluster.start_controllers(*CONTROLLERS)
         for _ in range(NODES):
-            cluster.start_agent(*AGENTS)
+            cluster.start_agent(*AGENTS, runtime=runtime)
         yield cluster
 
 
 def sleepers(ns: str) -> Deployment:
     labels = {"app": "sleeper"}
     spec = PodSpec(
-        containers=[Container(name="main", image="none", command=["sleep", "3600"])],
+        containers=[Container(name="main", image=IMAGE, command=["sleep", "3600"])],
         termination_grace_period_seconds=1,
     )
     return Deployment(
@@ -133,14 +138,14 @@ async def test_a_cut_link_makes_the_node_not_ready_and_its_pods_run_elsewhere(cl
 
         after = await cut_until_replaced(cluster, store, ns, victim, before)
 
-        # Each surviving node runs exactly the processes of its pods, one each.
+        # Each surviving node runs exactly the containers of its pods, one each.
         for agent in cluster.agents:
             if agent is not victim:
                 mine = {p.metadata.uid: 1 for p in live(after) if p.spec.node_name == agent.name}
-                assert pod_processes(agent) == mine, f"processes on {agent.name}"
+                assert pod_containers(agent) == mine, f"containers on {agent.name}"
         # The cut node cannot hear that its pods were evicted: they run on there (as a
         # partitioned kubelet's do), and are still in the store, Terminating.
-        assert set(pod_processes(victim)) == stranded
+        assert set(pod_containers(victim)) == stranded
         terminating = {p.metadata.uid for p in await client.list(Pod, ns) if p.metadata.deletion_timestamp}
         assert terminating == stranded
 
@@ -174,9 +179,9 @@ async def test_a_healed_link_stops_the_replaced_pods_and_the_node_is_ready_again
         assert identities(settled) == identities(live(replaced)), "the pods changed after the link came back"
         wanted = {p.metadata.uid: 1 for p in settled}
         for agent in cluster.agents:
-            assert set(pod_processes(agent)) <= set(wanted), f"{agent.name} runs a pod that is gone"
+            assert set(pod_containers(agent)) <= set(wanted), f"{agent.name} runs a pod that is gone"
         running: dict[str, int] = {}
         for agent in cluster.agents:
-            for uid, count in pod_processes(agent).items():
+            for uid, count in pod_containers(agent).items():
                 running[uid] = running.get(uid, 0) + count
         assert running == wanted
