@@ -153,12 +153,17 @@ async def connect(
     credentials: Credentials | None = None,
     connect_timeout: float = 5.0,
     wait: bool = False,
+    ping_interval: float = PING_INTERVAL,
+    max_outstanding_pings: int = MAX_OUTSTANDING_PINGS,
 ) -> NATS:
     """A connection that reconnects forever once established.
 
     Without `wait` (the CLI), a clear Unavailable error if no server answers now. With `wait` (a
     service started before its bus), one log line, then attempts with back-off until a server
     answers; only a refused authorization is an error then, since waiting cannot cure it.
+
+    A link that dies silently is given up, and a new connection tried, when a ping is due and
+    `max_outstanding_pings` pings sent every `ping_interval` seconds are unanswered.
     """
     urls = [s.strip() for s in servers.split(",")] if isinstance(servers, str) else servers
     where = ", ".join(urls)
@@ -166,7 +171,8 @@ async def connect(
     waiting = False
     while True:
         try:
-            nc = await _connect_once(urls, name, credentials or Credentials(), connect_timeout)
+            pings = (ping_interval, max_outstanding_pings)
+            nc = await _connect_once(urls, name, credentials or Credentials(), connect_timeout, pings)
         except _NotConnected as failed:
             message = f"cannot connect to NATS at {where}: {_describe(failed.cause)}"
             if not wait or isinstance(failed.cause, nats.errors.AuthorizationError):
@@ -181,7 +187,9 @@ async def connect(
         return nc
 
 
-async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_timeout: float) -> NATS:
+async def _connect_once(
+    urls: list[str], name: str, creds: Credentials, connect_timeout: float, pings: tuple[float, int]
+) -> NATS:
     nc = _Connection()
     state = Link()
     failures: list[BaseException] = []
@@ -221,8 +229,8 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         "max_reconnect_attempts": 1,
         "reconnect_time_wait": 0.1,
         "reconnect_to_server_handler": next_server,
-        "ping_interval": PING_INTERVAL,
-        "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
+        "ping_interval": pings[0],
+        "max_outstanding_pings": pings[1],
         "user_credentials": creds.creds_file,
         "user": creds.user,
         "password": creds.password,

@@ -52,6 +52,13 @@ ORPHAN_GRACE = 2.0
 STEP_RETRY_FIRST = 0.2  # seconds between tries of a start-up step, doubling
 STEP_RETRY_CAP = 2.0
 REAPER_FLUSH = 10.0  # seconds a stopping agent spends removing the containers it kept
+# The agent pings its server every Lease renewal period and gives a connection up, for a new one,
+# when this many pings are unanswered (two to three periods after its link died silently).
+# Others judge the node by what arrives over that link: on an old connection, TCP's
+# retransmissions back off while a link is cut, and after it heals they could leave the node
+# silent for about as long again as the cut lasted (up to nats-py's own 15 to 20 s); a new
+# connection is answered as soon as the link is back.
+LINK_PINGS = 2
 _pod_decoder = msgspec.json.Decoder(Pod)
 
 
@@ -225,7 +232,12 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         proxy_resync.set()
 
     nc = await connect(
-        config.servers, name=f"steer-nodeagent {config.name}", credentials=config.credentials, wait=True
+        config.servers,
+        name=f"steer-nodeagent {config.name}",
+        credentials=config.credentials,
+        wait=True,
+        ping_interval=config.lease_renew,
+        max_outstanding_pings=LINK_PINGS,
     )
     link(nc).on_reconnect(reconnected)
     runtime: Runtime | None = None
