@@ -7,6 +7,7 @@ store directly (see `bus.store.Store.watch`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -14,9 +15,11 @@ from typing import Any, TypeVar
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from bus import kinds, subjects
 from bus.codec import encode
+from bus.connection import link
 from bus.errors import (
     BadRequest,
     Internal,
@@ -83,7 +86,7 @@ class Client:
         if len(body) > limit:
             raise TooLarge(too_large(len(body), limit))
         try:
-            msg = await self.nc.request(subject, body, timeout=self.timeout)
+            msg = await self._round_trip(subject, body)
         except nats.errors.NoRespondersError:
             raise Unavailable("no API server is running (nothing answers on the bus)") from None
         except nats.errors.TimeoutError:
@@ -101,6 +104,32 @@ class Client:
         if msg.headers and WARNING_HEADER in msg.headers:
             self.on_warning(msg.headers[WARNING_HEADER])
         return msg.data
+
+    async def _round_trip(self, subject: str, body: bytes) -> Msg:
+        """`nc.request`, except that a request whose connection is lost while it waits fails at
+        once: its reply went into a dead link, or would come back over one, and the caller's
+        next try (over the new connection, or buffered until there is one) should not wait out
+        the timeout first. A node agent back from a network cut renews its Lease and lists its
+        pods at once, not a request timeout later."""
+        state = link(self.nc)
+        lost = False
+        try:
+            async with asyncio.timeout(None) as waiting:
+
+                def on_lost() -> None:
+                    nonlocal lost
+                    lost = True
+                    waiting.reschedule(asyncio.get_running_loop().time())
+
+                state.on_disconnect(on_lost)
+                try:
+                    return await self.nc.request(subject, body, timeout=self.timeout)
+                finally:
+                    state.forget(on_lost)
+        except TimeoutError:
+            if not lost:
+                raise  # nats-py's own: no reply within the timeout
+            raise Unavailable("the connection to NATS was lost while waiting for the reply") from None
 
     # -- untyped, by kind (the CLI works with whatever kind the user names)
 
