@@ -8,6 +8,7 @@ nothing it sends arrives, and nothing is reset. The node lifecycle controller, h
 itself, sees only that node go silent: NotReady after the grace period, its pods evicted and
 run elsewhere, the other nodes' pods untouched. When the link comes back the agent learns by
 listing what happened while it was away, stops the pods that were replaced, and posts Ready.
+A cut shorter than the grace period evicts nothing.
 
 Timings are short (grace 5 s, settle 1 s, tolerations 2 s, Lease renewed every second) so that
 a test takes well under a minute and a half; every wait is for a condition.
@@ -16,6 +17,7 @@ a test takes well under a minute and a half; every wait is for a condition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -24,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from bus.meta import LabelSelector, ObjectMeta, is_true
-from bus.resources import Deployment, Node, Pod
+from bus.protocol import NODE_LEASE_NAMESPACE
+from bus.resources import Deployment, Lease, Node, Pod
 from bus.resources.apps import DeploymentSpec
 from bus.resources.pod import Container, PodSpec, PodTemplateSpec
 from bus.store import Store
@@ -39,6 +42,8 @@ REPLICAS = 6
 CONTROLLERS = ("--node-grace", "5", "--node-eviction-settle", "1", "--default-toleration-seconds", "2")
 AGENT_RENEW = 1
 AGENTS = ("--lease", f"5,{AGENT_RENEW}")
+SHORT_CUT = 3.5  # seconds: longer than the agent's 2-3 renewal periods of pings, shorter than the grace
+EVICTION_WOULD_TAKE = 5 + 1 + 2  # grace, settle and toleration: from the last renewal to an eviction
 
 # identity of a pod that must not change: uid, node, container ids, restart counts
 Identity = tuple[str, str, tuple[str, ...], tuple[int, ...]]
@@ -103,6 +108,28 @@ def identities(pods: list[Pod]) -> dict[str, Identity]:
 def logged_at(line: str) -> float:
     """The time of a service's log line (its format: `2026-12-06 07:56:54,767 LEVEL ...`)."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+async def renewed_after(store: Store, node: str, since: float, *, within: float) -> None:
+    """Until the node's Lease is renewed after `since` (wall clock)."""
+
+    def renewed(lease: Lease) -> bool:
+        stamp = lease.spec.renew_time
+        return stamp is not None and stamp.timestamp() > since
+
+    await wait_for(store, Lease, NODE_LEASE_NAMESPACE, node, renewed, within=within)
+
+
+async def no_pod_goes(store: Store, ns: str, *, until: float) -> None:
+    """Watch the namespace's pods until `until` (wall clock); fail at the first one deleted or
+    marked for deletion."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(until - time.time(), 0)):
+            async with contextlib.aclosing(store.watch(Pod, ns)) as events:
+                async for event in events:
+                    pod = event.object
+                    if pod is not None and (event.type == "DELETED" or pod.metadata.deletion_timestamp):
+                        raise AssertionError(f"pod {pod.metadata.name} was evicted")
 
 
 def node_unknown(node: Node) -> bool:
@@ -195,3 +222,28 @@ async def test_a_healed_link_stops_the_replaced_pods_and_the_node_is_ready_again
             for uid, count in pod_containers(agent).items():
                 running[uid] = running.get(uid, 0) + count
         assert running == wanted
+
+
+@pytest.mark.parametrize("cluster", ["process"], indirect=True)
+async def test_a_cut_shorter_than_the_grace_period_evicts_nothing(cluster: HostCluster) -> None:
+    async with cluster.connect() as (client, store):
+        for agent in cluster.agents:
+            await wait_for(store, Node, "", agent.name, node_ready, within=60)
+        ns = await cluster.namespace(client)
+        await client.create(sleepers(ns))
+        before = await deployed(cluster, store, ns)
+        victim = busiest(cluster, before)
+        containers = {a.name: pod_containers(a) for a in cluster.agents}
+
+        await asyncio.to_thread(cluster.net.cut, victim.host)
+        # Past the moment the agent gives the silent link up (two to three renewal periods), so
+        # that it comes back through a new connection, and well short of the grace period.
+        await asyncio.sleep(SHORT_CUT)  # the fault itself: the one fixed wait
+        await asyncio.to_thread(cluster.net.heal, victim.host)
+        healed = time.time()
+        await renewed_after(store, victim.name, healed, within=10)
+        # For as long as an eviction would take from here, none may happen.
+        await no_pod_goes(store, ns, until=time.time() + EVICTION_WOULD_TAKE)
+        after = await wait_for_all(store, Pod, ns, all_running(on={a.name for a in cluster.agents}))
+        assert identities(after) == identities(before)
+        assert {a.name: pod_containers(a) for a in cluster.agents} == containers
