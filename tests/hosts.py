@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -45,10 +46,11 @@ from bus.store import Store
 from nodeagent.runtime.containerdir import scan
 from nodeagent.runtime.procfs import read_stat
 from tests.agents import remove_containers
-from tests.netns import Host, Network
+from tests.netns import Host, Network, sweep
 
 REPO = Path(__file__).resolve().parent.parent
 NATS_PORT = 4222  # the bus host is a host of its own: the standard port is free there
+_NODE_NAME = re.compile(r"^h([0-9a-f]{6})-n\d+$")  # as start_agent names them
 STOP_WITHIN = 5.0  # seconds a group of processes is given to end after SIGTERM
 
 
@@ -97,6 +99,7 @@ class HostCluster:
     @contextlib.contextmanager
     def running(cls, tmp: Path, *, servers: Servers = single_server) -> Iterator[HostCluster]:
         """The bus host with its servers and one API replica, ready to answer."""
+        _sweep_containers(sweep())
         with Network.created() as net:
             cluster = cls(net, tmp)
             try:
@@ -206,14 +209,36 @@ def _pod_processes(agent: NodeAgent) -> dict[str, int]:
 
 
 def _docker_containers(node: str) -> dict[str, int]:
-    uid = f'{{{{.Label "{LABEL_POD_UID}"}}}}'
     listed = subprocess.run(
-        ["docker", "ps", "--filter", f"label={LABEL_NODE}={node}", "--format", uid],
+        ["docker", "ps", "--filter", f"label={LABEL_NODE}={node}", "--format", _label(LABEL_POD_UID)],
         capture_output=True,
         text=True,
         check=True,
     )
     return dict(Counter(listed.stdout.split()))
+
+
+def _label(name: str) -> str:
+    """A `docker ps --format` template printing one label of each container."""
+    return f'{{{{.Label "{name}"}}}}'
+
+
+def _sweep_containers(live_tags: set[str]) -> None:
+    """Remove the Docker containers of node agents of crashed runs (their nodes' names carry
+    the run's tag; a container outlives its namespace, it runs in the engine's)."""
+    try:
+        listed = subprocess.run(
+            ["docker", "ps", "-a", "--filter", f"label={LABEL_NODE}", "--format", _label(LABEL_NODE)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no engine: nothing of ours can run there
+    for node in set(listed.stdout.split()):
+        match = _NODE_NAME.match(node)
+        if match is not None and match.group(1) not in live_tags:
+            remove_containers(node)
 
 
 def _python(module: str, *args: str) -> list[str]:

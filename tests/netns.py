@@ -235,9 +235,10 @@ def remove_namespace(name: str, *, within: float = 10.0) -> None:
         netns.remove(name)
 
 
-def sweep() -> None:
+def sweep() -> set[str]:
     """Remove what runs that crashed left: our namespaces whose creating process is gone (and
-    what still runs inside them), and our links in the machine's namespace without a bus."""
+    what still runs inside them), and our links in the machine's namespace without a bus. The
+    tags of the runs still alive."""
     live_tags = set()
     for name in netns.listnetns():
         match = _OURS.match(name)
@@ -253,6 +254,7 @@ def sweep() -> None:
         match = _OUR_LINK.match(ifname or "")
         if match is not None and match.group(1) not in live_tags:
             _delete_link(ifname)
+    return live_tags
 
 
 def _alive(pid: int) -> bool:
