@@ -6,10 +6,12 @@ link comes back renews its Lease and lists its pods at once, not a request timeo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from bus import kinds, subjects
+from bus import kinds, natsserver, subjects
 from bus.client import Client
 from bus.connection import connect, link
 from bus.errors import Timeout, Unavailable
@@ -18,11 +20,21 @@ from tests.faults import Relay
 SLOW = 20.0  # the client's timeout: far longer than a lost connection may take to fail it
 
 
-async def test_a_request_in_flight_fails_at_once_when_its_connection_is_lost(nats_url: str) -> None:
-    async with Relay(nats_url) as relay:
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[natsserver.NatsServer]:
+    """A server of this test's own, where no API answers: requests wait for the test's replier."""
+    own = natsserver.start(tmp_path / "nats", log_file=tmp_path / "nats.log")
+    yield own
+    own.stop()
+
+
+async def test_a_request_in_flight_fails_at_once_when_its_connection_is_lost(
+    server: natsserver.NatsServer,
+) -> None:
+    async with Relay(server.url) as relay:
         nc = await connect(relay.url, name="test-lost")
         # Nobody answers in time: the request is in flight until its connection goes.
-        silent = await connect(nats_url, name="test-silent")
+        silent = await connect(server.url, name="test-silent")
         heard = asyncio.Event()
 
         async def hold(_msg: object) -> None:
