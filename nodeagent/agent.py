@@ -53,11 +53,11 @@ STEP_RETRY_FIRST = 0.2  # seconds between tries of a start-up step, doubling
 STEP_RETRY_CAP = 2.0
 REAPER_FLUSH = 10.0  # seconds a stopping agent spends removing the containers it kept
 # The agent pings its server every Lease renewal period and gives a connection up, for a new one,
-# when this many pings are unanswered (two to three periods after its link died silently).
-# Others judge the node by what arrives over that link: on an old connection, TCP's
-# retransmissions back off while a link is cut, and after it heals they could leave the node
-# silent for about as long again as the cut lasted (up to nats-py's own 15 to 20 s); a new
-# connection is answered as soon as the link is back.
+# when this many pings are unanswered: two to three periods after its link died silently (its
+# server's host lost, a cable, a firewall that drops), not nats-py's 15 to 20 s. Others judge the
+# node by its renewals alone: with several servers, an agent whose server went silent moves to
+# another well within the node's grace period (10 s), not after it, when its pods would be
+# evicted 8 s later although the node and the rest of the bus are well.
 LINK_PINGS = 2
 _pod_decoder = msgspec.json.Decoder(Pod)
 
