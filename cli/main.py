@@ -7,7 +7,21 @@ from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, down, eventlog, nodes, podio, resources, rollout, scale, top, up, wait
+from cli import (
+    apply,
+    cluster,
+    credentials,
+    down,
+    eventlog,
+    nodes,
+    podio,
+    resources,
+    rollout,
+    scale,
+    top,
+    up,
+    wait,
+)
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -27,7 +41,12 @@ def options(
         str | None, typer.Option("--nats", envvar="STEER_NATS", help="NATS URL(s), comma-separated.")
     ] = None,
     creds: Annotated[
-        str | None, typer.Option("--creds", envvar="STEER_CREDS", help="NATS credentials file.")
+        str | None,
+        typer.Option(
+            "--creds",
+            envvar="STEER_CREDS",
+            help="Credentials file (default: .steer/credentials/admin.nk here, else ~/.config/steer/creds).",
+        ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each API request.")] = 10.0,
 ) -> None:
@@ -58,6 +77,7 @@ app.command()(down.down)
 app.command()(cluster.status)
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(top.app, name="top")
+app.add_typer(credentials.app, name="credentials")
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
