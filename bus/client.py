@@ -247,7 +247,7 @@ class Client:
 def forbidden_message(identity: str, verb: str, info: kinds.KindInfo, namespace: str) -> str:
     """kubectl's words for a request NATS permissions refused."""
     who = f'user "{identity}"' if identity else "this connection"
-    if not info.namespaced:
+    if not info.namespaced or not namespace:
         where = "at the cluster scope"
     elif namespace == subjects.ALL:
         where = "across all namespaces"

@@ -395,8 +395,10 @@ async def subscribe_checked(nc: NATS, subject: str, **options: Any) -> Any:
         return await nc.subscribe(subject, **options)
     with nc.watching_denial("subscription", subject) as denial:
         sub = await nc.subscribe(subject, **options)
-        await nc.flush()  # the server answers a SUB it refuses before this PONG
-        await asyncio.sleep(0)
+        # nats-server sends its -ERR for a refused SUB just after the PONG of the next PING:
+        # after a second round trip, it has surely been read.
+        await nc.flush()
+        await nc.flush()
         if denial.done() and not denial.cancelled():
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
