@@ -275,6 +275,10 @@ async def _connect_once(
             # the connection closes for good and says why.
             nc.options["max_reconnect_attempts"] = 1
             log.error("%s", _refused(", ".join(urls), credential))
+            # nats-py leaves the socket of a refused attempt open (it warns when collected).
+            transport = getattr(nc, "_transport", None)
+            if transport is not None:
+                transport.close()
             return
         if (violation := _VIOLATION.search(str(err))) is not None:
             nc.denied(violation.group(1).lower(), violation.group(2))

@@ -112,9 +112,11 @@ def permissions(identity: Identity, everyone: Iterable[Identity] = ()) -> Permis
         case "scheduler":
             own.add(_requests(_with_common(SCHEDULER_VERBS)))
             own.add(_bucket_reads(SCHEDULER_READS, ()))
+            own.add(_bucket_infos())
         case "controllers":
             own.add(_requests(_with_common(CONTROLLERS_VERBS)))
             own.add(_bucket_reads(CONTROLLERS_READS, ()))
+            own.add(_bucket_infos())
             own.add(_metrics_reads())
             own.subscribe.append(subjects.metrics_all())  # the autoscaler's live samples
         case "node":
@@ -171,6 +173,13 @@ def _bucket_reads(plurals: Iterable[str], namespaces: tuple[str, ...]) -> Permis
             kv = subjects.kv_subject(bucket, key_filter)
             grants.publish += [subjects.js_consumer_create(stream, kv), subjects.js_direct_get(stream, kv)]
     return grants
+
+
+def _bucket_infos() -> Permissions:
+    """Stream info of every bucket (its settings and counts, no value): a component started
+    before the API waits until every bucket exists (`bus.buckets.Buckets.wait`)."""
+    streams = [subjects.kv_stream(subjects.bucket(info.plural)) for info in kinds.KINDS]
+    return Permissions(publish=[subjects.js_stream_info(stream) for stream in streams])
 
 
 def _events_reads(namespaces: tuple[str, ...]) -> Permissions:
