@@ -72,10 +72,21 @@ def eventually(condition: Callable[[], bool], *, within: float = 30.0) -> bool:
     return True
 
 
+# The admin credential of each cluster a test started, by URL (`steer up` is secure by default).
+_admins: dict[str, Path] = {}
+
+
+def remember(url: str, data_dir: Path) -> None:
+    """Let `steer(url, ...)` use the admin credential `steer up` made in `data_dir`."""
+    _admins[url] = data_dir / "credentials" / "admin.nk"
+
+
 def steer(
     url: str, *args: str, stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "STEER_NATS": url}
+    if url in _admins and _admins[url].exists():
+        env["STEER_CREDS"] = str(_admins[url])
     return subprocess.run(
         [*steer_command(), *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -132,6 +143,7 @@ def local_up(
         [*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
         up = LocalUp(proc, data_dir, port, prefix)
+        remember(up.url, data_dir)
         try:
             up.read_until("ready:")
             yield up
