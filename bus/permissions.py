@@ -172,6 +172,10 @@ def _bucket_reads(plurals: Iterable[str], namespaces: tuple[str, ...]) -> Permis
         for key_filter in filters:
             kv = subjects.kv_subject(bucket, key_filter)
             grants.publish += [subjects.js_consumer_create(stream, kv), subjects.js_direct_get(stream, kv)]
+        if not namespaces:
+            # A reader of every key loses nothing by the older, unfiltered forms, which generic
+            # NATS tools use (`nats kv watch`, nats.go's KeyValue.Watch, gets by body).
+            grants.publish += subjects.js_unfiltered_reads(stream)
     return grants
 
 

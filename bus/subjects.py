@@ -312,6 +312,17 @@ def js_direct_get(stream: str, subject_filter: str) -> str:
     return f"$JS.API.DIRECT.GET.{stream}.{subject_filter}"
 
 
+def js_unfiltered_reads(stream: str) -> list[str]:
+    """The forms of consumer creation and message gets that do not name the subject read: for
+    readers of the whole stream only."""
+    return [
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.*",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+    ]
+
+
 def js_flow_control(stream: str) -> str:
     """A push consumer's flow-control replies."""
     return f"$JS.FC.{stream}.>"
