@@ -216,11 +216,14 @@ async def test_a_user_reads_only_its_own_inbox_and_namespaces(secure: SecureClus
         await subscribe_checked(client.nc, subjects.inbox_pattern("vera"))
         items, _ = await store.list(Pod, "mine")  # a watch of its namespace
         assert isinstance(items, list)
-        for namespace in ("victim", subjects.ALL):
+        for namespace, where in (
+            ("victim", 'in the namespace "victim"'),
+            (subjects.ALL, "across all namespaces"),
+        ):
             async with asyncio.timeout(PROMPT):
-                with pytest.raises(Forbidden):
+                with pytest.raises(Forbidden, match=f'user "vera" cannot list pods {where}'):
                     await store.list(Pod, namespace)
-        with pytest.raises(Forbidden):
+        with pytest.raises(Forbidden, match='user "vera" cannot get pods in the namespace "victim"'):
             await store.get(Pod, "victim", "anything")
         with pytest.raises(Forbidden):
             await store.list(Namespace, "")  # cluster-scoped: not for a confined user
