@@ -93,6 +93,7 @@ class UpCluster:
         command += ["--api-replicas", str(self.api_replicas)]
         command += ["--scheduler-replicas", str(self.standby_replicas)]
         command += ["--controllers-replicas", str(self.standby_replicas), *self.extra]
+        command += ["--insecure"]  # the harness connects to the bus itself, without a credential
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "STEER_LOG_LEVEL": "INFO"}
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO

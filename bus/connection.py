@@ -368,8 +368,7 @@ class _Connection(NATS):
             finally:
                 if not asking.done():
                     asking.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
-                        await asking
+                    await asyncio.wait((asking,))  # its end, without swallowing our own cancellation
             if asking.done() and not asking.cancelled():
                 return asking.result()
             raise Denied(link(self).identity, "publish", subject)

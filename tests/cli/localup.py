@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bus.connection import Credentials
 from tests.cli.conftest import steer_command
 
 POLL = 0.05
@@ -103,6 +104,12 @@ class LocalUp:
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> Credentials:
+        """The admin credential `steer up` made (none with --insecure)."""
+        path = self.data_dir / "credentials" / "admin.nk"
+        return Credentials(creds_file=str(path) if path.exists() else None)
 
     def read_until(self, fragment: str) -> str:
         """The next line of output that holds `fragment` (bounded by the test's timeout)."""
