@@ -393,15 +393,19 @@ def _url(nc: NATS) -> str:
 
 async def subscribe_checked(nc: NATS, subject: str, **options: Any) -> Any:
     """Subscribe, and make sure the server took it: Denied at once if its permissions refuse
-    it (a plain subscribe would just never receive anything)."""
+    it (a plain subscribe would just never receive anything). A blip of the bus meanwhile is no
+    failure: the subscription stands, and nats-py makes it again after the reconnect."""
     if not isinstance(nc, _Connection):
         return await nc.subscribe(subject, **options)
     with nc.watching_denial("subscription", subject) as denial:
         sub = await nc.subscribe(subject, **options)
         # nats-server sends its -ERR for a refused SUB just after the PONG of the next PING:
         # after a second round trip, it has surely been read.
-        await nc.flush()
-        await nc.flush()
+        try:
+            await nc.flush()
+            await nc.flush()
+        except (TimeoutError, nats.errors.Error) as err:
+            log.debug("could not confirm the subscription to %s now (%s)", subject, err)
         if denial.done() and not denial.cancelled():
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()

@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.codec import encode
+from bus.connection import subscribe_checked
 from bus.errors import BadRequest, Internal, NotFound, SteerError, TooLarge, Unavailable
 from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER
 from bus.streams import CONTROL_HEADER, KEEPALIVE_TIMEOUT, STREAM_HEADER, ExecReply, ExecRequest, LogsRequest
@@ -50,8 +51,9 @@ class StreamServer:
         self.serving = 0
 
     async def start(self) -> None:
-        await self.nc.subscribe(subjects.node_stream_listen(self.node, "logs"), cb=self._on_logs)
-        await self.nc.subscribe(subjects.node_stream_listen(self.node, "exec"), cb=self._on_exec)
+        # Checked: an agent whose credential may not serve them must say so, not sit deaf.
+        await subscribe_checked(self.nc, subjects.node_stream_listen(self.node, "logs"), cb=self._on_logs)
+        await subscribe_checked(self.nc, subjects.node_stream_listen(self.node, "exec"), cb=self._on_exec)
 
     def _check_namespace(self, msg: Msg, namespace: str) -> None:
         """The pod's namespace is a token of the subject, so that NATS permissions can confine a
