@@ -23,7 +23,9 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     parser.add_argument("--labels", default="", help="k=v,...")
     parser.add_argument("--taints", default="", help="k=v:NoSchedule,...")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
-    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
+    )
     parser.add_argument(
         "--data-dir", default=".steer/nodes", help="where the process runtime keeps its files"
     )

@@ -15,7 +15,9 @@ from services.api.server import ApiConfig, run
 def parse_args(argv: list[str]) -> ApiConfig:
     parser = argparse.ArgumentParser(prog="steer api", description="Run an API server replica.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
-    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
+    )
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--token")

@@ -17,7 +17,9 @@ from services.controllers.server import ControllersConfig, run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steer controllers", description="Run the built-in controllers.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
-    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
+    )
     add_election_arguments(parser)
     parser.add_argument(
         "--node-grace",

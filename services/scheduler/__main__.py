@@ -14,7 +14,9 @@ from services.scheduler.server import SchedulerConfig, run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steer scheduler", description="Run a scheduler.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
-    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
+    )
     add_election_arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     duration, renew = election_arguments(parser, args)

@@ -121,7 +121,9 @@ def test_a_service_with_a_revoked_credential_exits_with_one_clear_line(secure: S
     assert f"refused the credentials in {path}" in done.stderr
 
 
-async def test_revoking_closes_a_live_connection_for_good(secure: SecureCluster) -> None:
+async def test_revoking_closes_a_live_connection_for_good(
+    secure: SecureCluster, caplog: pytest.LogCaptureFixture
+) -> None:
     reg = registry.load(secure.credentials)
     reg.add("temp", "view")
     reg.save()
@@ -144,6 +146,9 @@ async def test_revoking_closes_a_live_connection_for_good(secure: SecureCluster)
                 await fail_when_closed(nc)
     finally:
         await nc.close()
+    # No storm of attempts: the reconnect that met the refusal, and one more round at most.
+    refusals = [r for r in caplog.records if "refused the credentials" in r.getMessage()]
+    assert 1 <= len(refusals) <= 3
     (secure.credentials / "temp.nk").write_text(kept)
     (secure.credentials / "temp.nk").chmod(0o600)
     with pytest.raises(CredentialsError, match="wrong, or revoked"):
