@@ -250,6 +250,12 @@ def inbox_prefix(identity: str) -> str:
     return f"{INBOX_PREFIX}_{token(identity, 'identity')}"
 
 
+def is_inbox(subject: str) -> bool:
+    """Whether a reply subject is an inbox (`_INBOX.` or an identity's `_INBOX_<name>.`): a
+    responder answers only there, never on a subject someone named to have it publish."""
+    return subject.startswith((f"{INBOX_PREFIX}.", f"{INBOX_PREFIX}_"))
+
+
 def inbox_pattern(identity: str) -> str:
     return f"{inbox_prefix(identity)}.>"
 

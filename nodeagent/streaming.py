@@ -74,8 +74,10 @@ class StreamServer:
     # -- the boundary
 
     def _serve(self, msg: Msg, handler: Callable[[Msg], Awaitable[None]], what: str) -> None:
-        if not msg.reply:
-            return  # nobody to answer
+        if not msg.reply or not subjects.is_inbox(msg.reply):
+            # Nobody to answer; or a reply subject that is no inbox, named to have this node
+            # publish there (the server lets a responder publish to any reply subject).
+            return
         if self.serving >= MAX_REQUESTS:
             busy = Unavailable(f"node {self.node} serves {MAX_REQUESTS} logs and exec requests already")
             self.tasks.create_task(_fail(self.nc, msg.reply, busy))

@@ -274,3 +274,19 @@ async def test_jetstream_api_denials_are_prompt(secure: SecureCluster) -> None:
                 await js.delete_key_value(subjects.bucket("pods"))
         with pytest.raises((Denied, nats.js.errors.Error)):
             await js.purge_stream(subjects.kv_stream(subjects.bucket("pods")))
+
+
+async def test_a_reply_subject_that_is_no_inbox_is_not_answered(secure: SecureCluster) -> None:
+    """A responder may publish to any reply subject it receives: naming node-2's feed as the
+    reply subject of a get would have the API feed node-2 a pod. The API answers inboxes only."""
+    log = secure.tmp / "api-0.log"
+    async with secure.connect_as("node-2") as (node, _), secure.connect_as("alice") as (alice, _):
+        fed = await subscribe_checked(node.nc, subjects.node_feed("node-2"))
+        before = log.read_text().count("not an inbox; not answered")
+        body = msgspec.json.encode({"name": "anything"})
+        await alice.nc.publish(subjects.api("get", "pods", "mine"), body, reply=subjects.node_feed("node-2"))
+        async with asyncio.timeout(10):
+            while log.read_text().count("not an inbox; not answered") == before:
+                await asyncio.sleep(0.05)  # the API's log is the only witness of a reply not sent
+        await node.nc.flush()
+        assert fed.pending_msgs == 0
