@@ -158,6 +158,7 @@ async def run(config: ChaosConfig) -> Report:
             left = [f"still running: {p}" for p in cluster.leftovers()]
             exit_code = [] if code == 0 else [f"exit code {code}"]
             report.check("steer up stops cleanly and leaves no process", exit_code + left)
+            await asyncio.to_thread(cluster.down)
         return report
 
 
