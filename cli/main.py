@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, down, eventlog, nodes, podio, resources, rollout, scale, top, up, wait
+from cli import apply, backup, cluster, down, eventlog, nodes, podio, resources, rollout, scale, top, up, wait
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -56,6 +56,8 @@ app.command()(wait.wait)
 app.command()(up.up)
 app.command()(down.down)
 app.command()(cluster.status)
+app.command()(backup.backup)
+app.command()(backup.restore)
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(top.app, name="top")
 
