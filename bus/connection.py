@@ -26,7 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.client import Server
 from nats.micro.service import Service, ServiceConfig
 
-from bus import subjects
+from bus import subjects, tlsclient
 from bus.backoff import Backoff
 from bus.errors import Unavailable
 
@@ -47,12 +47,14 @@ MAX_OUTSTANDING_PINGS = 3
 
 @dataclass(frozen=True)
 class Credentials:
-    """How to authenticate: a .creds file, a user/password pair, or a token (all optional)."""
+    """How to authenticate: a .creds file, a user/password pair, or a token (all optional);
+    and `tls`, the CA that verifies the servers and the client certificate (bus/tlsclient.py)."""
 
     creds_file: str | None = None
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    tls: tlsclient.TlsOptions = tlsclient.TlsOptions()
 
 
 class Link:
@@ -141,8 +143,8 @@ class ConnectionClosed(Unavailable):
 
 
 class _NotConnected(Exception):
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
+    def __init__(self, cause: BaseException, why: str) -> None:
+        super().__init__(why)
         self.cause = cause
 
 
@@ -168,8 +170,8 @@ async def connect(
         try:
             nc = await _connect_once(urls, name, credentials or Credentials(), connect_timeout)
         except _NotConnected as failed:
-            message = f"cannot connect to NATS at {where}: {_describe(failed.cause)}"
-            if not wait or isinstance(failed.cause, nats.errors.AuthorizationError):
+            message = f"cannot connect to NATS at {where}: {failed}"
+            if not wait or _cannot_cure(failed.cause):
                 raise Unavailable(message) from None
             if not waiting:
                 log.warning("%s; waiting for it (retrying every %gs at most)", message, WAIT_CAP)
@@ -181,8 +183,13 @@ async def connect(
         return nc
 
 
+def _cannot_cure(err: BaseException) -> bool:
+    """A refused authorization, or TLS that does not fit: no amount of waiting changes them."""
+    return isinstance(err, nats.errors.AuthorizationError | TlsNotOffered) or tlsclient.cannot_cure(err)
+
+
 async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_timeout: float) -> NATS:
-    nc = _Connection()
+    nc = _Connection(tls_required=tlsclient.wanted(creds.tls, urls))
     state = Link()
     failures: list[BaseException] = []
     reconnecting = Backoff(first=RECONNECT_FIRST, cap=RECONNECT_CAP)
@@ -208,8 +215,9 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         state.closed_for_good(_describe(error) if error is not None else "closed")
 
     async def on_error(err: Exception) -> None:
-        failures.append(err)
-        del failures[:-1]
+        if not (failures and tlsclient.describe(failures[-1]) and not tlsclient.describe(err)):
+            failures.append(err)  # but a TLS alert says more than the reset that follows it
+            del failures[:-1]
         log.debug("nats: %r", err)
 
     options: dict[str, Any] = {
@@ -232,6 +240,10 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         "closed_cb": on_closed,
         "error_cb": on_error,
     }
+    if creds.tls.given:
+        options["tls"] = tlsclient.context(creds.tls)
+        if creds.tls.hostname:
+            options["tls_hostname"] = creds.tls.hostname
     try:
         # Bounded: a server that accepts but never answers must not hold us forever.
         await asyncio.wait_for(nc.connect(**options), timeout=2 * connect_timeout + 1.0)
@@ -239,7 +251,8 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         with contextlib.suppress(Exception):
             await nc.close()
         cause = err if isinstance(err, nats.errors.AuthorizationError) or not failures else failures[-1]
-        raise _NotConnected(cause) from None
+        why = tlsclient.explain(cause, asked=nc.tls_asked, client_cert=bool(creds.tls.cert_file))
+        raise _NotConnected(cause, why or _describe(cause)) from None
     # Connected: from now on nats-py reconnects forever, pacing itself by `next_server`.
     nc.options["max_reconnect_attempts"] = -1
     _links[nc] = state
@@ -247,13 +260,33 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
     return nc
 
 
+class TlsNotOffered(nats.errors.Error):
+    def __str__(self) -> str:
+        return "TLS was asked for (tls:// or --tls-* options) but the server does not require TLS"
+
+
 class _Connection(NATS):
-    """nats-py's client with one fix. A flush waits for a PONG; if the flush is cancelled first
+    """nats-py's client with two fixes.
+
+    With TLS asked for, a server that does not offer it is refused before anything (credentials
+    above all) is sent in plain text: nats-py upgrades a connection only when the server
+    requires TLS, and otherwise carries on unencrypted, whatever the URL or options said.
+
+    A flush waits for a PONG; if the flush is cancelled first
     (the task that flushed was stopped, or nats-py's own reconnect was), its waiter stays queued,
     and the PONG that later answers it raised InvalidStateError in the read loop, which then ended:
     the connection stayed up but read nothing until three pings had gone unanswered (about 15 s),
     and a stopping service waited out its drain. (nats.py #624 is the same fault in the flusher.)
     Every PONG still answers the oldest ping, waited for or not."""
+
+    def __init__(self, *, tls_required: bool = False) -> None:
+        super().__init__()
+        self.tls_asked = tls_required
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        if initial_connection and self.tls_asked and not info.get("tls_required"):
+            raise TlsNotOffered()
+        await super()._process_info(info, initial_connection)
 
     async def _process_pong(self) -> None:
         if self._pongs:
@@ -265,7 +298,7 @@ class _Connection(NATS):
 
 
 def _describe(err: BaseException) -> str:
-    return str(err).strip() or type(err).__name__
+    return tlsclient.describe(err) or str(err).strip() or type(err).__name__
 
 
 def _url(nc: NATS) -> str:
