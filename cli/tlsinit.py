@@ -19,7 +19,7 @@ def init(
     directory: Annotated[str, typer.Option("--dir", help="Where to write the files.")] = "tls",
     identities: Annotated[
         list[str] | None,
-        typer.Option("--identity", help="A client certificate for NAME (repeat; default: one per component)."),
+        typer.Option("--identity", help="A client certificate for NAME (repeat; default: each component)."),
     ] = None,
     hosts: Annotated[
         list[str] | None,
