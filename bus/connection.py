@@ -24,6 +24,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.client import Server
+from nats.aio.transport import TcpTransport
 from nats.micro.service import Service, ServiceConfig
 
 from bus import subjects, tlsclient
@@ -266,7 +267,7 @@ class TlsNotOffered(nats.errors.Error):
 
 
 class _Connection(NATS):
-    """nats-py's client with two fixes.
+    """nats-py's client with three fixes.
 
     With TLS asked for, a server that does not offer it is refused before anything (credentials
     above all) is sent in plain text: nats-py upgrades a connection only when the server
@@ -282,6 +283,22 @@ class _Connection(NATS):
     def __init__(self, *, tls_required: bool = False) -> None:
         super().__init__()
         self.tls_asked = tls_required
+
+    async def _process_connect_init(self) -> None:
+        """A failed TLS handshake must fail the attempt, not hang it. asyncio closes the socket
+        when `start_tls` fails, but tells the TLS protocol it had swapped in, not the stream the
+        transport still holds, so nats-py's `wait_closed` on that stream never returned: a client
+        without the right CA hung for good instead of hearing "certificate verify failed". The
+        stream is closed here and dropped, so nothing waits on it."""
+        try:
+            await super()._process_connect_init()
+        except (OSError, TimeoutError):
+            transport = self._transport
+            if isinstance(transport, TcpTransport):
+                with contextlib.suppress(Exception):
+                    transport.close()
+                transport._io_writer = transport._io_reader = None
+            raise
 
     async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
         if initial_connection and self.tls_asked and not info.get("tls_required"):
