@@ -144,8 +144,8 @@ class ConnectionClosed(Unavailable):
 
 
 class _NotConnected(Exception):
-    def __init__(self, cause: BaseException, why: str) -> None:
-        super().__init__(why)
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
         self.cause = cause
 
 
@@ -171,7 +171,7 @@ async def connect(
         try:
             nc = await _connect_once(urls, name, credentials or Credentials(), connect_timeout)
         except _NotConnected as failed:
-            message = f"cannot connect to NATS at {where}: {failed}"
+            message = f"cannot connect to NATS at {where}: {_describe(failed.cause)}"
             if not wait or _cannot_cure(failed.cause):
                 raise Unavailable(message) from None
             if not waiting:
@@ -184,13 +184,8 @@ async def connect(
         return nc
 
 
-def _cannot_cure(err: BaseException) -> bool:
-    """A refused authorization, or TLS that does not fit: no amount of waiting changes them."""
-    return isinstance(err, nats.errors.AuthorizationError | TlsNotOffered) or tlsclient.cannot_cure(err)
-
-
 async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_timeout: float) -> NATS:
-    nc = _Connection(tls_required=tlsclient.wanted(creds.tls, urls))
+    nc = _Connection()
     state = Link()
     failures: list[BaseException] = []
     reconnecting = Backoff(first=RECONNECT_FIRST, cap=RECONNECT_CAP)
@@ -216,9 +211,8 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         state.closed_for_good(_describe(error) if error is not None else "closed")
 
     async def on_error(err: Exception) -> None:
-        if not (failures and tlsclient.describe(failures[-1]) and not tlsclient.describe(err)):
-            failures.append(err)  # but a TLS alert says more than the reset that follows it
-            del failures[:-1]
+        failures.append(err)
+        del failures[:-1]
         log.debug("nats: %r", err)
 
     options: dict[str, Any] = {
@@ -245,6 +239,8 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         options["tls"] = tlsclient.context(creds.tls)
         if creds.tls.hostname:
             options["tls_hostname"] = creds.tls.hostname
+    nc.tls_asked = tlsclient.wanted(creds.tls, urls)
+    nc.tls_client_cert = bool(creds.tls.cert_file)
     try:
         # Bounded: a server that accepts but never answers must not hold us forever.
         await asyncio.wait_for(nc.connect(**options), timeout=2 * connect_timeout + 1.0)
@@ -252,8 +248,7 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         with contextlib.suppress(Exception):
             await nc.close()
         cause = err if isinstance(err, nats.errors.AuthorizationError) or not failures else failures[-1]
-        why = tlsclient.explain(cause, asked=nc.tls_asked, client_cert=bool(creds.tls.cert_file))
-        raise _NotConnected(cause, why or _describe(cause)) from None
+        raise _NotConnected(cause) from None
     # Connected: from now on nats-py reconnects forever, pacing itself by `next_server`.
     nc.options["max_reconnect_attempts"] = -1
     _links[nc] = state
@@ -266,44 +261,26 @@ class TlsNotOffered(nats.errors.Error):
         return "TLS was asked for (tls:// or --tls-* options) but the server does not require TLS"
 
 
+class TlsMisfit(nats.errors.Error):
+    """A TLS handshake that failed, in words (bus/tlsclient.py); `curable` if waiting may help
+    (the link broke), not when a certificate does not fit."""
+
+    def __init__(self, why: str, *, curable: bool) -> None:
+        super().__init__(why)
+        self.why = why
+        self.curable = curable
+
+    def __str__(self) -> str:
+        return self.why
+
+
 class _Connection(NATS):
-    """nats-py's client with three fixes.
-
-    With TLS asked for, a server that does not offer it is refused before anything (credentials
-    above all) is sent in plain text: nats-py upgrades a connection only when the server
-    requires TLS, and otherwise carries on unencrypted, whatever the URL or options said.
-
-    A flush waits for a PONG; if the flush is cancelled first
+    """nats-py's client with one fix. A flush waits for a PONG; if the flush is cancelled first
     (the task that flushed was stopped, or nats-py's own reconnect was), its waiter stays queued,
     and the PONG that later answers it raised InvalidStateError in the read loop, which then ended:
     the connection stayed up but read nothing until three pings had gone unanswered (about 15 s),
     and a stopping service waited out its drain. (nats.py #624 is the same fault in the flusher.)
     Every PONG still answers the oldest ping, waited for or not."""
-
-    def __init__(self, *, tls_required: bool = False) -> None:
-        super().__init__()
-        self.tls_asked = tls_required
-
-    async def _process_connect_init(self) -> None:
-        """A failed TLS handshake must fail the attempt, not hang it. asyncio closes the socket
-        when `start_tls` fails, but tells the TLS protocol it had swapped in, not the stream the
-        transport still holds, so nats-py's `wait_closed` on that stream never returned: a client
-        without the right CA hung for good instead of hearing "certificate verify failed". The
-        stream is closed here and dropped, so nothing waits on it."""
-        try:
-            await super()._process_connect_init()
-        except (OSError, TimeoutError):
-            transport = self._transport
-            if isinstance(transport, TcpTransport):
-                with contextlib.suppress(Exception):
-                    transport.close()
-                transport._io_writer = transport._io_reader = None
-            raise
-
-    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
-        if initial_connection and self.tls_asked and not info.get("tls_required"):
-            raise TlsNotOffered()
-        await super()._process_info(info, initial_connection)
 
     async def _process_pong(self) -> None:
         if self._pongs:
@@ -313,9 +290,49 @@ class _Connection(NATS):
             self._pongs_received += 1
             self._pings_outstanding = 0
 
+    # -- TLS: whether it was asked for, and with a client certificate (set by _connect_once)
+    tls_asked = False
+    tls_client_cert = False
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        """With TLS asked for, a server that does not offer it is refused before anything
+        (credentials above all) is sent in plain text: nats-py upgrades a connection only when
+        the server requires TLS, and otherwise carries on unencrypted, whatever the URL said."""
+        if initial_connection and self.tls_asked and not info.get("tls_required"):
+            raise TlsNotOffered()
+        await super()._process_info(info, initial_connection)
+
+    async def _process_connect_init(self) -> None:
+        """A failed TLS handshake fails the attempt, in words, instead of hanging it.
+
+        asyncio closes the socket when `start_tls` fails, but tells the TLS protocol it had
+        swapped in, not the stream the transport still holds, so nats-py's `wait_closed` on that
+        stream never returned: a client without the right CA hung for good instead of hearing
+        "certificate verify failed". The stream is closed here and dropped, so nothing waits on it.
+        """
+        try:
+            await super()._process_connect_init()
+        except (OSError, TimeoutError) as err:
+            transport = self._transport
+            if isinstance(transport, TcpTransport):
+                with contextlib.suppress(Exception):
+                    transport.close()
+                transport._io_writer = transport._io_reader = None
+            why = tlsclient.explain(err, asked=self.tls_asked, client_cert=self.tls_client_cert)
+            if why is None:
+                raise
+            raise TlsMisfit(why, curable=not tlsclient.cannot_cure(err)) from err
+
+
+def _cannot_cure(err: BaseException) -> bool:
+    """A refused authorization, or TLS that does not fit: no amount of waiting changes them."""
+    if isinstance(err, TlsMisfit):
+        return not err.curable
+    return isinstance(err, nats.errors.AuthorizationError | TlsNotOffered)
+
 
 def _describe(err: BaseException) -> str:
-    return tlsclient.describe(err) or str(err).strip() or type(err).__name__
+    return str(err).strip() or type(err).__name__
 
 
 def _url(nc: NATS) -> str:
