@@ -70,7 +70,8 @@ async def restore(
     content = backupfile.read(file)  # the whole file is checked before anything is written
     outcome: Counter[str] = Counter()
     async with session() as s:
-        restorer = _Restorer(s.client, overwrite=overwrite)
+        leaving = _namespaces_being_deleted(content.objects)
+        restorer = _Restorer(s.client, overwrite=overwrite, leaving=leaving)
         for obj in restoreplan.order(content.objects):
             outcome[await restorer.restore(obj)] += 1
     print(
@@ -82,9 +83,10 @@ async def restore(
 
 
 class _Restorer:
-    def __init__(self, client: Client, *, overwrite: bool) -> None:
+    def __init__(self, client: Client, *, overwrite: bool, leaving: set[str]) -> None:
         self.client = client
         self.overwrite = overwrite
+        self.leaving = leaving
         self.new_uids: dict[str, str] = {}  # backed-up uid -> uid of the object restored in its place
 
     async def restore(self, obj: Resource) -> str:
@@ -95,6 +97,9 @@ class _Restorer:
             target += f" -n {obj.metadata.namespace}"
         if obj.metadata.deletion_timestamp is not None:
             print(f"{target} skipped (it was being deleted)", flush=True)
+            return "skipped"
+        if info.namespaced and obj.metadata.namespace in self.leaving:
+            print(f"{target} skipped (its namespace was being deleted)", flush=True)
             return "skipped"
         try:
             outcome, stored = await self._write(info, obj)
@@ -130,6 +135,10 @@ class _Restorer:
             outcome = "replaced"
         self.new_uids[obj.metadata.uid] = stored.metadata.uid
         return outcome, stored
+
+
+def _namespaces_being_deleted(objects: list[Resource]) -> set[str]:
+    return {o.metadata.name for o in objects if o.kind == "Namespace" and o.metadata.deletion_timestamp}
 
 
 _SAID = {"created": "created", "replaced": "replaced", "exists": "already exists (left unchanged)"}
