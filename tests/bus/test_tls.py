@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from bus import natsserver, tlsfiles
 from bus.client import Client
-from bus.connection import Credentials, connect, discover
+from bus.connection import Credentials, connect, discover, link
 from bus.errors import BadRequest, Unavailable
 from bus.meta import ObjectMeta
 from bus.resources import Namespace
@@ -261,3 +261,31 @@ async def test_unusable_files_are_named(tls_server: str, pki: tlsfiles.TlsFiles,
         await connect(tls_server, name="t", credentials=Credentials(tls=TlsOptions(missing)))
     with pytest.raises(BadRequest, match="--tls-cert and --tls-key go together"):
         await connect(tls_server, name="t", credentials=Credentials(tls=TlsOptions(None, str(pki.ca.cert))))
+
+
+async def test_a_tls_connection_survives_its_server_restarting(
+    pki: tlsfiles.TlsFiles, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The handshake step the connection overrides serves reconnects too: after a restart of the
+    server the same connection is back, over TLS, and carries messages."""
+    data = tmp_path_factory.mktemp("tls-restart")
+    assert pki.server_fragment is not None
+    config = tls_config(data, pki.server_fragment)
+    server = await asyncio.to_thread(natsserver.start, data, config=config, log_file=data / "nats.log")
+    try:
+        nc = await connect(server.url, name="test-tls", credentials=Credentials(tls=client_options(pki)))
+        try:
+            reconnected = asyncio.Event()
+            link(nc).on_reconnect(reconnected.set)
+            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(server.start_again)
+            async with asyncio.timeout(20):
+                await reconnected.wait()
+            sub = await nc.subscribe("after.restart")
+            await nc.publish("after.restart", b"again")
+            assert (await sub.next_msg(timeout=5)).data == b"again"
+            assert nc.connected_url is not None and nc.connected_url.scheme == "tls"
+        finally:
+            await nc.close()
+    finally:
+        server.stop()
