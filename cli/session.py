@@ -1,7 +1,8 @@
 """Connection settings shared by every command, and the async session they open.
 
 Settings come from the global options (`steer --nats URL get pods`) or the environment
-(`STEER_NATS`, `STEER_CREDS`), defaulting to the embedded cluster of `steer up`.
+(`STEER_NATS`, `STEER_CREDS`, `STEER_TLS_CA`, `STEER_TLS_CERT`, `STEER_TLS_KEY`), defaulting
+to the embedded cluster of `steer up`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
 
+from bus import tlsclient
 from bus.client import Client
 from bus.connection import DEFAULT_URL, Credentials, connect
 from bus.store import Store
@@ -24,7 +26,9 @@ from cli.errors import stderr
 class Settings:
     servers: str = field(default_factory=lambda: os.environ.get("STEER_NATS", DEFAULT_URL))
     credentials: Credentials = field(
-        default_factory=lambda: Credentials(creds_file=os.environ.get("STEER_CREDS"))
+        default_factory=lambda: Credentials(
+            creds_file=os.environ.get("STEER_CREDS"), tls=tlsclient.from_env()
+        )
     )
     timeout: float = 10.0
 

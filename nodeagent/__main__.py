@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from bus import tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
 from nodeagent.agent import run
@@ -23,6 +24,7 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     parser.add_argument("--taints", default="", help="k=v:NoSchedule,...")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
     parser.add_argument("--creds", help="NATS credentials file")
+    tlsclient.add_arguments(parser)
     parser.add_argument(
         "--data-dir", default=".steer/nodes", help="where the process runtime keeps its files"
     )
@@ -68,7 +70,7 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
             address=args.address,
             runtime=args.runtime,
             servers=args.nats,
-            credentials=Credentials(creds_file=args.creds),
+            credentials=Credentials(creds_file=args.creds, tls=tlsclient.from_args(args)),
             capacity=parse_capacity(args.capacity) if args.capacity else default_capacity(),
             labels=parse_pairs(args.labels, "--labels"),
             taints=parse_taints(args.taints),
