@@ -173,6 +173,13 @@ class UpCluster:
             self.process.stdout.close()
         return code
 
+    def down(self) -> None:
+        """`steer down`: the containers the cluster's nodes made are removed, as a user would."""
+        command = [str(STEER)] if STEER.exists() else [sys.executable, "-m", "cli.main"]
+        subprocess.run(
+            [*command, "down", "--data-dir", str(self.data)], cwd=REPO, capture_output=True, check=False
+        )
+
     def leftovers(self) -> Iterator[Proc]:
         """Processes of this cluster still running (after `stop`, there must be none)."""
         yield from self.processes()

@@ -31,10 +31,11 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.client import Server
+from nats.aio.transport import TcpTransport
 from nats.micro.service import Service, ServiceConfig
 
 from bus import credentials as bus_credentials
-from bus import subjects
+from bus import subjects, tlsclient
 from bus.backoff import Backoff
 from bus.errors import Forbidden, Unavailable
 
@@ -55,12 +56,14 @@ MAX_OUTSTANDING_PINGS = 3
 
 @dataclass(frozen=True)
 class Credentials:
-    """How to authenticate: a .creds file, a user/password pair, or a token (all optional)."""
+    """How to authenticate: a .creds file, a user/password pair, or a token (all optional);
+    and `tls`, the CA that verifies the servers and the client certificate (bus/tlsclient.py)."""
 
     creds_file: str | None = None
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    tls: tlsclient.TlsOptions = tlsclient.TlsOptions()
 
 
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.IGNORECASE)
@@ -203,7 +206,7 @@ async def connect(
             if _is_refusal(failed.cause):
                 raise bus_credentials.CredentialsError(_refused(where, credential)) from None
             message = f"cannot connect to NATS at {where}: {_describe(failed.cause)}"
-            if not wait:
+            if not wait or _cannot_cure(failed.cause):
                 raise Unavailable(message) from None
             if not waiting:
                 log.warning("%s; waiting for it (retrying every %gs at most)", message, WAIT_CAP)
@@ -306,6 +309,12 @@ async def _connect_once(
         "closed_cb": on_closed,
         "error_cb": on_error,
     }
+    if creds.tls.given:
+        options["tls"] = tlsclient.context(creds.tls)
+        if creds.tls.hostname:
+            options["tls_hostname"] = creds.tls.hostname
+    nc.tls_asked = tlsclient.wanted(creds.tls, urls)
+    nc.tls_client_cert = bool(creds.tls.cert_file)
     try:
         # Bounded: a server that accepts but never answers must not hold us forever.
         await asyncio.wait_for(nc.connect(**options), timeout=2 * connect_timeout + 1.0)
@@ -320,6 +329,24 @@ async def _connect_once(
     _links[nc] = state
     state.connected.set()
     return nc
+
+
+class TlsNotOffered(nats.errors.Error):
+    def __str__(self) -> str:
+        return "TLS was asked for (tls:// or --tls-* options) but the server does not require TLS"
+
+
+class TlsMisfit(nats.errors.Error):
+    """A TLS handshake that failed, in words (bus/tlsclient.py); `curable` if waiting may help
+    (the link broke), not when a certificate does not fit."""
+
+    def __init__(self, why: str, *, curable: bool) -> None:
+        super().__init__(why)
+        self.why = why
+        self.curable = curable
+
+    def __str__(self) -> str:
+        return self.why
 
 
 class _Connection(NATS):
@@ -380,6 +407,46 @@ class _Connection(NATS):
                 future.set_result(True)
             self._pongs_received += 1
             self._pings_outstanding = 0
+
+    # -- TLS: whether it was asked for, and with a client certificate (set by _connect_once)
+    tls_asked = False
+    tls_client_cert = False
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        """With TLS asked for, a server that does not offer it is refused before anything
+        (credentials above all) is sent in plain text: nats-py upgrades a connection only when
+        the server requires TLS, and otherwise carries on unencrypted, whatever the URL said."""
+        if initial_connection and self.tls_asked and not info.get("tls_required"):
+            raise TlsNotOffered()
+        await super()._process_info(info, initial_connection)
+
+    async def _process_connect_init(self) -> None:
+        """A failed TLS handshake fails the attempt, in words, instead of hanging it.
+
+        asyncio closes the socket when `start_tls` fails, but tells the TLS protocol it had
+        swapped in, not the stream the transport still holds, so nats-py's `wait_closed` on that
+        stream never returned: a client without the right CA hung for good instead of hearing
+        "certificate verify failed". The stream is closed here and dropped, so nothing waits on it.
+        """
+        try:
+            await super()._process_connect_init()
+        except (OSError, TimeoutError) as err:
+            transport = self._transport
+            if isinstance(transport, TcpTransport):
+                with contextlib.suppress(Exception):
+                    transport.close()
+                transport._io_writer = transport._io_reader = None
+            why = tlsclient.explain(err, asked=self.tls_asked, client_cert=self.tls_client_cert)
+            if why is None:
+                raise
+            raise TlsMisfit(why, curable=not tlsclient.cannot_cure(err)) from err
+
+
+def _cannot_cure(err: BaseException) -> bool:
+    """A refused authorization, or TLS that does not fit: no amount of waiting changes them."""
+    if isinstance(err, TlsMisfit):
+        return not err.curable
+    return isinstance(err, nats.errors.AuthorizationError | TlsNotOffered)
 
 
 def _describe(err: BaseException) -> str:

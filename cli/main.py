@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Annotated
 
 import typer
 
+from bus.tlsclient import TlsOptions
 from cli import (
     apply,
+    backup,
     cluster,
     credentials,
     down,
@@ -18,6 +21,7 @@ from cli import (
     resources,
     rollout,
     scale,
+    tlsinit,
     top,
     up,
     wait,
@@ -49,11 +53,23 @@ def options(
         ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each API request.")] = 10.0,
+    tls_ca: Annotated[
+        str | None, typer.Option("--tls-ca", envvar="STEER_TLS_CA", help="CA verifying NATS servers.")
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", envvar="STEER_TLS_CERT", help="Client certificate for NATS.")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option("--tls-key", envvar="STEER_TLS_KEY", help="Key of the client certificate.")
+    ] = None,
 ) -> None:
     if nats:
         settings.servers = nats
     if creds:
-        settings.credentials = type(settings.credentials)(creds_file=creds)
+        settings.credentials = dataclasses.replace(settings.credentials, creds_file=creds)
+    if tls_ca or tls_cert or tls_key:
+        tls = TlsOptions(tls_ca, tls_cert, tls_key)
+        settings.credentials = dataclasses.replace(settings.credentials, tls=tls)
     if timeout <= 0:
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     settings.timeout = timeout
@@ -75,9 +91,12 @@ app.command()(wait.wait)
 app.command()(up.up)
 app.command()(down.down)
 app.command()(cluster.status)
+app.command()(backup.backup)
+app.command()(backup.restore)
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(top.app, name="top")
 app.add_typer(credentials.app, name="credentials")
+app.add_typer(tlsinit.app, name="tls")
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

@@ -1,7 +1,8 @@
 """Connection settings shared by every command, and the async session they open.
 
 Settings come from the global options (`steer --nats URL get pods`) or the environment
-(`STEER_NATS`, `STEER_CREDS`), defaulting to the embedded cluster of `steer up`.
+(`STEER_NATS`, `STEER_CREDS`, `STEER_TLS_CA`, `STEER_TLS_CERT`, `STEER_TLS_KEY`), defaulting
+to the embedded cluster of `steer up`.
 
 The credential is found as kubectl finds its kubeconfig: `--creds FILE`, else `STEER_CREDS`,
 else the admin credential of a `steer up` run from this directory (`.steer/credentials/admin.nk`),
@@ -12,6 +13,7 @@ cluster run with `steer up --insecure`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 
 from bus import credentials as bus_credentials
+from bus import tlsclient
 from bus.client import Client
 from bus.connection import DEFAULT_URL, Credentials, connect
 from bus.store import Store
@@ -31,7 +34,9 @@ from cli.errors import stderr
 class Settings:
     servers: str = field(default_factory=lambda: os.environ.get("STEER_NATS", DEFAULT_URL))
     credentials: Credentials = field(
-        default_factory=lambda: Credentials(creds_file=os.environ.get("STEER_CREDS"))
+        default_factory=lambda: Credentials(
+            creds_file=os.environ.get("STEER_CREDS"), tls=tlsclient.from_env()
+        )
     )
     timeout: float = 10.0
 
@@ -72,7 +77,7 @@ def credentials() -> Credentials:
         return settings.credentials
     for candidate in (LOCAL_CREDENTIALS, user_credentials()):
         if candidate.is_file():
-            return Credentials(creds_file=str(candidate))
+            return dataclasses.replace(settings.credentials, creds_file=str(candidate))
     return settings.credentials
 
 

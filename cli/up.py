@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -32,7 +33,7 @@ from rich.live import Live
 from rich.table import Table
 
 from bus import natsserver
-from bus.connection import ComponentInfo, Credentials, discover
+from bus.connection import ComponentInfo, discover
 from bus.errors import SteerError, Timeout, Unavailable
 from bus.meta import is_true
 from bus.resources import Namespace, Node
@@ -250,7 +251,7 @@ class _Up:
             settings.servers = cluster.url
             if cluster.credentials is not None:
                 admin = cluster.credentials.credential_file(registry.ADMIN)
-                settings.credentials = Credentials(creds_file=str(admin))
+                settings.credentials = dataclasses.replace(settings.credentials, creds_file=str(admin))
                 tasks.create_task(self._reload_on_change(cluster.credentials.authorization_file))
             async with session() as s:
                 await _wait_for_api(s, cluster.services[0])

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from bus import credentials
+from bus import credentials, tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
 from nodeagent.agent import run
@@ -26,6 +26,7 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     parser.add_argument(
         "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
     )
+    tlsclient.add_arguments(parser)
     parser.add_argument(
         "--data-dir", default=".steer/nodes", help="where the process runtime keeps its files"
     )
@@ -71,7 +72,7 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
             address=args.address,
             runtime=args.runtime,
             servers=args.nats,
-            credentials=Credentials(creds_file=args.creds),
+            credentials=Credentials(creds_file=args.creds, tls=tlsclient.from_args(args)),
             capacity=parse_capacity(args.capacity) if args.capacity else default_capacity(),
             labels=parse_pairs(args.labels, "--labels"),
             taints=parse_taints(args.taints),

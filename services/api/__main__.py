@@ -6,6 +6,7 @@ import argparse
 import sys
 from datetime import timedelta
 
+from bus import tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
 from bus.store import StoreConfig
@@ -18,6 +19,7 @@ def parse_args(argv: list[str]) -> ApiConfig:
     parser.add_argument(
         "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
     )
+    tlsclient.add_arguments(parser)
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--token")
@@ -37,7 +39,9 @@ def parse_args(argv: list[str]) -> ApiConfig:
     store.ttl["events"] = args.event_retention
     return ApiConfig(
         servers=args.nats,
-        credentials=Credentials(args.creds, args.user, args.password, args.token),
+        credentials=Credentials(
+            args.creds, args.user, args.password, args.token, tls=tlsclient.from_args(args)
+        ),
         store=store,
         event_retention=timedelta(seconds=args.event_retention),
     )

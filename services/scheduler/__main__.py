@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bus import tlsclient
 from bus.connection import Credentials
 from bus.leader import add_election_arguments, election_arguments
 from bus.runner import run_service
@@ -17,12 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
     )
+    tlsclient.add_arguments(parser)
     add_election_arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     duration, renew = election_arguments(parser, args)
     config = SchedulerConfig(
         servers=args.nats,
-        credentials=Credentials(creds_file=args.creds),
+        credentials=Credentials(creds_file=args.creds, tls=tlsclient.from_args(args)),
         lease_duration=duration,
         renew_every=renew,
     )
