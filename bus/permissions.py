@@ -103,9 +103,11 @@ class Permissions:
 def permissions(identity: Identity, everyone: Iterable[Identity] = ()) -> Permissions:
     """What `identity` may do; `everyone` (the registry) matters to node agents, which answer
     log requests into the inboxes of the identities that may ask for them."""
-    own = Permissions(subscribe=[subjects.inbox_pattern(identity.name)])
+    # Users answer nothing; components answer requests (`allow_responses`) and `steer status`.
+    own = Permissions(subscribe=[subjects.inbox_pattern(identity.name)], allow_responses=False)
     if identity.role not in USER_ROLES:
-        own.subscribe.append(subjects.MICRO_ALL)  # components answer `steer status`
+        own.allow_responses = True
+        own.subscribe.append(subjects.MICRO_ALL)
     match identity.role:
         case "api":
             own.add(_api())
