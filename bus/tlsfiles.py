@@ -94,6 +94,18 @@ def make_tls(
     return TlsFiles(root, ca_pair, server, clients, server_fragment, routes_fragment)
 
 
+def add_client(directory: str | Path, identity: str, *, days: int = DEFAULT_DAYS) -> Pair:
+    """A client certificate for one more identity, from the CA `make_tls` made in `directory`;
+    the server certificate and the other identities' stay as they are."""
+    if not _IDENTITY.match(identity) or identity in {"ca", "server"}:
+        raise BadRequest(f'identity "{identity}" cannot name a certificate file')
+    root = Path(directory)
+    ca_cert, ca_key = _load_or_make_ca(Pair(root / "ca.pem", root / "ca-key.pem"))
+    pair = Pair(root / f"{identity}.pem", root / f"{identity}-key.pem")
+    _issue(pair, ca_cert, ca_key, common_name=identity, hosts=[], server=False, days=days)
+    return pair
+
+
 def tls_block(files: TlsFiles, *, verify: bool) -> str:
     """A nats-server `tls { }` block with the server's certificate and the CA.
 

@@ -26,6 +26,23 @@ app = typer.Typer(help="Make and manage credentials (nkeys) and the NATS authori
 Directory = Annotated[Path, typer.Option("--dir", help="The credentials directory.")]
 
 
+def _tls_directory(directory: Path) -> Path:
+    return directory / "tls"
+
+
+def _issue_certificates(reg: registry.Registry, directory: Path, hosts: list[str]) -> list[str]:
+    """A client certificate for every identity (and the CA and server certificate, once), when
+    the cluster uses TLS: `init --tls` made its CA, and add-user/add-node/revoke keep it in step."""
+    from bus.tlsfiles import make_tls  # only here: cryptography is slow to import for every command
+
+    files = make_tls(_tls_directory(directory), sorted(reg.identities), hosts=hosts)
+    return [
+        f"TLS: CA {files.ca.cert}, server certificate {files.server.cert}, a client certificate per "
+        f"identity in {files.directory}; include {files.server_fragment} in each server's config "
+        f"and {files.routes_fragment} in its cluster {{}} block"
+    ]
+
+
 def _done(reg: registry.Registry, changed: bool, lines: list[str]) -> None:
     for line in lines:
         stdout.print(line, markup=False, highlight=False)
@@ -43,6 +60,11 @@ def init(
     directory: Directory = DEFAULT_DIR,
     nodes: Annotated[int, typer.Option(help="Node credentials to make: PREFIX-1 ... PREFIX-N.")] = 0,
     node_prefix: Annotated[str, typer.Option(help="Node names are PREFIX-1, PREFIX-2, ...")] = "node",
+    tls: Annotated[bool, typer.Option("--tls", help="Also make a CA and certificates.")] = False,
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="With --tls: a name or address the servers are reached at (repeat)."),
+    ] = None,
 ) -> None:
     """Make the credentials of a cluster: api, scheduler, controllers, admin, and nodes."""
     try:
@@ -52,12 +74,13 @@ def init(
         if names and (problems := dns1123_label(names[-1])):
             raise BadRequest(f'--node-prefix "{node_prefix}" makes invalid node names: {"; ".join(problems)}')
         reg, changed = registry.ensure_cluster(directory, names)
+        lines = [f"{i.name} ({i.role}): {reg.credential_file(i.name)}" for i in reg.identities.values()]
+        if tls:
+            lines += _issue_certificates(reg, directory, hosts or [])
     except SteerError as err:
         report(err)
         raise typer.Exit(1) from None
-    _done(
-        reg, changed, [f"{i.name} ({i.role}): {reg.credential_file(i.name)}" for i in reg.identities.values()]
-    )
+    _done(reg, changed, lines)
 
 
 @app.command("add-user")
@@ -106,10 +129,17 @@ def revoke(
         reg = registry.load(directory)
         reg.revoke(name)
         changed = reg.save()
+        lines = [f'revoked "{name}"']
+        if (certificate := _tls_directory(directory) / f"{name}.pem").exists():
+            # A certificate from the cluster's CA would still let its holder connect over TLS;
+            # the revoked nkey is what keeps it out, and the files go with it.
+            certificate.unlink()
+            (_tls_directory(directory) / f"{name}-key.pem").unlink(missing_ok=True)
+            lines.append(f"removed its certificate {certificate}")
     except SteerError as err:
         report(err)
         raise typer.Exit(1) from None
-    _done(reg, changed, [f'revoked "{name}"'])
+    _done(reg, changed, lines)
 
 
 def _add(directory: Path, name: str, role: Role, namespaces: tuple[str, ...]) -> None:
@@ -122,4 +152,10 @@ def _add(directory: Path, name: str, role: Role, namespaces: tuple[str, ...]) ->
     changed = reg.save()
     path = reg.credential_file(name)
     what = f"{identity.role}" + (f" in {', '.join(namespaces)}" if namespaces else "")
-    _done(reg, changed, [f"{name} ({what}): {path}" if made else f"{name} exists: {path}"])
+    lines = [f"{name} ({what}): {path}" if made else f"{name} exists: {path}"]
+    if made and (_tls_directory(directory) / "ca.pem").exists():
+        from bus.tlsfiles import add_client  # only here: cryptography is slow to import
+
+        pair = add_client(_tls_directory(directory), name)
+        lines.append(f"{name}: TLS client certificate {pair.cert} (key {pair.key})")
+    _done(reg, changed, lines)

@@ -140,3 +140,23 @@ def test_the_cli_finds_the_admin_credential_as_kubectl_finds_its_config(
     loose.chmod(0o644)
     done = steer("--nats", secure.url, "--creds", str(loose), "get", "pods", "-n", "mine")
     assert done.returncode == 0 and "chmod 600" in done.stderr
+
+
+def test_init_with_tls_keeps_a_certificate_per_identity(tmp_path: Path) -> None:
+    directory = tmp_path / "creds"
+    done = steer("credentials", "init", "--dir", str(directory), "--nodes", "1", "--tls", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    tls = directory / "tls"
+    identities = {"api", "scheduler", "controllers", "admin", "node-1"}
+    assert {p.stem for p in tls.glob("*.pem") if not p.stem.endswith("-key")} == identities | {"ca", "server"}
+    assert (tls / "tls.conf").exists() and (tls / "routes-tls.conf").exists()
+    server_before = (tls / "server.pem").read_bytes()
+
+    done = steer("credentials", "add-user", "alice", "--role", "view", "--dir", str(directory))
+    assert done.returncode == 0, done.stderr
+    assert (tls / "alice.pem").exists() and stat.S_IMODE((tls / "alice-key.pem").stat().st_mode) == 0o600
+    assert (tls / "server.pem").read_bytes() == server_before  # the servers' certificate stays
+
+    done = steer("credentials", "revoke", "alice", "--dir", str(directory))
+    assert done.returncode == 0, done.stderr
+    assert not (tls / "alice.pem").exists() and not (tls / "alice-key.pem").exists()
