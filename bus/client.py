@@ -19,9 +19,10 @@ from nats.aio.msg import Msg
 
 from bus import kinds, subjects
 from bus.codec import encode
-from bus.connection import link
+from bus.connection import Denied, link
 from bus.errors import (
     BadRequest,
+    Forbidden,
     Internal,
     NotFound,
     Status,
@@ -87,6 +88,8 @@ class Client:
             raise TooLarge(too_large(len(body), limit))
         try:
             msg = await self._round_trip(subject, body)
+        except Denied as denied:
+            raise Forbidden(forbidden_message(denied.identity, verb, info, namespace)) from None
         except nats.errors.NoRespondersError:
             raise Unavailable("no API server is running (nothing answers on the bus)") from None
         except nats.errors.TimeoutError:
@@ -267,6 +270,18 @@ class Client:
     async def delete(self, cls: type[R], name: str, namespace: str = "default", **options: Any) -> R:
         info = kinds.BY_KIND[cls.__name__]
         return await self.delete_kind(info, name, namespace, **options)  # type: ignore[return-value]
+
+
+def forbidden_message(identity: str, verb: str, info: kinds.KindInfo, namespace: str) -> str:
+    """kubectl's words for a request NATS permissions refused."""
+    who = f'user "{identity}"' if identity else "this connection"
+    if not info.namespaced or not namespace:
+        where = "at the cluster scope"
+    elif namespace == subjects.ALL:
+        where = "across all namespaces"
+    else:
+        where = f'in the namespace "{namespace}"'
+    return f"{who} cannot {verb} {info.qualified_plural} {where}"
 
 
 def too_large(size: int, limit: int) -> str:

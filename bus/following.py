@@ -47,6 +47,21 @@ FOLLOW_CONSUMER_TTL = 10.0
 HEARTBEAT = 2.0
 
 
+class NamedConsumer(ConsumerConfig):
+    """A consumer config named after its deliver subject (a fresh inbox, so a fresh name).
+
+    A named consumer is created on `$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`, and
+    nats-server checks the filter in the body against the subject: so NATS permissions can
+    confine a reader to the subjects (KV keys of a namespace) it may read. nats-py's ordered
+    consumer makes a new consumer after a gap by setting a new deliver subject and sending the
+    same config: the name changes with it, so the new consumer never clashes with the old."""
+
+    def __setattr__(self, field: str, value: object) -> None:
+        super().__setattr__(field, value)
+        if field == "deliver_subject" and isinstance(value, str) and value:
+            super().__setattr__("name", value.rsplit(".", 1)[-1])
+
+
 class Marker(Enum):
     LOST = "lost"
     CAUGHT_UP = "caught-up"
@@ -177,7 +192,7 @@ async def _subscribe(
 ) -> tuple[JetStreamContext.PushSubscription, int]:
     """A new ordered consumer, from the start or right after sequence `after`; and how many
     messages it has to deliver before it is caught up."""
-    config = ConsumerConfig(
+    config = NamedConsumer(
         deliver_subject=js._nc.new_inbox(),
         filter_subject=subject,
         ack_policy=AckPolicy.NONE,

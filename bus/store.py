@@ -27,8 +27,10 @@ from bus import kinds, subjects
 from bus.buckets import MAX_CONSUMERS as MAX_CONSUMERS  # for bus.metrics
 from bus.buckets import Buckets
 from bus.buckets import StoreConfig as StoreConfig
+from bus.client import forbidden_message
 from bus.codec import encode
-from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
+from bus.connection import Denied
+from bus.errors import AlreadyExists, Conflict, Forbidden, NotFound, SteerError
 from bus.failures import translate
 from bus.following import CAUGHT_UP, LOST, RESTARTED, Marker, follow
 from bus.following import ONE_SHOT_CONSUMER_TTL as ONE_SHOT_CONSUMER_TTL  # for bus.metrics
@@ -134,12 +136,14 @@ class Store:
     async def get(self, cls: type[R], namespace: str, name: str) -> R:
         """The object; NotFound, or UnreadableError if its stored value cannot be read."""
         info = kinds.BY_KIND[cls.__name__]
-        kv = await self.bucket(info)
         key = subjects.key(namespace, name)
         try:
+            kv = await self.bucket(info)
             entry = await kv.get(key)
         except nats.js.errors.KeyNotFoundError:
             raise NotFound(not_found_message(info, name)) from None
+        except Denied as denied:
+            raise Forbidden(forbidden_message(denied.identity, "get", info, namespace)) from None
         assert entry.revision is not None
         read = self._read(info, kv._name, key, entry.value or b"", entry.revision)
         if isinstance(read, UnreadableEntry):
@@ -169,6 +173,26 @@ class Store:
         return items, revision
 
     async def watch(
+        self,
+        cls: type[R],
+        namespace: str = subjects.ALL,
+        *,
+        initial_only: bool = False,
+        unreadable: OnUnreadable | None = None,
+    ) -> AsyncGenerator[WatchEvent, None]:
+        """List-then-watch (`_watch`); Forbidden, in kubectl's words, when the server's
+        permissions refuse this identity the bucket or the namespace."""
+        events = self._watch(cls, namespace, initial_only=initial_only, unreadable=unreadable)
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
+        except Denied as denied:
+            info = kinds.BY_KIND[cls.__name__]
+            verb = "list" if initial_only else "watch"
+            raise Forbidden(forbidden_message(denied.identity, verb, info, namespace)) from None
+
+    async def _watch(
         self,
         cls: type[R],
         namespace: str = subjects.ALL,

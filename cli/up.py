@@ -1,10 +1,13 @@
 """`steer up`: a whole local cluster from one command, supervised until it is stopped.
 
-In order: claim the data dir (datadir.py), check the bus port (portowner.py), start nats-server
-and wait until it listens, then the API replicas, the scheduler and the controllers; once the
-API answers, the node agents (so that they register at once); once their Nodes are Ready, the
-manifests of `--apply`; then "ready". Every process is supervised (supervisor.py): restarted
-whenever it exits, and killed by the kernel if `steer up` dies.
+In order: claim the data dir (datadir.py), check the bus port (portowner.py), make the cluster's
+credentials (`<data-dir>/credentials`, cli/registry.py) unless `--insecure`, start nats-server
+with their authorization file and wait until it listens, then the API replicas, the scheduler and
+the controllers; once the API answers, the node agents (so that they register at once); once their
+Nodes are Ready, the manifests of `--apply`; then "ready". Every process is supervised
+(supervisor.py): restarted whenever it exits, and killed by the kernel if `steer up` dies. Each
+runs with its own credential; the CLI finds the admin's by itself (cli/session.py). When the
+authorization file changes (`steer credentials add-user`...), the server is told to reload it.
 
 SIGINT, SIGTERM and SIGHUP (the terminal closed) stop the cluster: node agents first, then the
 other services, the bus last; a second signal kills them at once. The pods' containers are left
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -34,7 +38,7 @@ from bus.errors import SteerError, Timeout, Unavailable
 from bus.meta import is_true
 from bus.resources import Namespace, Node
 from bus.validation.rules import dns1123_label
-from cli import datadir, manifests, portowner
+from cli import datadir, manifests, portowner, registry
 from cli.apply import apply_manifest
 from cli.datadir import UpRecord
 from cli.errors import report, run_async
@@ -47,6 +51,7 @@ API_START_TIMEOUT = 60.0
 BUS_START_TIMEOUT = 30.0
 STOP_GRACE = 30.0  # seconds each group of processes has to stop before SIGKILL
 STATUS_REFRESH = 1.0
+AUTHORIZATION_CHECK = 1.0  # seconds between looks at the authorization file
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -59,6 +64,7 @@ class LocalCluster:
     bus: Child
     services: list[Child]
     agents: list[Child]
+    credentials: registry.Registry | None = None  # None: --insecure
 
     @property
     def children(self) -> list[Child]:
@@ -106,6 +112,12 @@ async def up(
     apply: Annotated[
         list[str] | None, typer.Option("--apply", "-f", help="Manifests to apply once the API is up.")
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="No credentials: any local connection may do anything (the bus is unguarded)."
+        ),
+    ] = False,
 ) -> int:
     """Run a local cluster: embedded NATS, then every service, supervised until Ctrl-C."""
     for option, replicas in (
@@ -135,23 +147,41 @@ async def up(
         portowner.ensure_free(HOST, port)
         names = [f"{node_prefix}-{i + 1}" for i in range(nodes)]
         counts = {"api": api_replicas, "scheduler": scheduler_replicas, "controllers": controllers_replicas}
-        cluster = _cluster(data_dir, port=port, replicas=counts, node_names=names, runtime=runtime)
+        creds = None if insecure else registry.ensure_cluster(data_dir / "credentials", names)[0]
+        cluster = _cluster(
+            data_dir, port=port, replicas=counts, node_names=names, runtime=runtime, credentials=creds
+        )
         return await _Up(cluster, backoff).run(apply or [])
 
 
 def _cluster(
-    data_dir: Path, *, port: int, replicas: dict[str, int], node_names: list[str], runtime: str
+    data_dir: Path,
+    *,
+    port: int,
+    replicas: dict[str, int],
+    node_names: list[str],
+    runtime: str,
+    credentials: registry.Registry | None = None,
 ) -> LocalCluster:
     logs, url = data_dir / "logs", f"nats://{HOST}:{port}"
+    config = natsserver.REPO_CONF
+    if credentials is not None:
+        config = natsserver.config_with(data_dir / "nats" / "server.conf", [credentials.authorization_file])
+
+    def creds(identity: str) -> list[str]:
+        return ["--creds", str(credentials.credential_file(identity))] if credentials is not None else []
+
     bus = Child(
         "nats",
-        natsserver.command(data_dir / "nats", port=port, host=HOST),
+        natsserver.command(data_dir / "nats", port=port, host=HOST, config=config),
         logs / "nats.log",
         explain=lambda: portowner.why_busy(HOST, port),
     )
     python = [sys.executable, "-m"]
     services = [
-        Child(f"api-{i + 1}", [*python, "services.api", "--nats", url], logs / f"api-{i + 1}.log")
+        Child(
+            f"api-{i + 1}", [*python, "services.api", "--nats", url, *creds("api")], logs / f"api-{i + 1}.log"
+        )
         for i in range(replicas["api"])
     ]
     for service in ("scheduler", "controllers"):
@@ -160,16 +190,16 @@ def _cluster(
             name = service if count == 1 else f"{service}-{i + 1}"
             # A replica restarted under the same identity takes its leader lease back at once,
             # instead of waiting out the lease its killed predecessor held.
-            args = [*python, f"services.{service}", "--nats", url, "--instance", name]
+            args = [*python, f"services.{service}", "--nats", url, "--instance", name, *creds(service)]
             services.append(Child(name, args, logs / f"{name}.log"))
     agents = []
     for i, name in enumerate(node_names):
         # Separate port ranges: a container that binds 0.0.0.0 cannot collide with another node's.
         ports = f"{20000 + 500 * i}-{20000 + 500 * i + 499}"
         args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
-        args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports]
+        args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports, *creds(name)]
         agents.append(Child(name, [*python, *args], logs / f"{name}.log"))
-    return LocalCluster(data_dir, url, bus, services, agents)
+    return LocalCluster(data_dir, url, bus, services, agents, credentials)
 
 
 class _Up:
@@ -219,6 +249,10 @@ class _Up:
             for child in cluster.services:
                 self._launch(tasks, child)
             settings.servers = cluster.url
+            if cluster.credentials is not None:
+                admin = cluster.credentials.credential_file(registry.ADMIN)
+                settings.credentials = dataclasses.replace(settings.credentials, creds_file=str(admin))
+                tasks.create_task(self._reload_on_change(cluster.credentials.authorization_file))
             async with session() as s:
                 await _wait_for_api(s, cluster.services[0])
                 for child in cluster.agents:  # after the API, so that they register at once
@@ -226,8 +260,11 @@ class _Up:
                 await _wait_for_nodes(s, [child.name for child in cluster.agents])
                 for path in manifest_paths:
                     await _apply(s, path)
+                creds = settings.credentials.creds_file
                 _say(
-                    f"ready: export STEER_NATS={cluster.url}; try `steer get namespaces`; "
+                    f"ready: export STEER_NATS={cluster.url}"
+                    + (f" STEER_CREDS={creds}" if creds else "")
+                    + "; try `steer get namespaces`; "
                     "Ctrl-C stops the cluster (its pods keep running; `steer down` removes them)"
                 )
                 if stdout.is_terminal:
@@ -236,10 +273,31 @@ class _Up:
             self.failure = err
             self.stopping.set()
 
+    async def _reload_on_change(self, authorization: Path) -> None:
+        """Tell nats-server to reload when the authorization file changes (`steer credentials
+        add-user`, `revoke`...). Looked at every second: the file is small, and the standard
+        library has no portable file watch."""
+        last = _read(authorization)
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), AUTHORIZATION_CHECK)
+            current = _read(authorization)
+            if current != last and self.cluster.bus.process is not None:
+                last = current
+                natsserver.reload(self.cluster.bus.process)
+                _say(f"nats: {authorization} changed; reloaded")
+
     def _launch(self, tasks: asyncio.TaskGroup, child: Child) -> None:
         self.supervisor.start(child)
         _say(f"{child.name}: started (pid {child.pid}), log {child.log}")
         tasks.create_task(self.supervisor.keep_running(child))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 async def _until_listening(bus: Child, nats_dir: Path) -> None:

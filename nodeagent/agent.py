@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.client import Client
-from bus.connection import announce, close, connect, fail_when_closed, link
+from bus.connection import announce, close, connect, fail_when_closed, link, subscribe_checked
 from bus.errors import Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
@@ -278,7 +278,7 @@ async def _serve_pods(
     """The node and its pods, until cancelled: adopt, register, serve logs and exec, heartbeat."""
     config, nc, tasks = agent.config, agent.nc, agent.tasks
     registration = Registration(agent.client, config, version)
-    feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
+    feed = await subscribe_checked(nc, subjects.node_feed(config.name), cb=agent.on_feed)
     try:
         # Adopt first, register (Ready) after: nothing is placed here before we can run it.
         await _until_done(agent.adopt, "list this node's pods")
