@@ -207,6 +207,8 @@ async def test_a_healed_link_stops_the_replaced_pods_and_the_node_is_ready_again
 
         await asyncio.to_thread(cluster.net.heal, victim.host)
         await wait_for(store, Node, "", victim.name, node_ready, within=30)
+        # It learns what happened meanwhile by listing (the feed's messages of the time are lost).
+        await wait_for_line(victim.log, "re-listing pods", within=30)
         # The pods evicted while the node was away are stopped there and then deleted; the
         # replacements stay where they are. Exactly the Deployment's replicas, once each.
         everyone = {a.name for a in cluster.agents}
