@@ -328,7 +328,8 @@ def up_supervised(args: argparse.Namespace, tmp: Path, node: str) -> Iterator[tu
     port = free_port()
     prefix = node.rsplit("-", 1)[0]
     command = [sys.executable, "-m", "cli.main", "up", "--data-dir", str(tmp), "--port", str(port)]
-    command += ["--nodes", "1", "--runtime", args.runtime, "--node-prefix", prefix]
+    # --insecure: this measures a restart, and connects to the bus without a credential.
+    command += ["--nodes", "1", "--runtime", args.runtime, "--node-prefix", prefix, "--insecure"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     up = subprocess.Popen(
         command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -93,6 +93,7 @@ class UpCluster:
         command += ["--api-replicas", str(self.api_replicas)]
         command += ["--scheduler-replicas", str(self.standby_replicas)]
         command += ["--controllers-replicas", str(self.standby_replicas), *self.extra]
+        command += ["--insecure"]  # the harness connects to the bus itself, without a credential
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "STEER_LOG_LEVEL": "INFO"}
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
@@ -171,6 +172,13 @@ class UpCluster:
         if self.process.stdout is not None:
             self.process.stdout.close()
         return code
+
+    def down(self) -> None:
+        """`steer down`: the containers the cluster's nodes made are removed, as a user would."""
+        command = [str(STEER)] if STEER.exists() else [sys.executable, "-m", "cli.main"]
+        subprocess.run(
+            [*command, "down", "--data-dir", str(self.data)], cwd=REPO, capture_output=True, check=False
+        )
 
     def leftovers(self) -> Iterator[Proc]:
         """Processes of this cluster still running (after `stop`, there must be none)."""

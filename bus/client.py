@@ -16,12 +16,15 @@ from typing import Any, TypeVar
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from bus import kinds, subjects
 from bus.backoff import Backoff
 from bus.codec import encode
+from bus.connection import Denied, link
 from bus.errors import (
     BadRequest,
+    Forbidden,
     Internal,
     NotFound,
     Status,
@@ -43,7 +46,7 @@ from bus.protocol import (
     PatchRequest,
     PropagationPolicy,
 )
-from bus.retrying import RETRY_CAP, RETRY_FIRST, RETRY_WITHIN, retryable
+from bus.retrying import RETRY_CAP, RETRY_FIRST, RETRY_WITHIN, ReplyLost, retryable
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,9 @@ class Client:
         if len(body) > limit:
             raise TooLarge(too_large(len(body), limit))
         try:
-            msg = await self.nc.request(subject, body, timeout=self.timeout, headers=headers)
+            msg = await self._round_trip(subject, body, headers)
+        except Denied as denied:
+            raise Forbidden(forbidden_message(denied.identity, verb, info, namespace)) from None
         except nats.errors.NoRespondersError:
             raise Unavailable("no API server is running (nothing answers on the bus)") from None
         except nats.errors.TimeoutError:
@@ -150,6 +155,32 @@ class Client:
         if msg.headers and WARNING_HEADER in msg.headers:
             self.on_warning(msg.headers[WARNING_HEADER])
         return msg.data
+
+    async def _round_trip(self, subject: str, body: bytes, headers: dict[str, str] | None) -> Msg:
+        """`nc.request`, except that a request whose connection is lost while it waits fails at
+        once: its reply went into a dead link, or would come back over one, and the caller's
+        next try (over the new connection, or buffered until there is one) should not wait out
+        the timeout first. A node agent back from a network cut renews its Lease and lists its
+        pods at once, not a request timeout later."""
+        state = link(self.nc)
+        lost = False
+        try:
+            async with asyncio.timeout(None) as waiting:
+
+                def on_lost() -> None:
+                    nonlocal lost
+                    lost = True
+                    waiting.reschedule(asyncio.get_running_loop().time())
+
+                state.on_disconnect(on_lost)
+                try:
+                    return await self.nc.request(subject, body, timeout=self.timeout, headers=headers)
+                finally:
+                    state.forget(on_lost)
+        except TimeoutError:
+            if not lost:
+                raise  # nats-py's own: no reply within the timeout
+            raise ReplyLost("the connection to NATS was lost while waiting for the reply") from None
 
     # -- untyped, by kind (the CLI works with whatever kind the user names)
 
@@ -289,6 +320,18 @@ class Client:
     async def delete(self, cls: type[R], name: str, namespace: str = "default", **options: Any) -> R:
         info = kinds.BY_KIND[cls.__name__]
         return await self.delete_kind(info, name, namespace, **options)  # type: ignore[return-value]
+
+
+def forbidden_message(identity: str, verb: str, info: kinds.KindInfo, namespace: str) -> str:
+    """kubectl's words for a request NATS permissions refused."""
+    who = f'user "{identity}"' if identity else "this connection"
+    if not info.namespaced or not namespace:
+        where = "at the cluster scope"
+    elif namespace == subjects.ALL:
+        where = "across all namespaces"
+    else:
+        where = f'in the namespace "{namespace}"'
+    return f"{who} cannot {verb} {info.qualified_plural} {where}"
 
 
 def too_large(size: int, limit: int) -> str:

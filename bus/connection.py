@@ -5,6 +5,12 @@ outage of any length ends for every component within about a second of the serve
 nats-py still closes a connection for good on some server errors; `fail_when_closed` turns that
 into the end of the service, so its supervisor restarts it instead of leaving it alive and deaf.
 
+A connection made with a credential file (bus/credentials.py) uses its identity's own inbox prefix.
+A server that refuses the credential ends the connection for good, at once and without a storm
+of attempts: waiting cannot cure it. A request the server's permissions deny does not wait for its
+timeout either: nats-server says so asynchronously (`-ERR 'Permissions Violation for Publish to
+"..."'`), and `request` races the reply against that error for its subject (`Denied`).
+
 Every component registers a micro service (`steer-api`, `steer-scheduler`, ...), so standard NATS
 tooling (`nats micro ls`) and `steer status` can list, ping and read the stats of each live one.
 """
@@ -15,8 +21,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +31,13 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.client import Server
+from nats.aio.transport import TcpTransport
 from nats.micro.service import Service, ServiceConfig
 
-from bus import subjects
+from bus import credentials as bus_credentials
+from bus import subjects, tlsclient
 from bus.backoff import Backoff
-from bus.errors import Unavailable
+from bus.errors import Forbidden, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +56,34 @@ MAX_OUTSTANDING_PINGS = 3
 
 @dataclass(frozen=True)
 class Credentials:
-    """How to authenticate: a .creds file, a user/password pair, or a token (all optional)."""
+    """How to authenticate: a .creds file, a user/password pair, or a token (all optional);
+    and `tls`, the CA that verifies the servers and the client certificate (bus/tlsclient.py)."""
 
     creds_file: str | None = None
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    tls: tlsclient.TlsOptions = tlsclient.TlsOptions()
+
+
+_VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.IGNORECASE)
+
+
+class Denied(Forbidden):
+    """The server's permissions refused a publish or a subscription of this connection."""
+
+    def __init__(self, identity: str, action: str, subject: str) -> None:
+        who = f'user "{identity}"' if identity else "this connection"
+        verb = "publish to" if action == "publish" else "subscribe to"
+        super().__init__(f'{who} may not {verb} "{subject}"')
+        self.identity = identity
+        self.action = action
+        self.subject = subject
+
+
+def _is_refusal(err: BaseException) -> bool:
+    """Whether `err` is the server refusing who we are (not a permission on one subject)."""
+    return isinstance(err, nats.errors.AuthorizationError) or "authorization violation" in str(err).lower()
 
 
 class Link:
@@ -73,6 +104,7 @@ class Link:
         self.closed = asyncio.Event()
         self.deliberate = False
         self.reason = ""
+        self.identity = ""  # from the credential file, if any
         self._on_reconnect: list[Callable[[], None]] = []
         self._on_disconnect: list[Callable[[], None]] = []
         self._on_close: list[Callable[[], None]] = []
@@ -153,23 +185,34 @@ async def connect(
     credentials: Credentials | None = None,
     connect_timeout: float = 5.0,
     wait: bool = False,
+    ping_interval: float = PING_INTERVAL,
+    max_outstanding_pings: int = MAX_OUTSTANDING_PINGS,
 ) -> NATS:
     """A connection that reconnects forever once established.
 
     Without `wait` (the CLI), a clear Unavailable error if no server answers now. With `wait` (a
     service started before its bus), one log line, then attempts with back-off until a server
     answers; only a refused authorization is an error then, since waiting cannot cure it.
+
+    A link that dies silently is given up, and a new connection tried, when a ping is due and
+    `max_outstanding_pings` pings sent every `ping_interval` seconds are unanswered.
     """
     urls = [s.strip() for s in servers.split(",")] if isinstance(servers, str) else servers
     where = ", ".join(urls)
+    creds = credentials or Credentials()
+    # Read (and checked) once: a missing or malformed file is the caller's error, named, at once.
+    credential = bus_credentials.load(creds.creds_file) if creds.creds_file else None
     backoff = Backoff(first=0.1, cap=WAIT_CAP)
     waiting = False
     while True:
         try:
-            nc = await _connect_once(urls, name, credentials or Credentials(), connect_timeout)
+            pings = (ping_interval, max_outstanding_pings)
+            nc = await _connect_once(urls, name, creds, credential, connect_timeout, pings)
         except _NotConnected as failed:
+            if _is_refusal(failed.cause):
+                raise bus_credentials.CredentialsError(_refused(where, credential)) from None
             message = f"cannot connect to NATS at {where}: {_describe(failed.cause)}"
-            if not wait or isinstance(failed.cause, nats.errors.AuthorizationError):
+            if not wait or _cannot_cure(failed.cause):
                 raise Unavailable(message) from None
             if not waiting:
                 log.warning("%s; waiting for it (retrying every %gs at most)", message, WAIT_CAP)
@@ -181,9 +224,29 @@ async def connect(
         return nc
 
 
-async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_timeout: float) -> NATS:
+def _refused(where: str, credential: bus_credentials.Credential | None) -> str:
+    if credential is None:
+        return (
+            f"NATS at {where} refused an anonymous connection: it requires credentials "
+            "(--creds FILE or STEER_CREDS)"
+        )
+    return (
+        f"NATS at {where} refused the credentials in {credential.path} "
+        f'(identity "{credential.identity}"): wrong, or revoked'
+    )
+
+
+async def _connect_once(
+    urls: list[str],
+    name: str,
+    creds: Credentials,
+    credential: bus_credentials.Credential | None,
+    connect_timeout: float,
+    pings: tuple[float, int],
+) -> NATS:
     nc = _Connection()
     state = Link()
+    state.identity = credential.identity if credential else ""
     failures: list[BaseException] = []
     reconnecting = Backoff(first=RECONNECT_FIRST, cap=RECONNECT_CAP)
 
@@ -205,11 +268,32 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
 
     async def on_closed() -> None:
         error = nc.last_error
-        state.closed_for_good(_describe(error) if error is not None else "closed")
+        if error is not None and _is_refusal(error) or refused:
+            state.closed_for_good(_refused(", ".join(urls), credential))
+        else:
+            state.closed_for_good(_describe(error) if error is not None else "closed")
+
+    refused: list[BaseException] = []
 
     async def on_error(err: Exception) -> None:
         failures.append(err)
-        del failures[:-1]
+        del failures[:-5]
+        if _is_refusal(err):
+            refused.append(err)
+            # Once connected, nats-py would retry a refused credential forever. One more
+            # round over the servers at most (the refusal may have been one server's), then
+            # the connection closes for good and says why.
+            nc.options["max_reconnect_attempts"] = 1
+            log.error("%s", _refused(", ".join(urls), credential))
+            # nats-py leaves the socket of a refused attempt open (it warns when collected).
+            transport = getattr(nc, "_transport", None)
+            if transport is not None:
+                transport.close()
+            return
+        if (violation := _VIOLATION.search(str(err))) is not None:
+            nc.denied(violation.group(1).lower(), violation.group(2))
+            log.warning("%s", Denied(state.identity, violation.group(1).lower(), violation.group(2)).message)
+            return
         log.debug("nats: %r", err)
 
     options: dict[str, Any] = {
@@ -221,9 +305,9 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         "max_reconnect_attempts": 1,
         "reconnect_time_wait": 0.1,
         "reconnect_to_server_handler": next_server,
-        "ping_interval": PING_INTERVAL,
-        "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
-        "user_credentials": creds.creds_file,
+        "ping_interval": pings[0],
+        "max_outstanding_pings": pings[1],
+        **(credential.connect_options() if credential else {}),
         "user": creds.user,
         "password": creds.password,
         "token": creds.token,
@@ -232,13 +316,20 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
         "closed_cb": on_closed,
         "error_cb": on_error,
     }
+    if creds.tls.given:
+        options["tls"] = tlsclient.context(creds.tls)
+        if creds.tls.hostname:
+            options["tls_hostname"] = creds.tls.hostname
+    nc.tls_asked = tlsclient.wanted(creds.tls, urls)
+    nc.tls_client_cert = bool(creds.tls.cert_file)
     try:
         # Bounded: a server that accepts but never answers must not hold us forever.
         await asyncio.wait_for(nc.connect(**options), timeout=2 * connect_timeout + 1.0)
     except (TimeoutError, OSError, nats.errors.Error) as err:
         with contextlib.suppress(Exception):
             await nc.close()
-        cause = err if isinstance(err, nats.errors.AuthorizationError) or not failures else failures[-1]
+        refusal = [f for f in (err, *failures) if _is_refusal(f)]
+        cause = refusal[0] if refusal else err if not failures else failures[-1]
         raise _NotConnected(cause) from None
     # Connected: from now on nats-py reconnects forever, pacing itself by `next_server`.
     nc.options["max_reconnect_attempts"] = -1
@@ -247,13 +338,74 @@ async def _connect_once(urls: list[str], name: str, creds: Credentials, connect_
     return nc
 
 
+class TlsNotOffered(nats.errors.Error):
+    def __str__(self) -> str:
+        return "TLS was asked for (tls:// or --tls-* options) but the server does not require TLS"
+
+
+class TlsMisfit(nats.errors.Error):
+    """A TLS handshake that failed, in words (bus/tlsclient.py); `curable` if waiting may help
+    (the link broke), not when a certificate does not fit."""
+
+    def __init__(self, why: str, *, curable: bool) -> None:
+        super().__init__(why)
+        self.why = why
+        self.curable = curable
+
+    def __str__(self) -> str:
+        return self.why
+
+
 class _Connection(NATS):
     """nats-py's client with one fix. A flush waits for a PONG; if the flush is cancelled first
     (the task that flushed was stopped, or nats-py's own reconnect was), its waiter stays queued,
     and the PONG that later answers it raised InvalidStateError in the read loop, which then ended:
     the connection stayed up but read nothing until three pings had gone unanswered (about 15 s),
     and a stopping service waited out its drain. (nats.py #624 is the same fault in the flusher.)
-    Every PONG still answers the oldest ping, waited for or not."""
+    Every PONG still answers the oldest ping, waited for or not.
+
+    And one addition: a request denied by the server's permissions fails at once with `Denied`
+    (the server's asynchronous `-ERR` for its subject), instead of waiting out its timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._denial_waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+
+    def denied(self, action: str, subject: str) -> None:
+        """The server refused `action` ("publish" or "subscription") on `subject`."""
+        # nats-py lowercases the server's error message, subject included.
+        for waiter in self._denial_waiters.pop((action, subject.lower()), []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    @contextlib.contextmanager
+    def watching_denial(self, action: str, subject: str) -> Iterator[asyncio.Future[None]]:
+        """A future set if the server denies `action` on `subject` while the block runs."""
+        key = (action, subject.lower())
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._denial_waiters.setdefault(key, []).append(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._denial_waiters.get(key, [])
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            if not waiters:
+                self._denial_waiters.pop(key, None)
+            waiter.cancel()
+
+    async def request(self, subject: str, *args: Any, **kwargs: Any) -> Any:
+        with self.watching_denial("publish", subject) as denial:
+            asking = asyncio.ensure_future(super().request(subject, *args, **kwargs))
+            try:
+                await asyncio.wait((asking, denial), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not asking.done():
+                    asking.cancel()
+                    await asyncio.wait((asking,))  # its end, without swallowing our own cancellation
+            if asking.done() and not asking.cancelled():
+                return asking.result()
+            raise Denied(link(self).identity, "publish", subject)
 
     async def _process_pong(self) -> None:
         if self._pongs:
@@ -263,6 +415,46 @@ class _Connection(NATS):
             self._pongs_received += 1
             self._pings_outstanding = 0
 
+    # -- TLS: whether it was asked for, and with a client certificate (set by _connect_once)
+    tls_asked = False
+    tls_client_cert = False
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        """With TLS asked for, a server that does not offer it is refused before anything
+        (credentials above all) is sent in plain text: nats-py upgrades a connection only when
+        the server requires TLS, and otherwise carries on unencrypted, whatever the URL said."""
+        if initial_connection and self.tls_asked and not info.get("tls_required"):
+            raise TlsNotOffered()
+        await super()._process_info(info, initial_connection)
+
+    async def _process_connect_init(self) -> None:
+        """A failed TLS handshake fails the attempt, in words, instead of hanging it.
+
+        asyncio closes the socket when `start_tls` fails, but tells the TLS protocol it had
+        swapped in, not the stream the transport still holds, so nats-py's `wait_closed` on that
+        stream never returned: a client without the right CA hung for good instead of hearing
+        "certificate verify failed". The stream is closed here and dropped, so nothing waits on it.
+        """
+        try:
+            await super()._process_connect_init()
+        except (OSError, TimeoutError) as err:
+            transport = self._transport
+            if isinstance(transport, TcpTransport):
+                with contextlib.suppress(Exception):
+                    transport.close()
+                transport._io_writer = transport._io_reader = None
+            why = tlsclient.explain(err, asked=self.tls_asked, client_cert=self.tls_client_cert)
+            if why is None:
+                raise
+            raise TlsMisfit(why, curable=not tlsclient.cannot_cure(err)) from err
+
+
+def _cannot_cure(err: BaseException) -> bool:
+    """A refused authorization, or TLS that does not fit: no amount of waiting changes them."""
+    if isinstance(err, TlsMisfit):
+        return not err.curable
+    return isinstance(err, nats.errors.AuthorizationError | TlsNotOffered)
+
 
 def _describe(err: BaseException) -> str:
     return str(err).strip() or type(err).__name__
@@ -271,6 +463,28 @@ def _describe(err: BaseException) -> str:
 def _url(nc: NATS) -> str:
     url = nc.connected_url
     return f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else "?"
+
+
+async def subscribe_checked(nc: NATS, subject: str, **options: Any) -> Any:
+    """Subscribe, and make sure the server took it: Denied at once if its permissions refuse
+    it (a plain subscribe would just never receive anything). A blip of the bus meanwhile is no
+    failure: the subscription stands, and nats-py makes it again after the reconnect."""
+    if not isinstance(nc, _Connection):
+        return await nc.subscribe(subject, **options)
+    with nc.watching_denial("subscription", subject) as denial:
+        sub = await nc.subscribe(subject, **options)
+        # nats-server sends its -ERR for a refused SUB just after the PONG of the next PING:
+        # after a second round trip, it has surely been read.
+        try:
+            await nc.flush()
+            await nc.flush()
+        except (TimeoutError, nats.errors.Error) as err:
+            log.debug("could not confirm the subscription to %s now (%s)", subject, err)
+        if denial.done() and not denial.cancelled():
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+            raise Denied(link(nc).identity, "subscription", subject)
+    return sub
 
 
 async def fail_when_closed(nc: NATS) -> None:

@@ -41,7 +41,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bus.backoff import Backoff
 from bus.connection import ConnectionClosed, link
-from bus.errors import SteerError, Unavailable
+from bus.errors import Forbidden, SteerError, Unavailable
 from bus.failures import translate
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,21 @@ FOLLOW_CONSUMER_TTL = 10.0
 # nats-py resets an ordered consumer after two heartbeats without a word from it.
 HEARTBEAT = 2.0
 _DELIVERS_LAST = (DeliverPolicy.ALL, DeliverPolicy.LAST_PER_SUBJECT)
+
+
+class NamedConsumer(ConsumerConfig):
+    """A consumer config named after its deliver subject (a fresh inbox, so a fresh name).
+
+    A named consumer is created on `$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`, and
+    nats-server checks the filter in the body against the subject: so NATS permissions can
+    confine a reader to the subjects (KV keys of a namespace) it may read. nats-py's ordered
+    consumer makes a new consumer after a gap by setting a new deliver subject and sending the
+    same config: the name changes with it, so the new consumer never clashes with the old."""
+
+    def __setattr__(self, field: str, value: object) -> None:
+        super().__setattr__(field, value)
+        if field == "deliver_subject" and isinstance(value, str) and value:
+            super().__setattr__("name", value.rsplit(".", 1)[-1])
 
 
 class Marker(Enum):
@@ -191,10 +206,12 @@ async def follow(
 
 async def _leader_last(js: JetStreamContext, stream: str, subject: str) -> int:
     """The last sequence on `subject` as the stream's leader has it (0 if none): a follower is
-    caught up only once it has delivered that one."""
+    caught up only once it has delivered that one. 0 too for a reader whose permissions confine
+    it to some subjects: the leader's message get does not name the subject, so it may not ask
+    (it trusts its consumer, as before)."""
     try:
         return (await js.get_last_msg(stream, subject)).seq or 0
-    except nats.js.errors.NotFoundError:
+    except (nats.js.errors.NotFoundError, Forbidden):
         return 0
     except (TimeoutError, nats.errors.Error) as err:
         raise translate(err) from err
@@ -227,7 +244,7 @@ async def _subscribe(
 ) -> tuple[JetStreamContext.PushSubscription, int]:
     """A new ordered consumer, from the start or right after sequence `after`; and how many
     messages it has to deliver before it is caught up."""
-    config = ConsumerConfig(
+    config = NamedConsumer(
         deliver_subject=js._nc.new_inbox(),
         filter_subject=subject,
         ack_policy=AckPolicy.NONE,

@@ -25,9 +25,10 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 
 from bus import subjects
+from bus.following import NamedConsumer
 from bus.meta import Base
 from bus.store import MAX_CONSUMERS, ONE_SHOT_CONSUMER_TTL, translate
 
@@ -138,7 +139,7 @@ async def ensure_stream(js: JetStreamContext, *, replicas: int = 1) -> None:
 
 async def latest(js: JetStreamContext, subject_filter: str) -> list[bytes]:
     """The newest message of every subject matching `subject_filter` that the stream holds."""
-    config = ConsumerConfig(
+    config = NamedConsumer(
         deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, inactive_threshold=ONE_SHOT_CONSUMER_TTL
     )
     try:

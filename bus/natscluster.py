@@ -74,9 +74,14 @@ def config_text(
     store_dir: Path,
     conf_dir: Path,
     includes: Sequence[Path] = (),
+    route_includes: Sequence[Path] = (),
+    key_variable: str = "",
     cluster_name: str = CLUSTER_NAME,
 ) -> str:
-    """The configuration file of server `me`, to be written in `conf_dir`."""
+    """The configuration file of server `me`, to be written in `conf_dir`. `includes` are
+    included at the top (an authorization block, the clients' tls block), `route_includes` in
+    the cluster block (the routes' tls block); with `key_variable`, the store is encrypted at
+    rest with the key in that environment variable (never in the file)."""
     routes = [peer.route for peer in peers if peer.name != me.name]
     lines = [
         f"# nats-server {me.name} of the {cluster_name} cluster (written by bus/natscluster.py).",
@@ -86,6 +91,8 @@ def config_text(
     ]
     if me.monitor_port is not None:
         lines.append(f'http: "{me.host}:{me.monitor_port}"')
+    # Relative to this file, as nats-server wants it; each included file holds one block.
+    lines += [f'include "{os.path.relpath(path, conf_dir)}"' for path in includes]
     lines += [
         "",
         "cluster {",
@@ -94,17 +101,17 @@ def config_text(
         "  routes: [",
         *(f'    "{route}"' for route in routes),
         "  ]",
+        *(f'  include "{os.path.relpath(path, conf_dir)}"' for path in route_includes),
         "}",
         "",
         "jetstream {",
         f'  store_dir: "{store_dir}"',
         "  # Every write reaches the disk before it is acknowledged: a power cut loses nothing.",
         "  sync_interval: always",
-        "}",
     ]
-    for path in includes:
-        # Relative to this file, as nats-server wants it; the included file holds one block.
-        lines.append(f'include "{os.path.relpath(path, conf_dir)}"')
+    if key_variable:
+        lines += ["  cipher: chachapoly", f"  key: ${key_variable}"]
+    lines.append("}")
     return "\n".join(lines) + "\n"
 
 
@@ -113,10 +120,12 @@ def write_configs(
     specs: Sequence[ServerSpec],
     *,
     includes: Sequence[Path] = (),
+    route_includes: Sequence[Path] = (),
+    key_variable: str = "",
     cluster_name: str = CLUSTER_NAME,
 ) -> list[Path]:
     """Write `root/<server>/nats.conf` for each server (its store in `root/<server>/jetstream`);
-    the paths of the files, in the order of `specs`. `includes` are included by every file."""
+    the paths of the files, in the order of `specs`. See `config_text` for the rest."""
     paths = []
     for spec in specs:
         conf_dir = server_dir(root.resolve(), spec)
@@ -127,6 +136,8 @@ def write_configs(
             store_dir=conf_dir / "jetstream",
             conf_dir=conf_dir,
             includes=[Path(p).resolve() for p in includes],
+            route_includes=[Path(p).resolve() for p in route_includes],
+            key_variable=key_variable,
             cluster_name=cluster_name,
         )
         path = conf_dir / "nats.conf"

@@ -9,6 +9,7 @@ is listening.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -112,6 +113,25 @@ def start(
             process.wait()
         raise
     return NatsServer(process, url, data_dir, host, config, log_file, complete)
+
+
+def config_with(path: Path, includes: list[Path], *, base: Path = REPO_CONF) -> Path:
+    """Write at `path` a server config: `base` (the repository's nats.conf) and then `includes`
+    (an authorization file...). nats-server resolves an include relative to the including
+    file's directory, absolute paths too, so each is written relative to `path`'s."""
+    here = path.parent.resolve()
+    lines = ["# Written by steersman: the base configuration, then what it adds.\n"]
+    lines += [f'include "{os.path.relpath(p.resolve(), here)}"\n' for p in (base, *includes)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines))
+    return path
+
+
+def reload(process: subprocess.Popen[bytes]) -> None:
+    """Make a running server read its configuration again (an authorization file changed);
+    what `nats-server --signal reload=PID` does."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGHUP)
 
 
 def prepare(data_dir: Path) -> None:

@@ -7,7 +7,8 @@ bucket is electing a new leader), or nothing answers at all (the request or its 
 through the dead server). nats-py retries none of these, so the client does, with jittered
 back-off, for a bounded time:
 
-- `Unavailable` is always retried: the request was not carried out (nothing was written).
+- `Unavailable` is always retried: the request was not carried out (nothing was written);
+  except `ReplyLost` (the connection went while the reply was awaited), which is a Timeout.
 - `Timeout` is retried only where sending again cannot do harm: reads, and creates, which carry
   the uid the client chose for the new object (`CREATE_UID_HEADER`), so the API recognises a
   create whose first attempt was stored and answers with that object instead of AlreadyExists.
@@ -28,8 +29,15 @@ RETRY_WITHIN = 15.0
 SAFE_AFTER_TIMEOUT = frozenset({"get", "list", "create"})
 
 
+class ReplyLost(Unavailable):
+    """The request went out, and its connection was lost before the reply came: it may have been
+    carried out, so it is sent again only where a Timeout would be."""
+
+
 def retryable(verb: str, err: SteerError) -> bool:
     """Whether a request of `verb` that failed with `err` may be sent again."""
+    if isinstance(err, ReplyLost):
+        return verb in SAFE_AFTER_TIMEOUT
     if isinstance(err, Unavailable):
         return True
     return isinstance(err, Timeout) and verb in SAFE_AFTER_TIMEOUT

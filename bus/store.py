@@ -27,8 +27,10 @@ from bus import kinds, subjects
 from bus.buckets import MAX_CONSUMERS as MAX_CONSUMERS  # for bus.metrics
 from bus.buckets import Buckets
 from bus.buckets import StoreConfig as StoreConfig
+from bus.client import forbidden_message
 from bus.codec import encode
-from bus.errors import AlreadyExists, Conflict, NotFound, SteerError
+from bus.connection import Denied
+from bus.errors import AlreadyExists, Conflict, Forbidden, NotFound, SteerError
 from bus.failures import translate
 from bus.following import CAUGHT_UP, LOST, RESTARTED, Marker, follow
 from bus.following import ONE_SHOT_CONSUMER_TTL as ONE_SHOT_CONSUMER_TTL  # for bus.metrics
@@ -135,20 +137,28 @@ class Store:
         """The object; NotFound, or UnreadableError if its stored value cannot be read. Any
         replica may answer (a hint, possibly a moment old), but only the leader says NotFound."""
         info = kinds.BY_KIND[cls.__name__]
-        kv = await self.bucket(info)
         key = subjects.key(namespace, name)
         try:
+            kv = await self.bucket(info)
             entry = await kv.get(key)
         except nats.js.errors.KeyNotFoundError:
-            # In a cluster a read may be served by a replica a moment behind a write already
-            # acknowledged: a miss is asked of the stream leader before it is an answer, so an
-            # object created a moment ago is never reported missing.
+            pass  # asked of the leader below
+        except Denied as denied:
+            raise Forbidden(forbidden_message(denied.identity, "get", info, namespace)) from None
+        else:
+            assert entry.revision is not None
+            read = self._read(info, kv._name, key, entry.value or b"", entry.revision)
+            if isinstance(read, UnreadableEntry):
+                raise UnreadableError(read)
+            return read  # type: ignore[return-value]
+        # In a cluster a read may be served by a replica a moment behind a write already
+        # acknowledged: a miss is asked of the stream leader before it is an answer, so an
+        # object created a moment ago is never reported missing. (A reader that may not ask the
+        # leader keeps the replica's answer.)
+        try:
             return await self.get_from_leader(cls, namespace, name)
-        assert entry.revision is not None
-        read = self._read(info, kv._name, key, entry.value or b"", entry.revision)
-        if isinstance(read, UnreadableEntry):
-            raise UnreadableError(read)
-        return read  # type: ignore[return-value]
+        except Forbidden:
+            raise NotFound(not_found_message(info, name)) from None
 
     @_nats_errors
     async def get_from_leader(self, cls: type[R], namespace: str, name: str) -> R:
@@ -197,6 +207,26 @@ class Store:
         return items, revision
 
     async def watch(
+        self,
+        cls: type[R],
+        namespace: str = subjects.ALL,
+        *,
+        initial_only: bool = False,
+        unreadable: OnUnreadable | None = None,
+    ) -> AsyncGenerator[WatchEvent, None]:
+        """List-then-watch (`_watch`); Forbidden, in kubectl's words, when the server's
+        permissions refuse this identity the bucket or the namespace."""
+        events = self._watch(cls, namespace, initial_only=initial_only, unreadable=unreadable)
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
+        except Denied as denied:
+            info = kinds.BY_KIND[cls.__name__]
+            verb = "list" if initial_only else "watch"
+            raise Forbidden(forbidden_message(denied.identity, verb, info, namespace)) from None
+
+    async def _watch(
         self,
         cls: type[R],
         namespace: str = subjects.ALL,

@@ -1,6 +1,6 @@
 """Logs and exec: request bodies and the chunked reply stream a node agent sends.
 
-`steer logs` sends a LogsRequest to `steer.node.<node>.logs` with a reply inbox. The agent answers
+`steer logs` sends a LogsRequest to `steer.node.<node>.logs.<namespace>` with a reply inbox. The agent answers
 with a sequence of messages on that inbox: first an (empty) `open` naming a control subject, then
 `data` chunks, then `end` (or `error` with a message). While following, the client publishes
 `keepalive` to the control subject every few seconds and `cancel` when it stops; an agent that
@@ -68,7 +68,7 @@ async def read_logs(
     sub = await nc.subscribe(inbox)
     control = ""
     try:
-        await nc.publish(subjects.node_stream(node, "logs"), encode(request), reply=inbox)
+        await nc.publish(subjects.node_stream(node, "logs", request.namespace), encode(request), reply=inbox)
         while True:
             following = bool(control) and request.follow
             try:
@@ -98,7 +98,9 @@ async def read_logs(
 async def run_exec(nc: NATS, node: str, request: ExecRequest) -> ExecReply:
     try:
         msg = await nc.request(
-            subjects.node_stream(node, "exec"), encode(request), timeout=request.timeout_seconds + 5.0
+            subjects.node_stream(node, "exec", request.namespace),
+            encode(request),
+            timeout=request.timeout_seconds + 5.0,
         )
     except nats.errors.NoRespondersError:
         raise Unavailable(f"node {node} does not answer (is its agent running?)") from None

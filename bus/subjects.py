@@ -7,7 +7,8 @@ can be written from it. Tokens:
     steer.node.<node>.<verb>.<plural>.<namespace> requests a node agent makes; the API trusts <node>
     steer.node.<node>.feed.pods                   the API tells a node of changes to its pods
     steer.feed.services | .endpoints              the API tells every node agent (its service proxy)
-    steer.node.<node>.logs | .exec                served by the node agent itself
+    steer.node.<node>.logs|exec.<namespace>       served by the node agent itself (the pod's namespace)
+    steer.node.<node>.control.<id>                a logs stream's keepalive and cancel
     steer.events.<namespace>.<Kind>.<name>       every Event, captured by the STEER_EVENTS stream
     steer.metrics.node.<node> | .proxy.<node>    usage a node agent / its service proxy publishes
                                                  (bus/metrics.py); STEER_METRICS keeps the latest of each
@@ -140,9 +141,28 @@ def cluster_feed(plural: str) -> str:
     return _bounded(f"{PREFIX}.feed.{token(plural, 'resource')}")
 
 
-def node_stream(node_name: str, action: str) -> str:
-    """Requests a node agent serves itself: `logs`, `exec`."""
-    return _bounded(f"{PREFIX}.node.{token(node_name, 'node name')}.{token(action, 'action')}")
+def node_stream(node_name: str, action: str, namespace: str) -> str:
+    """Requests a node agent serves itself (`logs`, `exec`) about a pod of `namespace`: the
+    namespace is a token so that a user confined to it may be let through, and no further."""
+    tokens = f"{token(node_name, 'node name')}.{token(action, 'action')}.{token(namespace, 'namespace')}"
+    return _bounded(f"{PREFIX}.node.{tokens}")
+
+
+def node_stream_listen(node_name: str, action: str) -> str:
+    """What a node agent subscribes to for one action, whatever the namespace."""
+    return _bounded(f"{PREFIX}.node.{token(node_name, 'node name')}.{token(action, 'action')}.*")
+
+
+def node_control(node_name: str, stream_id: str) -> str:
+    """Where the requester of a logs stream sends `keepalive` and `cancel` (five tokens: never
+    mistaken for a node's six-token API request)."""
+    return _bounded(f"{PREFIX}.node.{token(node_name, 'node name')}.control.{token(stream_id, 'stream id')}")
+
+
+def parse_node_stream(subject: str) -> tuple[str, str, str]:
+    """(node, action, namespace) of a logs or exec request subject."""
+    _, _, node_name, action, namespace = subject.split(".", 4)
+    return node_name, action, namespace
 
 
 def parse_node(subject: str) -> tuple[str, str, str, str]:
@@ -219,3 +239,96 @@ def split_key(k: str) -> tuple[str, str]:
 def service_name(component: str) -> str:
     """Name of a component's NATS micro service (`steer-api`, `steer-scheduler`, ...)."""
     return f"{PREFIX}-{component}"
+
+
+# -- What NATS permissions name (bus/permissions.py). Patterns: `*` and `>` are wildcards here.
+
+INBOX_PREFIX = "_INBOX"
+MICRO_ALL = "$SRV.>"  # every NATS micro service request (ping, info, stats)
+JS_ALL = "$JS.>"  # the JetStream API, flow control and acks: the API alone
+KV_ALL = "$KV.>"  # every bucket entry: written by the API alone
+
+
+def inbox_prefix(identity: str) -> str:
+    """An identity's own inbox prefix (nats-py's `inbox_prefix`): its replies and watch deliveries
+    arrive under it, and NATS lets no other identity subscribe there."""
+    return f"{INBOX_PREFIX}_{token(identity, 'identity')}"
+
+
+def is_inbox(subject: str) -> bool:
+    """Whether a reply subject is an inbox (`_INBOX.` or an identity's `_INBOX_<name>.`): a
+    responder answers only there, never on a subject someone named to have it publish."""
+    return subject.startswith((f"{INBOX_PREFIX}.", f"{INBOX_PREFIX}_"))
+
+
+def inbox_pattern(identity: str) -> str:
+    return f"{inbox_prefix(identity)}.>"
+
+
+def api_all() -> str:
+    return f"{PREFIX}.api.>"
+
+
+def api_pattern(verb: str, plural: str, namespace: str) -> str:
+    """API requests of one verb, kind and namespace token (each may be `*`)."""
+    return f"{PREFIX}.api.{verb}.{plural}.{namespace}"
+
+
+def node_requests(node_name: str) -> str:
+    """Every API request a node agent makes (`steer.node.<node>.<verb>.<plural>.<namespace>`)."""
+    return f"{PREFIX}.node.{token(node_name, 'node name')}.*.*.*"
+
+
+def node_stream_pattern(node_name: str, action: str, namespace: str) -> str:
+    """Logs or exec requests to a node (`*` for any) about pods of a namespace (`*` for any)."""
+    return f"{PREFIX}.node.{node_name}.{action}.{namespace}"
+
+
+def node_control_pattern(node_name: str) -> str:
+    return f"{PREFIX}.node.{node_name}.control.*"
+
+
+def node_feeds(node_name: str) -> str:
+    return f"{PREFIX}.node.{node_name}.feed.*"
+
+
+def events_pattern(namespace: str) -> str:
+    """Events about objects of one namespace (`_` cluster scope, `*` any)."""
+    return f"{PREFIX}.events.{namespace}.>"
+
+
+def js_stream_info(stream: str) -> str:
+    return f"$JS.API.STREAM.INFO.{stream}"
+
+
+def js_consumer_create(stream: str, filter_subject: str) -> str:
+    """Creating a named consumer on `stream` whose filter is `filter_subject`: nats-server checks
+    that the filter in the request body is the one in the subject, so a permission on this
+    pattern confines what the consumer may read."""
+    return f"$JS.API.CONSUMER.CREATE.{stream}.*.{filter_subject}"
+
+
+def js_consumer_admin(stream: str) -> list[str]:
+    """Reading and deleting the (ephemeral) consumers one made."""
+    return [f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.API.CONSUMER.DELETE.{stream}.*"]
+
+
+def js_direct_get(stream: str, subject_filter: str) -> str:
+    """Direct reads of the last message on a subject (a KV get)."""
+    return f"$JS.API.DIRECT.GET.{stream}.{subject_filter}"
+
+
+def js_unfiltered_reads(stream: str) -> list[str]:
+    """The forms of consumer creation and message gets that do not name the subject read: for
+    readers of the whole stream only."""
+    return [
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.*",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+    ]
+
+
+def js_flow_control(stream: str) -> str:
+    """A push consumer's flow-control replies."""
+    return f"$JS.FC.{stream}.>"

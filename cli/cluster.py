@@ -15,13 +15,13 @@ from bus.connection import connect, discover
 from cli.columns import age
 from cli.errors import run_async
 from cli.output import stdout
-from cli.session import settings
+from cli.session import credentials, settings
 
 
 @run_async
 async def status() -> int:
     """List the live components (NATS micro services) of the cluster."""
-    nc = await connect(settings.servers, name="steer-cli", credentials=settings.credentials)
+    nc = await connect(settings.servers, name="steer-cli", credentials=credentials())
     try:
         components = await discover(nc)
         version = nc.connected_server_version

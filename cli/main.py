@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Annotated
 
 import typer
 
-from cli import apply, cluster, down, eventlog, nodes, podio, resources, rollout, scale, top, up, wait
+from bus.tlsclient import TlsOptions
+from cli import (
+    apply,
+    backup,
+    cluster,
+    credentials,
+    down,
+    eventlog,
+    nodes,
+    podio,
+    resources,
+    rollout,
+    scale,
+    tlsinit,
+    top,
+    up,
+    wait,
+)
 from cli.errors import unexpected
 from cli.session import settings
 
@@ -27,14 +45,31 @@ def options(
         str | None, typer.Option("--nats", envvar="STEER_NATS", help="NATS URL(s), comma-separated.")
     ] = None,
     creds: Annotated[
-        str | None, typer.Option("--creds", envvar="STEER_CREDS", help="NATS credentials file.")
+        str | None,
+        typer.Option(
+            "--creds",
+            envvar="STEER_CREDS",
+            help="Credentials file (default: .steer/credentials/admin.nk here, else ~/.config/steer/creds).",
+        ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each API request.")] = 10.0,
+    tls_ca: Annotated[
+        str | None, typer.Option("--tls-ca", envvar="STEER_TLS_CA", help="CA verifying NATS servers.")
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", envvar="STEER_TLS_CERT", help="Client certificate for NATS.")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option("--tls-key", envvar="STEER_TLS_KEY", help="Key of the client certificate.")
+    ] = None,
 ) -> None:
     if nats:
         settings.servers = nats
     if creds:
-        settings.credentials = type(settings.credentials)(creds_file=creds)
+        settings.credentials = dataclasses.replace(settings.credentials, creds_file=creds)
+    if tls_ca or tls_cert or tls_key:
+        tls = TlsOptions(tls_ca, tls_cert, tls_key)
+        settings.credentials = dataclasses.replace(settings.credentials, tls=tls)
     if timeout <= 0:
         raise typer.BadParameter("must be positive", param_hint="--timeout")
     settings.timeout = timeout
@@ -56,8 +91,12 @@ app.command()(wait.wait)
 app.command()(up.up)
 app.command()(down.down)
 app.command()(cluster.status)
+app.command()(backup.backup)
+app.command()(backup.restore)
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(top.app, name="top")
+app.add_typer(credentials.app, name="credentials")
+app.add_typer(tlsinit.app, name="tls")
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

@@ -1,12 +1,15 @@
 """`steer up`: a whole local cluster from one command, supervised until it is stopped.
 
-In order: claim the data dir (datadir.py), check the bus ports (portowner.py), start nats-server
-(or, with `--servers 3`, a cluster of three on loopback, whose configuration files
-bus/natscluster.py writes, every bucket then at three replicas) and wait until it listens, then
-the API replicas, the scheduler and the controllers; once the API answers, the node agents (so
-that they register at once); once their Nodes are Ready, the manifests of `--apply`; then
-"ready". Every process is supervised (supervisor.py): restarted whenever it exits, and killed by
-the kernel if `steer up` dies.
+In order: claim the data dir (datadir.py), check the bus ports (portowner.py), make the cluster's
+credentials (`<data-dir>/credentials`, cli/registry.py) unless `--insecure`, start nats-server
+with their authorization file (or, with `--servers 3`, a cluster of three on loopback, whose
+configuration files bus/natscluster.py writes, every bucket then at three replicas) and wait
+until it listens, then the API replicas, the scheduler and the controllers; once the API answers,
+the node agents (so that they register at once); once their Nodes are Ready, the manifests of
+`--apply`; then "ready". Every process is supervised (supervisor.py): restarted whenever it
+exits, and killed by the kernel if `steer up` dies. Each runs with its own credential; the CLI
+finds the admin's by itself (cli/session.py). When the authorization file changes (`steer
+credentials add-user`...), the servers are told to reload it.
 
 SIGINT, SIGTERM and SIGHUP (the terminal closed) stop the cluster: node agents first, then the
 other services, the bus last; a second signal kills them at once. The pods' containers are left
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -37,7 +41,7 @@ from bus.errors import SteerError, Timeout, Unavailable
 from bus.meta import is_true
 from bus.resources import Namespace, Node
 from bus.validation.rules import dns1123_label
-from cli import datadir, manifests, portowner
+from cli import datadir, manifests, portowner, registry
 from cli.apply import apply_manifest
 from cli.datadir import UpRecord
 from cli.errors import report, run_async
@@ -50,6 +54,7 @@ API_START_TIMEOUT = 60.0
 BUS_START_TIMEOUT = 30.0
 STOP_GRACE = 30.0  # seconds each group of processes has to stop before SIGKILL
 STATUS_REFRESH = 1.0
+AUTHORIZATION_CHECK = 1.0  # seconds between looks at the authorization file
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -62,6 +67,7 @@ class LocalCluster:
     buses: list[Child]  # nats-server, or each server of the cluster
     services: list[Child]
     agents: list[Child]
+    credentials: registry.Registry | None = None  # None: --insecure
 
     @property
     def children(self) -> list[Child]:
@@ -126,6 +132,12 @@ async def up(
     apply: Annotated[
         list[str] | None, typer.Option("--apply", "-f", help="Manifests to apply once the API is up.")
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="No credentials: any local connection may do anything (the bus is unguarded)."
+        ),
+    ] = False,
 ) -> int:
     """Run a local cluster: embedded NATS, then every service, supervised until Ctrl-C."""
     for option, replicas in (
@@ -167,20 +179,34 @@ async def up(
                 portowner.ensure_free(HOST, spec.cluster_port)
         names = [f"{node_prefix}-{i + 1}" for i in range(nodes)]
         counts = {"api": api_replicas, "scheduler": scheduler_replicas, "controllers": controllers_replicas}
-        buses = _buses(data_dir, specs, includes=nats_include or [])
-        cluster = _cluster(data_dir, buses, url=url, replicas=counts, node_names=names, runtime=runtime)
+        creds = None if insecure else registry.ensure_cluster(data_dir / "credentials", names)[0]
+        buses = _buses(data_dir, specs, includes=nats_include or [], credentials=creds)
+        cluster = _cluster(
+            data_dir, buses, url=url, replicas=counts, node_names=names, runtime=runtime, credentials=creds
+        )
         return await _Up(cluster, backoff).run(apply or [])
 
 
-def _buses(data_dir: Path, specs: list[natscluster.ServerSpec], *, includes: list[Path]) -> list[Child]:
+def _buses(
+    data_dir: Path,
+    specs: list[natscluster.ServerSpec],
+    *,
+    includes: list[Path],
+    credentials: registry.Registry | None,
+) -> list[Child]:
     """The nats-server processes: the embedded one with nats.conf, or each server of a cluster
-    with the configuration file written for it under `<data-dir>/nats/<server>/`."""
+    with the configuration file written for it under `<data-dir>/nats/<server>/`; each includes
+    the cluster's authorization file unless `--insecure`."""
     logs = data_dir / "logs"
+    authorization = [credentials.authorization_file] if credentials is not None else []
     if len(specs) == 1:
         port = specs[0].port
-        command = natsserver.command(bus_dir(data_dir, specs, 0), port=port, host=HOST)
+        config = natsserver.REPO_CONF
+        if authorization:
+            config = natsserver.config_with(data_dir / "nats" / "server.conf", authorization)
+        command = natsserver.command(bus_dir(data_dir, specs, 0), port=port, host=HOST, config=config)
         return [Child("nats", command, logs / "nats.log", explain=lambda: portowner.why_busy(HOST, port))]
-    paths = natscluster.write_configs(data_dir / "nats", specs, includes=includes)
+    paths = natscluster.write_configs(data_dir / "nats", specs, includes=[*includes, *authorization])
     buses = []
     for i, (spec, path) in enumerate(zip(specs, paths, strict=True)):
         command = natsserver.command(bus_dir(data_dir, specs, i), port=spec.port, config=path, complete=True)
@@ -207,13 +233,22 @@ def _cluster(
     replicas: dict[str, int],
     node_names: list[str],
     runtime: str,
+    credentials: registry.Registry | None = None,
 ) -> LocalCluster:
     logs = data_dir / "logs"
+
+    def creds(identity: str) -> list[str]:
+        return ["--creds", str(credentials.credential_file(identity))] if credentials is not None else []
+
     python = [sys.executable, "-m"]
     # Buckets and the events stream at three replicas on a cluster: a server may die.
     store = ["--replicas", str(natscluster.REPLICAS)] if len(buses) > 1 else []
     services = [
-        Child(f"api-{i + 1}", [*python, "services.api", "--nats", url, *store], logs / f"api-{i + 1}.log")
+        Child(
+            f"api-{i + 1}",
+            [*python, "services.api", "--nats", url, *store, *creds("api")],
+            logs / f"api-{i + 1}.log",
+        )
         for i in range(replicas["api"])
     ]
     for service in ("scheduler", "controllers"):
@@ -222,16 +257,16 @@ def _cluster(
             name = service if count == 1 else f"{service}-{i + 1}"
             # A replica restarted under the same identity takes its leader lease back at once,
             # instead of waiting out the lease its killed predecessor held.
-            args = [*python, f"services.{service}", "--nats", url, "--instance", name]
+            args = [*python, f"services.{service}", "--nats", url, "--instance", name, *creds(service)]
             services.append(Child(name, args, logs / f"{name}.log"))
     agents = []
     for i, name in enumerate(node_names):
         # Separate port ranges: a container that binds 0.0.0.0 cannot collide with another node's.
         ports = f"{20000 + 500 * i}-{20000 + 500 * i + 499}"
         args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
-        args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports]
+        args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports, *creds(name)]
         agents.append(Child(name, [*python, *args], logs / f"{name}.log"))
-    return LocalCluster(data_dir, url, buses, services, agents)
+    return LocalCluster(data_dir, url, buses, services, agents, credentials)
 
 
 class _Up:
@@ -284,6 +319,10 @@ class _Up:
             for child in cluster.services:
                 self._launch(tasks, child)
             settings.servers = cluster.url
+            if cluster.credentials is not None:
+                admin = cluster.credentials.credential_file(registry.ADMIN)
+                settings.credentials = dataclasses.replace(settings.credentials, creds_file=str(admin))
+                tasks.create_task(self._reload_on_change(cluster.credentials.authorization_file))
             async with session() as s:
                 await _wait_for_api(s, cluster.services[0])
                 for child in cluster.agents:  # after the API, so that they register at once
@@ -291,8 +330,11 @@ class _Up:
                 await _wait_for_nodes(s, [child.name for child in cluster.agents])
                 for path in manifest_paths:
                     await _apply(s, path)
+                creds = settings.credentials.creds_file
                 _say(
-                    f"ready: export STEER_NATS={cluster.url}; try `steer get namespaces`; "
+                    f"ready: export STEER_NATS={cluster.url}"
+                    + (f" STEER_CREDS={creds}" if creds else "")
+                    + "; try `steer get namespaces`; "
                     "Ctrl-C stops the cluster (its pods keep running; `steer down` removes them)"
                 )
                 if stdout.is_terminal:
@@ -300,6 +342,22 @@ class _Up:
         except SteerError as err:
             self.failure = err
             self.stopping.set()
+
+    async def _reload_on_change(self, authorization: Path) -> None:
+        """Tell nats-server to reload when the authorization file changes (`steer credentials
+        add-user`, `revoke`...). Looked at every second: the file is small, and the standard
+        library has no portable file watch."""
+        last = _read(authorization)
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), AUTHORIZATION_CHECK)
+            current = _read(authorization)
+            if current != last:
+                last = current
+                for bus in self.cluster.buses:
+                    if bus.process is not None:
+                        natsserver.reload(bus.process)
+                _say(f"nats: {authorization} changed; reloaded")
 
     def _launch(self, tasks: asyncio.TaskGroup, child: Child) -> None:
         self.supervisor.start(child)
@@ -311,6 +369,13 @@ def _store_dir(bus: Child) -> Path:
     """The data dir of a nats-server child (`bus_dir`), from its command line (`natsserver.command`
     puts the ports file there): the one place that says where the child keeps its files."""
     return Path(bus.argv[bus.argv.index("--ports_file_dir") + 1]).parent
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 async def _until_listening(bus: Child, nats_dir: Path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from bus import credentials, tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
 from nodeagent.agent import run
@@ -22,7 +23,10 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     parser.add_argument("--labels", default="", help="k=v,...")
     parser.add_argument("--taints", default="", help="k=v:NoSchedule,...")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
-    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
+    )
+    tlsclient.add_arguments(parser)
     parser.add_argument(
         "--data-dir", default=".steer/nodes", help="where the process runtime keeps its files"
     )
@@ -68,7 +72,7 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
             address=args.address,
             runtime=args.runtime,
             servers=args.nats,
-            credentials=Credentials(creds_file=args.creds),
+            credentials=Credentials(creds_file=args.creds, tls=tlsclient.from_args(args)),
             capacity=parse_capacity(args.capacity) if args.capacity else default_capacity(),
             labels=parse_pairs(args.labels, "--labels"),
             taints=parse_taints(args.taints),
@@ -91,7 +95,23 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
         parser.error("--metrics-interval and --container-gc-delay must not be negative")
     if args.hollow < 1:
         parser.error("--hollow must be at least 1")
+    if args.creds:
+        _check_identity(parser, args.creds, args.name, args.hollow)
     return config, args.hollow
+
+
+def _check_identity(parser: argparse.ArgumentParser, path: str, name: str, hollow: int) -> None:
+    """A node credential is good for its own node only: NATS would refuse every subject of
+    another node anyway; say so at once rather than run an agent that can do nothing."""
+    try:
+        credential = credentials.load(path, warn=False)
+    except credentials.CredentialsError as err:
+        parser.error(err.message)
+    if credential.role == "node" and (credential.identity != name or hollow > 1):
+        parser.error(
+            f'{path} is the credential of node "{credential.identity}": it cannot register node "{name}"'
+            + (f" (nor {hollow} hollow nodes)" if hollow > 1 else "")
+        )
 
 
 async def run_many(config: AgentConfig, count: int) -> None:

@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.client import Client
-from bus.connection import announce, close, connect, fail_when_closed, link
+from bus.connection import announce, close, connect, fail_when_closed, link, subscribe_checked
 from bus.errors import Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
@@ -52,6 +52,13 @@ ORPHAN_GRACE = 2.0
 STEP_RETRY_FIRST = 0.2  # seconds between tries of a start-up step, doubling
 STEP_RETRY_CAP = 2.0
 REAPER_FLUSH = 10.0  # seconds a stopping agent spends removing the containers it kept
+# The agent pings its server every Lease renewal period and gives a connection up, for a new one,
+# when this many pings are unanswered: two to three periods after its link died silently (its
+# server's host lost, a cable, a firewall that drops), not nats-py's 15 to 20 s. Others judge the
+# node by its renewals alone: with several servers, an agent whose server went silent moves to
+# another well within the node's grace period (10 s), not after it, when its pods would be
+# evicted 8 s later although the node and the rest of the bus are well.
+LINK_PINGS = 2
 _pod_decoder = msgspec.json.Decoder(Pod)
 
 
@@ -225,7 +232,12 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         proxy_resync.set()
 
     nc = await connect(
-        config.servers, name=f"steer-nodeagent {config.name}", credentials=config.credentials, wait=True
+        config.servers,
+        name=f"steer-nodeagent {config.name}",
+        credentials=config.credentials,
+        wait=True,
+        ping_interval=config.lease_renew,
+        max_outstanding_pings=LINK_PINGS,
     )
     link(nc).on_reconnect(reconnected)
     runtime: Runtime | None = None
@@ -266,7 +278,7 @@ async def _serve_pods(
     """The node and its pods, until cancelled: adopt, register, serve logs and exec, heartbeat."""
     config, nc, tasks = agent.config, agent.nc, agent.tasks
     registration = Registration(agent.client, config, version)
-    feed = await nc.subscribe(subjects.node_feed(config.name), cb=agent.on_feed)
+    feed = await subscribe_checked(nc, subjects.node_feed(config.name), cb=agent.on_feed)
     try:
         # Adopt first, register (Ready) after: nothing is placed here before we can run it.
         await _until_done(agent.adopt, "list this node's pods")

@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.codec import encode
+from bus.connection import subscribe_checked
 from bus.errors import BadRequest, Internal, NotFound, SteerError, TooLarge, Unavailable
 from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER
 from bus.streams import CONTROL_HEADER, KEEPALIVE_TIMEOUT, STREAM_HEADER, ExecReply, ExecRequest, LogsRequest
@@ -50,8 +51,19 @@ class StreamServer:
         self.serving = 0
 
     async def start(self) -> None:
-        await self.nc.subscribe(subjects.node_stream(self.node, "logs"), cb=self._on_logs)
-        await self.nc.subscribe(subjects.node_stream(self.node, "exec"), cb=self._on_exec)
+        # Checked: an agent whose credential may not serve them must say so, not sit deaf.
+        await subscribe_checked(self.nc, subjects.node_stream_listen(self.node, "logs"), cb=self._on_logs)
+        await subscribe_checked(self.nc, subjects.node_stream_listen(self.node, "exec"), cb=self._on_exec)
+
+    def _check_namespace(self, msg: Msg, namespace: str) -> None:
+        """The pod's namespace is a token of the subject, so that NATS permissions can confine a
+        user to its namespaces: the body must not name another one."""
+        _, _, token = subjects.parse_node_stream(msg.subject)
+        if namespace != token:
+            raise BadRequest(
+                f'the request is about namespace "{namespace}" but was sent on the subject of '
+                f'namespace "{token}"'
+            )
 
     def _container(self, namespace: str, pod: str, container: str, *, previous: bool = False) -> str:
         worker = self.find(namespace, pod)
@@ -62,8 +74,10 @@ class StreamServer:
     # -- the boundary
 
     def _serve(self, msg: Msg, handler: Callable[[Msg], Awaitable[None]], what: str) -> None:
-        if not msg.reply:
-            return  # nobody to answer
+        if not msg.reply or not subjects.is_inbox(msg.reply):
+            # Nobody to answer; or a reply subject that is no inbox, named to have this node
+            # publish there (the server lets a responder publish to any reply subject).
+            return
         if self.serving >= MAX_REQUESTS:
             busy = Unavailable(f"node {self.node} serves {MAX_REQUESTS} logs and exec requests already")
             self.tasks.create_task(_fail(self.nc, msg.reply, busy))
@@ -96,11 +110,14 @@ class StreamServer:
         except msgspec.DecodeError as err:
             raise BadRequest(f"malformed logs request: {err}") from None
         check_logs(request)
+        self._check_namespace(msg, request.namespace)
         container_id = self._container(
             request.namespace, request.pod, request.container, previous=request.previous
         )
         since = since_time(request.since_seconds)
-        control = self.nc.new_inbox()
+        # On the node's own subjects: whoever may ask this node for logs may also keep the
+        # stream alive, without any right on the node's inbox.
+        control = subjects.node_control(self.node, self.nc.new_inbox().rsplit(".", 1)[-1])
         cancelled = asyncio.Event()
         heard = asyncio.Event()
 
@@ -148,6 +165,7 @@ class StreamServer:
         except msgspec.DecodeError as err:
             raise BadRequest(f"malformed exec request: {err}") from None
         check_exec(request)
+        self._check_namespace(msg, request.namespace)
         container_id = self._container(request.namespace, request.pod, request.container)
         try:
             async with asyncio.timeout(request.timeout_seconds):

@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 
 from bus import metrics, subjects
 from bus.client import Client
+from bus.connection import subscribe_checked
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
 from bus.resources import Endpoints, Service
@@ -79,9 +80,11 @@ class ServiceProxy:
     async def run(self) -> None:
         """Serve until cancelled; then stop listening and end the open connections."""
         feeds = [
-            await self.nc.subscribe(subjects.cluster_feed("services"), cb=self._feed(Service, self.services)),
-            await self.nc.subscribe(
-                subjects.cluster_feed("endpoints"), cb=self._feed(Endpoints, self.endpoints)
+            await subscribe_checked(
+                self.nc, subjects.cluster_feed("services"), cb=self._feed(Service, self.services)
+            ),
+            await subscribe_checked(
+                self.nc, subjects.cluster_feed("endpoints"), cb=self._feed(Endpoints, self.endpoints)
             ),
         ]
         self.resync_now.set()

@@ -6,6 +6,7 @@ import argparse
 import sys
 from datetime import timedelta
 
+from bus import tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
 from bus.store import StoreConfig
@@ -15,7 +16,10 @@ from services.api.server import ApiConfig, run
 def parse_args(argv: list[str]) -> ApiConfig:
     parser = argparse.ArgumentParser(prog="steer api", description="Run an API server replica.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
-    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
+    )
+    tlsclient.add_arguments(parser)
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--token")
@@ -35,7 +39,9 @@ def parse_args(argv: list[str]) -> ApiConfig:
     store.ttl["events"] = args.event_retention
     return ApiConfig(
         servers=args.nats,
-        credentials=Credentials(args.creds, args.user, args.password, args.token),
+        credentials=Credentials(
+            args.creds, args.user, args.password, args.token, tls=tlsclient.from_args(args)
+        ),
         store=store,
         event_retention=timedelta(seconds=args.event_retention),
     )

@@ -15,6 +15,7 @@ import msgspec
 import nats.errors
 from nats.micro.request import Request
 
+from bus import subjects
 from bus.codec import encode
 from bus.errors import Internal, Status, StatusCause, SteerError, TooLarge
 from bus.protocol import ERROR_CODE_HEADER, ERROR_HEADER
@@ -89,6 +90,14 @@ def header_text(text: str, limit: int = HEADER_TEXT_MAX) -> str:
 
 
 async def _send(request: Request, data: bytes, headers: dict[str, str] | None) -> bool:
+    reply_to = request._msg.reply  # micro's Request has no public accessor for it
+    if reply_to and not subjects.is_inbox(reply_to):
+        # The server lets a responder publish to any reply subject it receives: a client naming
+        # `steer.node.n1.feed.pods` as its reply subject would have us feed node n1 a pod.
+        log.warning(
+            "request on %s asks for its reply on %s, not an inbox; not answered", request.subject, reply_to
+        )
+        return False
     try:
         await request.respond(data, headers=headers)
     except ValueError:  # published without a reply subject: nobody is waiting for an answer

@@ -147,8 +147,7 @@ class ApiServer:
         handler = self.handlers.get(verb)
         if handler is None and verb != "create":
             raise NotFound(f'unknown verb "{verb}"')
-        if verb != "list" and info.namespaced and namespace in ("", subjects.ALL):
-            raise BadRequest(f"{info.plural} are namespaced: the subject must name one namespace")
+        _check_scope(info, verb, namespace)
         scope = namespace if info.namespaced else ""
         if handler is None:
             outcome = await self.verbs.create(info, scope, body, uid=uid)
@@ -203,6 +202,26 @@ async def _prepare_store(js: JetStreamContext, store: Store, config: ApiConfig) 
                 raise failure from err
             log.info("preparing the store: %s; trying again", failure.message)
             await asyncio.sleep(retry.next())
+
+
+def _check_scope(info: kinds.KindInfo, verb: str, namespace: str) -> None:
+    """The namespace token must say exactly what the request is about, since NATS permissions
+    authorize by it: `_` for a cluster-scoped kind and nothing else (a user allowed
+    `steer.api.delete.*.mine` must not reach namespace "victim" through
+    `steer.api.delete.namespaces.mine`); one namespace for a namespaced kind, or `_all` for a list."""
+    if not info.namespaced:
+        if namespace != "":
+            shown = subjects.scope(namespace)
+            raise BadRequest(
+                f"{info.plural} are cluster-scoped: the namespace token of the subject must be "
+                f'"{subjects.CLUSTER_SCOPE}", not "{shown}"'
+            )
+    elif namespace == "" or (namespace == subjects.ALL and verb != "list"):
+        raise BadRequest(
+            f"{info.plural} are namespaced: the namespace token of the subject must name one namespace"
+            + (f' (or "{subjects.ALL_NAMESPACES}" for a list)' if verb == "list" else "")
+            + f', not "{subjects.scope(namespace or None)}"'
+        )
 
 
 def _check_namespace(namespace: str) -> None:

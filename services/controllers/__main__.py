@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bus import tlsclient
 from bus.connection import Credentials
 from bus.leader import add_election_arguments, election_arguments
 from bus.runner import run_service
@@ -17,7 +18,10 @@ from services.controllers.server import ControllersConfig, run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steer controllers", description="Run the built-in controllers.")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s), comma-separated")
-    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--creds", help="credentials file: an .nk file from `steer credentials`, or a NATS .creds file"
+    )
+    tlsclient.add_arguments(parser)
     add_election_arguments(parser)
     parser.add_argument(
         "--node-grace",
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--unhealthy-zone-threshold is a fraction: more than 0, at most 1")
     config = ControllersConfig(
         servers=args.nats,
-        credentials=Credentials(creds_file=args.creds),
+        credentials=Credentials(creds_file=args.creds, tls=tlsclient.from_args(args)),
         lease_duration=duration,
         renew_every=renew,
         node_grace=args.node_grace,

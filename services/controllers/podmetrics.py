@@ -30,6 +30,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from bus import metrics, subjects
+from bus.connection import subscribe_checked
 from bus.errors import SteerError
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class PodMetricsCache:
         async def on_message(msg: Msg) -> None:
             self.take(msg.subject, msg.data)
 
-        sub = await nc.subscribe(subjects.metrics_all(), cb=on_message)
+        sub = await subscribe_checked(nc, subjects.metrics_all(), cb=on_message)
         try:
             js = nc.jetstream(timeout=5.0)
             try:

@@ -50,6 +50,7 @@ class RacingBus:
     """A bus whose first reply meets the requester's cancellation, as nats-py waits for it."""
 
     max_payload = 1 << 20
+    is_connected = True  # and stays so (the client watches for a lost connection)
 
     def __init__(self) -> None:
         self.requests = 0

@@ -14,7 +14,7 @@ from bus.client import Client
 from bus.connection import connect
 from bus.errors import AlreadyExists, Conflict, Invalid, SteerError, Timeout, Unavailable
 from bus.resources import Namespace
-from bus.retrying import retryable
+from bus.retrying import ReplyLost, retryable
 from tests.conftest import start_service
 
 
@@ -32,6 +32,9 @@ from tests.conftest import start_service
         ("create", AlreadyExists("x"), False),
         ("update", Conflict("x"), False),
         ("create", Invalid("x"), False),
+        ("get", ReplyLost("x"), True),  # the connection went while the reply was awaited
+        ("create", ReplyLost("x"), True),
+        ("update", ReplyLost("x"), False),
     ],
 )
 def test_what_is_sent_again(verb: str, error: SteerError, again: bool) -> None:

@@ -3,6 +3,7 @@ and that nats-server accepts them (`nats-server -t`), includes of credential and
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -33,12 +34,19 @@ def test_included_files_are_named_relative_to_the_including_file(tmp_path: Path)
     auth.write_text('authorization { token: "s3cret" }\n')
     tls = secrets / "limits.conf"
     tls.write_text("max_connections: 1000\n")  # a block of our own: the tests make no certificates
-    paths = natscluster.write_configs(tmp_path / "nats", specs(), includes=[auth, tls])
+    routes = secrets / "routes.conf"
+    routes.write_text("pool_size: 2\n")  # a cluster-block setting, where the routes' tls goes
+    paths = natscluster.write_configs(
+        tmp_path / "nats", specs(), includes=[auth, tls], route_includes=[routes], key_variable="TEST_JS_KEY"
+    )
     text = paths[0].read_text()
     assert 'include "../../secrets/authorization.conf"' in text
     assert 'include "../../secrets/limits.conf"' in text
+    assert '  include "../../secrets/routes.conf"\n}' in text
+    assert "cipher: chachapoly" in text and "key: $TEST_JS_KEY" in text
+    env = {**os.environ, "TEST_JS_KEY": "a-key-for-the-test-only"}
     for path in paths:
         checked = subprocess.run(
-            [natsserver.binary(), "-t", "-c", str(path)], capture_output=True, text=True, timeout=30
+            [natsserver.binary(), "-t", "-c", str(path)], capture_output=True, text=True, timeout=30, env=env
         )
         assert checked.returncode == 0, checked.stderr

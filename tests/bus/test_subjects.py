@@ -175,7 +175,7 @@ LONG = "a" * 5000
         lambda: subjects.node("n1.x", "get", "pods", "default"),
         lambda: subjects.node_feed(LONG),
         lambda: subjects.node_feed("n 1"),
-        lambda: subjects.node_stream("n1", "logs.x"),
+        lambda: subjects.node_stream("n1", "logs.x", "default"),
         lambda: subjects.events("default", "Pod", LONG),
         lambda: subjects.events("default", "Pod", "web.1"),
         lambda: subjects.events("default", "Po d", "web"),

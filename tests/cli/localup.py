@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bus.connection import Credentials
 from tests.cli.conftest import steer_command
 
 POLL = 0.05
@@ -72,10 +73,21 @@ def eventually(condition: Callable[[], bool], *, within: float = 30.0) -> bool:
     return True
 
 
+# The admin credential of each cluster a test started, by URL (`steer up` is secure by default).
+_admins: dict[str, Path] = {}
+
+
+def remember(url: str, data_dir: Path) -> None:
+    """Let `steer(url, ...)` use the admin credential `steer up` made in `data_dir`."""
+    _admins[url] = data_dir / "credentials" / "admin.nk"
+
+
 def steer(
     url: str, *args: str, stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "STEER_NATS": url}
+    if url in _admins and _admins[url].exists():
+        env["STEER_CREDS"] = str(_admins[url])
     return subprocess.run(
         [*steer_command(), *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -92,6 +104,12 @@ class LocalUp:
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> Credentials:
+        """The admin credential `steer up` made (none with --insecure)."""
+        path = self.data_dir / "credentials" / "admin.nk"
+        return Credentials(creds_file=str(path) if path.exists() else None)
 
     def read_until(self, fragment: str) -> str:
         """The next line of output that holds `fragment` (bounded by the test's timeout)."""
@@ -132,6 +150,7 @@ def local_up(
         [*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
         up = LocalUp(proc, data_dir, port, prefix)
+        remember(up.url, data_dir)
         try:
             up.read_until("ready:")
             yield up

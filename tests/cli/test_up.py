@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.agents import REPO
 from tests.cli.conftest import steer_command
-from tests.cli.localup import alive, free_port, steer
+from tests.cli.localup import alive, free_port, remember, steer
 from tests.cli.test_cli import read_until
 
 
@@ -24,6 +24,7 @@ def cluster(data_dir: Path, port: int, *extra: str) -> Iterator[tuple[subprocess
     args = [*steer_command(), "up", "--data-dir", str(data_dir), "--port", str(port), "--api-replicas", "2"]
     args += ["--nodes", "2", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    remember(f"nats://127.0.0.1:{port}", data_dir)
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         try:
             yield proc, read_until(proc, "ready:")

@@ -39,10 +39,10 @@ def heartbeat_after(moment: datetime) -> Any:
     return check
 
 
-async def registered_again(url: str, node: str, since: datetime) -> list[str]:
+async def registered_again(up: LocalUp, node: str, since: datetime) -> list[str]:
     """Wait until `node` has registered after `since` (its agent adopts before it registers);
     the Warning events of namespace demo since then."""
-    nc = await connect(url, name="test")
+    nc = await connect(up.url, name="test", credentials=up.admin)
     try:
         await wait_for(Store(nc.jetstream()), Node, "", node, heartbeat_after(since), within=90)
         return [
@@ -95,7 +95,7 @@ def check_agent_restart(up: LocalUp) -> None:
 
     killed_at = datetime.now(UTC)
     os.kill(up.child(f"--name {node} "), signal.SIGKILL)
-    warnings = asyncio.run(registered_again(up.url, node, killed_at))
+    warnings = asyncio.run(registered_again(up, node, killed_at))
 
     after = pods(up)
     assert after.keys() == before.keys()  # none deleted and replaced

@@ -169,7 +169,9 @@ class Harness:
         async with asyncio.timeout(60):
             while True:
                 try:
-                    await self.nc.request(subjects.node_stream(self.node, "exec"), probe, timeout=1)
+                    await self.nc.request(
+                        subjects.node_stream(self.node, "exec", "nowhere"), probe, timeout=1
+                    )
                     return
                 except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
                     await asyncio.sleep(0.2)  # the agent is starting: nothing to wait on but it
@@ -296,7 +298,9 @@ class Harness:
         sub = await self.nc.subscribe(inbox)
         try:
             try:
-                await self.nc.publish(subjects.node_stream(self.node, "logs"), body, reply=inbox)
+                await self.nc.publish(
+                    subjects.node_stream(self.node, "logs", self.namespace), body, reply=inbox
+                )
             except nats.errors.MaxPayloadError:
                 self.findings.outcomes["logs: refused by the client (over max_payload)"] += 1
                 return []
@@ -334,7 +338,9 @@ class Harness:
         self.findings.tried["exec"] += 1
         example = shorten(body)
         try:
-            msg = await self.nc.request(subjects.node_stream(self.node, "exec"), body, timeout=REPLY_TIMEOUT)
+            msg = await self.nc.request(
+                subjects.node_stream(self.node, "exec", self.namespace), body, timeout=REPLY_TIMEOUT
+            )
         except nats.errors.MaxPayloadError:
             self.findings.outcomes["exec: refused by the client (over max_payload)"] += 1
             return []

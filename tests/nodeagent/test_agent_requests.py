@@ -71,7 +71,7 @@ async def test_logs_request_fields_are_bounded(
     fields: dict[str, object], field: str, nc: NATS, ns: str, talker: object
 ) -> None:
     agent = talker
-    kind, error = await ask(nc, subjects.node_stream(agent.name, "logs"), logs(ns, **fields))  # type: ignore[attr-defined]
+    kind, error = await ask(nc, subjects.node_stream(agent.name, "logs", ns), logs(ns, **fields))  # type: ignore[attr-defined]
     assert kind == "error" and error is not None and error.code == 422
     assert error.details is not None and [c.field for c in error.details.causes] == [field]
 
@@ -90,7 +90,7 @@ async def test_exec_request_fields_are_bounded(
     fields: dict[str, object], field: str, nc: NATS, ns: str, talker: object
 ) -> None:
     agent = talker
-    kind, error = await ask(nc, subjects.node_stream(agent.name, "exec"), execs(ns, **fields))  # type: ignore[attr-defined]
+    kind, error = await ask(nc, subjects.node_stream(agent.name, "exec", ns), execs(ns, **fields))  # type: ignore[attr-defined]
     assert kind == "error" and error is not None and error.code == 422
     assert error.details is not None and [c.field for c in error.details.causes] == [field]
 
@@ -105,7 +105,7 @@ async def test_nothing_a_peer_sends_stops_the_agent(
     assert b"".join([chunk async for chunk in read_logs(nc, node, ancient)]) == b"hello\n"
     for payload in (b"", b"\xff\xfe", b"[]", b'{"namespace": 1}', b"{" * 10_000):
         for action in ("logs", "exec"):
-            kind, error = await ask(nc, subjects.node_stream(node, action), payload)
+            kind, error = await ask(nc, subjects.node_stream(node, action, ns), payload)
             assert kind == "error" and error is not None and error.code == 400, (action, payload)
     # Junk and hostile objects on the feeds: ignored, logged.
     huge = {
