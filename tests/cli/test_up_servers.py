@@ -12,9 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from bus.connection import connect
+from bus.connection import Credentials, connect
 from tests.cli.conftest import steer_command
-from tests.cli.localup import alive, children_of, steer
+from tests.cli.localup import alive, children_of, remember, steer
 from tests.cli.test_cli import read_until
 
 NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n"
@@ -37,9 +37,9 @@ def free_ports(count: int) -> int:
             continue
 
 
-async def pods_stream(urls: str) -> tuple[int, str]:
+async def pods_stream(urls: str, admin: Path) -> tuple[int, str]:
     """Replicas and leader of the pods bucket's stream."""
-    nc = await connect(urls, name="test")
+    nc = await connect(urls, name="test", credentials=Credentials(creds_file=str(admin)))
     try:
         info = await nc.jetstream().stream_info("KV_steer-pods")
         assert info.cluster is not None
@@ -57,16 +57,18 @@ def test_up_runs_a_three_server_cluster(tmp_path: Path) -> None:
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         try:
             lines = read_until(proc, "ready:")
-            assert f"export STEER_NATS={urls};" in "".join(lines)
+            assert f"STEER_NATS={urls}" in "".join(lines)
+            remember(urls, tmp_path)
             servers = {pid: line for pid, line in children_of(proc.pid).items() if "nats-server" in line}
             assert len(servers) == 3
             for i in range(3):
                 conf = (tmp_path / "nats" / f"steer-{i + 1}" / "nats.conf").read_text()
+                assert 'include "../../credentials/authorization.conf"' in conf
                 assert "sync_interval: always" in conf and f'listen: "127.0.0.1:{port + i}"' in conf
             api = next(line for line in children_of(proc.pid).values() if "services.api" in line)
             assert f"--nats {urls} --replicas 3" in api
 
-            replicas, leader = asyncio.run(pods_stream(urls))
+            replicas, leader = asyncio.run(pods_stream(urls, tmp_path / "credentials" / "admin.nk"))
             assert replicas == 3
             victim = next(pid for pid, line in servers.items() if f"/{leader}/" in line)
             os.kill(victim, signal.SIGKILL)
