@@ -29,12 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from enum import Enum
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -53,6 +55,8 @@ FOLLOW_CONSUMER_TTL = 10.0
 # nats-py resets an ordered consumer after two heartbeats without a word from it.
 HEARTBEAT = 2.0
 _DELIVERS_LAST = (DeliverPolicy.ALL, DeliverPolicy.LAST_PER_SUBJECT)
+# Streams whose leader a connection's permissions do not let it ask (see `_leader_last`).
+_may_not_ask: weakref.WeakKeyDictionary[NATS, set[str]] = weakref.WeakKeyDictionary()
 
 
 class NamedConsumer(ConsumerConfig):
@@ -209,9 +213,15 @@ async def _leader_last(js: JetStreamContext, stream: str, subject: str) -> int:
     caught up only once it has delivered that one. 0 too for a reader whose permissions confine
     it to some subjects: the leader's message get does not name the subject, so it may not ask
     (it trusts its consumer, as before)."""
+    refused = _may_not_ask.setdefault(js._nc, set())
+    if stream in refused:
+        return 0
     try:
         return (await js.get_last_msg(stream, subject)).seq or 0
-    except (nats.js.errors.NotFoundError, Forbidden):
+    except nats.js.errors.NotFoundError:
+        return 0
+    except Forbidden:
+        refused.add(stream)  # asked once per connection: every refusal is a line in two logs
         return 0
     except (TimeoutError, nats.errors.Error) as err:
         raise translate(err) from err
