@@ -17,7 +17,7 @@ import pytest
 
 from bus import natsserver
 from bus.client import Client
-from bus.connection import connect, discover
+from bus.connection import Credentials, connect, discover
 from bus.meta import ObjectMeta
 from bus.resources import Namespace
 from bus.store import Store
@@ -47,8 +47,10 @@ def start_service(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]
         )
 
 
-async def wait_for_components(url: str, name: str, count: int) -> None:
-    nc = await connect(url, name="test-wait")
+async def wait_for_components(
+    url: str, name: str, count: int, *, credentials: Credentials | None = None
+) -> None:
+    nc = await connect(url, name="test-wait", credentials=credentials or Credentials())
     try:
         async with asyncio.timeout(30):
             while len([c for c in await discover(nc, wait=0.3) if c.name == name]) < count:

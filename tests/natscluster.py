@@ -25,7 +25,7 @@ import socket
 import subprocess
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,11 @@ class NatsCluster:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, root: Path, *, size: int = 3) -> Iterator[NatsCluster]:
+    def running(
+        cls, root: Path, *, size: int = 3, includes: Sequence[Path] = (), route_includes: Sequence[Path] = ()
+    ) -> Iterator[NatsCluster]:
+        """The cluster; `includes` and `route_includes` as `bus.natscluster.write_configs` takes
+        them (an authorization file, TLS blocks)."""
         ports = free_ports(3 * size)
         specs = [
             natscluster.ServerSpec(
@@ -91,7 +95,7 @@ class NatsCluster:
             )
             for i in range(size)
         ]
-        paths = natscluster.write_configs(root, specs)
+        paths = natscluster.write_configs(root, specs, includes=includes, route_includes=route_includes)
         servers: dict[str, natsserver.NatsServer] = {}
         try:
             for spec, path in zip(specs, paths, strict=True):
