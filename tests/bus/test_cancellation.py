@@ -55,7 +55,13 @@ class RacingBus:
     def __init__(self) -> None:
         self.requests = 0
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> Any:  # noqa: ASYNC109 (nats-py's signature)
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        timeout: float,  # noqa: ASYNC109 (nats-py's signature)
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         self.requests += 1
         if self.requests > 1:  # the race once only: a lost cancellation then shows as a timeout
             await asyncio.sleep(0)

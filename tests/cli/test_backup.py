@@ -16,8 +16,10 @@ import pytest
 from bus import kinds, natsserver
 from bus.client import Client
 from bus.connection import connect
-from bus.meta import OwnerReference, Resource
+from bus.meta import ObjectMeta, OwnerReference, Resource
 from bus.resources import Pod
+from bus.resources.pod import Container, PodSpec
+from bus.store import Store
 from bus.validation import decode_object
 from cli import backupfile
 from tests.cli.conftest import Result, Steer, steer_command
@@ -301,3 +303,18 @@ def test_malformed_files_name_file_and_line(tmp_path: Path, content: str, line: 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(backupfile.BackupFileError, match="missing.jsonl: cannot read it: No such file"):
         backupfile.read(str(tmp_path / "missing.jsonl"))
+
+
+async def test_an_object_whose_namespace_went_is_skipped(
+    client: Client, store: Store, steer: Steer, fresh_url: str, tmp_path: Path
+) -> None:
+    """A backup is no snapshot: a namespace may go between the listing of the namespaces and of
+    the pods. Its pods (here written to the store with no namespace at all) are skipped, said."""
+    gone = f"g-{uuid.uuid4().hex[:10]}"
+    spec = PodSpec(containers=[Container(name="c", image="busybox:local")])
+    await store.create(Pod(metadata=ObjectMeta(name="left", namespace=gone), spec=spec))
+    file = tmp_path / "cluster.jsonl"
+    assert steer("backup", str(file)).code == 0
+    restored = steer_at(fresh_url, "restore", str(file))
+    assert restored.code == 0, restored.out + restored.err
+    assert f"pod/left -n {gone} skipped (its namespace is in neither the backup nor here)" in restored.out

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bus import natscluster
 from cli.supervisor import BackoffPolicy, Child, RestartBackoff, Supervisor, describe_exit, exited, span
-from cli.up import _cluster
+from cli.up import _buses, _cluster
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,10 @@ async def test_a_command_that_cannot_start_is_retried(tmp_path: Path) -> None:
 def test_the_api_stops_after_its_clients_and_before_the_bus(tmp_path: Path) -> None:
     """The scheduler and the controllers give their leases up through the API as they stop."""
     counts = {"api": 2, "scheduler": 2, "controllers": 1}
-    cluster = _cluster(tmp_path, port=4222, replicas=counts, node_names=["n-1"], runtime="process")
+    specs = natscluster.loopback_specs(1, port=4222, cluster_port=6222)
+    buses = _buses(tmp_path, specs, includes=[], credentials=None)
+    url = natscluster.urls(specs)
+    cluster = _cluster(tmp_path, buses, url=url, replicas=counts, node_names=["n-1"], runtime="process")
     assert [[child.name for child in group] for group in cluster.stop_order] == [
         ["n-1"],
         ["scheduler-1", "scheduler-2", "controllers"],
