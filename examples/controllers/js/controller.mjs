@@ -114,7 +114,7 @@ const enqueue = (name) => { queue.add(name); wake(); };
 
 // The watch: a named consumer filtered on our namespace, ack policy none (readers may not ack),
 // delivering to our own inbox; resumed after the last stream sequence seen.
-let lastSeq = 0, lastCseq = 0, heard = Date.now(), consumer = null, starting = false;
+let lastSeq = 0, lastCseq = 0, heard = Date.now(), consumer = null, starting = false, online = true;
 async function watch() {
   if (starting) return; starting = true;
   try {
@@ -149,10 +149,11 @@ function onMessage(m) {
 }
 
 await watch();
-setInterval(() => { if (!nc.isClosed() && (!consumer || Date.now() - heard > 6000)) watch(); }, 5000);
+setInterval(() => { if (online && (!consumer || Date.now() - heard > 6000)) watch(); }, 5000); // heartbeats missed
 setInterval(() => deployments.forEach((_, name) => enqueue(name)), Number(opt.resync) * 1000);
 for await (const s of nc.status()) {
-  if (s.type === "reconnect") { log("reconnected: resuming the watch"); watch(); }
+  if (s.type === "disconnect") online = false;
+  if (s.type === "reconnect") { online = true; log("reconnected: resuming the watch"); watch(); }
   if (s.type === "error" && s.data === ErrorCode.AuthorizationViolation) { log("the server refused the credential"); process.exit(1); }
   if (s.type === "error" && s.permissionContext) log(`denied: ${s.permissionContext.operation} to ${s.permissionContext.subject}`);
 }
