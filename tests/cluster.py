@@ -33,7 +33,7 @@ from bus.meta import ObjectMeta
 from bus.resources import Namespace
 from bus.store import Store
 from tests.agents import AgentProcess, clean_up
-from tests.conftest import start_service, wait_for_components
+from tests.conftest import start_service, stop_processes, wait_for_components
 
 _subnets = itertools.count(100 + os.getpid() % 100)
 
@@ -86,15 +86,7 @@ class ControlPlane:
         return agent
 
     def stop_services(self) -> None:
-        for proc in self.services:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.services:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.services, grace=20)
         self.services.clear()
 
     def stop_agents(self) -> None:

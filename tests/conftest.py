@@ -47,6 +47,19 @@ def start_service(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]
         )
 
 
+def stop_processes(procs: list[subprocess.Popen[bytes]], *, grace: float = 10.0) -> None:
+    """SIGTERM to all, then SIGKILL to any still running after `grace` seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 async def wait_for_components(
     url: str, name: str, count: int, *, credentials: Credentials | None = None
 ) -> None:
@@ -72,13 +85,7 @@ def api_servers(
         asyncio.run(wait_for_components(nats_url, "steer-api", API_REPLICAS))
         yield procs
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from bus.connection import connect
 from bus.errors import SteerError
 from bus.meta import ObjectMeta
 from bus.resources import Namespace
-from tests.conftest import start_service, wait_for_components
+from tests.conftest import start_service, stop_processes, wait_for_components
 
 
 def free_ports(count: int) -> list[int]:
@@ -199,13 +199,7 @@ def api_replicas(
         asyncio.run(wait_for_components(cluster.urls, "steer-api", count))
         yield procs
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
 
 
 @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ from bus.meta import ObjectMeta
 from bus.resources import Namespace
 from bus.store import Store
 from cli import registry
-from tests.conftest import start_service
+from tests.conftest import start_service, stop_processes
 
 NODES = ["node-1", "node-2"]
 USERS = {"alice": ("edit", ("mine",)), "vera": ("view", ("mine",)), "otto": ("view", ())}
@@ -74,15 +74,7 @@ class SecureCluster:
         return proc
 
     def stop_services(self) -> None:
-        for proc in self.services:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.services:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.services, grace=20)
         self.services.clear()
 
     async def _until_api_serves(self) -> None:

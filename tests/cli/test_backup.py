@@ -23,7 +23,7 @@ from bus.store import Store
 from bus.validation import decode_object
 from cli import backupfile
 from tests.cli.conftest import Result, Steer, steer_command
-from tests.conftest import start_service, wait_for_components
+from tests.conftest import start_service, stop_processes, wait_for_components
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,7 @@ def fresh_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         asyncio.run(wait_for_components(server.url, "steer-api", 1))
         yield server.url
     finally:
-        api.terminate()
-        api.wait(10)
+        stop_processes([api])
         server.stop()
 
 
