@@ -37,6 +37,10 @@ class Taint(Base):
 class NodeSpec(Base):
     unschedulable: bool = False
     taints: list[Taint] = []
+    # The node's share of the cluster CIDR (the node IPAM controller sets it once); Kubernetes'
+    # spelling, so the JSON names are given.
+    pod_cidr: str = msgspec.field(default="", name="podCIDR")
+    pod_cidrs: list[str] = msgspec.field(default_factory=list, name="podCIDRs")
 
 
 class NodeCondition(Base):

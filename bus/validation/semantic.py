@@ -8,6 +8,8 @@ Every cause is collected, never just the first, so a user fixes a manifest in on
 
 from __future__ import annotations
 
+import ipaddress
+
 from bus.errors import StatusCause
 from bus.meta import Resource
 from bus.resources import (
@@ -76,11 +78,39 @@ def _node(node: Node) -> list[StatusCause]:
         if (taint.key, taint.effect) in seen:
             causes.append(duplicate(item, {"key": taint.key, "effect": taint.effect}))
         seen.add((taint.key, taint.effect))
+    causes += _pod_cidrs(node)
     for field, amounts in (("capacity", node.status.capacity), ("allocatable", node.status.allocatable)):
         for name, value in amounts.items():
             causes += formatted(f"status.{field}", name, qualified_name)
             causes += quantity(f"status.{field}[{name}]", value)
     return causes
+
+
+def _pod_cidrs(node: Node) -> list[StatusCause]:
+    """Kubernetes' rules for an IPv4-only cluster: each a CIDR; podCIDRs holds at most one per
+    IP family (so one here), and its first entry is podCIDR when both are given."""
+    spec = node.spec
+    causes: list[StatusCause] = []
+    if spec.pod_cidr:
+        causes += formatted("spec.podCIDR", spec.pod_cidr, ipv4_cidr)
+    for i, cidr in enumerate(spec.pod_cidrs):
+        causes += formatted(f"spec.podCIDRs[{i}]", cidr, ipv4_cidr)
+    if len(spec.pod_cidrs) > 1:
+        causes.append(
+            invalid_value("spec.podCIDRs", spec.pod_cidrs, "may specify no more than one CIDR for each IP family")
+        )
+    if spec.pod_cidr and spec.pod_cidrs and spec.pod_cidrs[0] != spec.pod_cidr:
+        causes.append(invalid_value("spec.podCIDRs[0]", spec.pod_cidrs[0], "must match spec.podCIDR"))
+    return causes
+
+
+def ipv4_cidr(value: str) -> list[str]:
+    """An IPv4 network in CIDR notation, its address the network's first (`10.244.1.0/24`)."""
+    try:
+        ipaddress.IPv4Network(value, strict=True)
+    except ValueError as err:
+        return [f"must be a valid IPv4 CIDR (a network address and a prefix length, e.g. 10.244.1.0/24): {err}"]
+    return [] if "/" in value else ["must be a valid IPv4 CIDR: the prefix length is missing (e.g. /24)"]
 
 
 def _lease(lease: Lease) -> list[StatusCause]:

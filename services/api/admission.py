@@ -92,4 +92,11 @@ def immutable_changes(new: Resource, old: Resource) -> list[StatusCause]:
     if isinstance(new, Deployment | ReplicaSet) and isinstance(old, Deployment | ReplicaSet):
         if new.spec.selector != old.spec.selector:
             causes.append(StatusCause(field="spec.selector", message="field is immutable"))
+    if isinstance(new, Node) and isinstance(old, Node):
+        # Kubernetes' rule: a node's pod CIDRs may go from unset to set, never change after.
+        message = 'node updates may not change podCIDR except from "" to valid'
+        if old.spec.pod_cidr and new.spec.pod_cidr != old.spec.pod_cidr:
+            causes.append(StatusCause(field="spec.podCIDR", message=message))
+        if old.spec.pod_cidrs and new.spec.pod_cidrs != old.spec.pod_cidrs:
+            causes.append(StatusCause(field="spec.podCIDRs", message=message))
     return causes

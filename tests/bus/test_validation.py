@@ -197,7 +197,9 @@ def node() -> Manifest:
             "taints": [
                 {"key": "dedicated", "value": "web", "effect": "NoSchedule"},
                 {"key": "dedicated", "value": "web", "effect": "NoExecute"},
-            ]
+            ],
+            "podCIDR": "10.244.1.0/24",
+            "podCIDRs": ["10.244.1.0/24"],
         },
         "status": {
             "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
@@ -693,6 +695,13 @@ INVALID: list[Case] = [
     at(hpa, "spec.behavior.scaleDown.stabilizationWindowSeconds", -1, "must be greater than or equal to 0"),
     # Node, Lease, Event
     at(node, "spec.taints[0].key", "bad key", 'Invalid value: "bad key"'),
+    at(node, "spec.podCIDR", "10.244.1.0", "the prefix length is missing"),
+    at(node, "spec.podCIDR", "10.244.1.5/24", "must be a valid IPv4 CIDR"),
+    at(node, "spec.podCIDR", "fd00::/64", "must be a valid IPv4 CIDR"),
+    at(node, "spec.podCIDR", "10.244.1.0/33", "must be a valid IPv4 CIDR"),
+    at(node, "spec.podCIDRs", ["10.244.1.0/24", "x"], "must be a valid IPv4 CIDR", field="spec.podCIDRs[1]"),
+    at(node, "spec.podCIDRs", ["10.244.1.0/24", "10.244.2.0/24"], "no more than one CIDR for each IP family"),
+    at(node, "spec.podCIDRs", ["10.244.2.0/24"], "must match spec.podCIDR", field="spec.podCIDRs[0]"),
     at(node, "spec.taints[1].effect", "NoSchedule", "Duplicate value", field="spec.taints[1]"),
     at(node, "status.capacity.cpu", "four", "invalid quantity 'four'", field="status.capacity[cpu]"),
     at(

@@ -13,7 +13,7 @@ from bus.errors import Invalid, StatusCause
 from bus.meta import LabelSelector, ObjectMeta, ObjectReference, Resource
 from bus.resources import Deployment, Event, Namespace, Node, Pod, ReplicaSet
 from bus.resources.apps import DeploymentSpec, DeploymentStatus, ReplicaSetSpec
-from bus.resources.cluster import NamespaceStatus, NodeCondition, NodeStatus
+from bus.resources.cluster import NamespaceStatus, NodeCondition, NodeSpec, NodeStatus
 from bus.resources.pod import Container, PodSpec, PodStatus, PodTemplateSpec
 from services.api import admission
 from services.api.admission import generated_name, prepare_create, prepare_update
@@ -215,6 +215,16 @@ def test_status_change_alone_does_not_bump_generation() -> None:
 
 NODE_NAME = StatusCause(field="spec.nodeName", message="field is immutable once set")
 SELECTOR = StatusCause(field="spec.selector", message="field is immutable")
+CIDR_MESSAGE = 'node updates may not change podCIDR except from "" to valid'
+POD_CIDR = StatusCause(field="spec.podCIDR", message=CIDR_MESSAGE)
+POD_CIDRS = StatusCause(field="spec.podCIDRs", message=CIDR_MESSAGE)
+
+
+def node(cidr: str = "", *, cidrs: list[str] | None = None, unschedulable: bool = False) -> Node:
+    spec = NodeSpec(
+        pod_cidr=cidr, pod_cidrs=[cidr] if cidrs is None and cidr else cidrs or [], unschedulable=unschedulable
+    )
+    return Node(metadata=ObjectMeta(name="n1"), spec=spec)
 
 
 @pytest.mark.parametrize(
@@ -227,8 +237,26 @@ SELECTOR = StatusCause(field="spec.selector", message="field is immutable")
         (deployment(), deployment(replicas=3), []),
         (deployment(app="web"), deployment(app="api"), [SELECTOR]),
         (replicaset(app="web"), replicaset(app="api"), [SELECTOR]),
+        (node(), node("10.244.1.0/24"), []),
+        (node("10.244.1.0/24"), node("10.244.1.0/24", unschedulable=True), []),
+        (node("10.244.1.0/24"), node("10.244.2.0/24"), [POD_CIDR, POD_CIDRS]),
+        (node("10.244.1.0/24"), node(), [POD_CIDR, POD_CIDRS]),
+        (node("10.244.1.0/24", cidrs=[]), node("10.244.1.0/24", cidrs=["10.244.1.0/24"]), []),
     ],
-    ids=["bind", "same-node", "move", "unbind", "scale", "dep-selector", "rs-selector"],
+    ids=[
+        "bind",
+        "same-node",
+        "move",
+        "unbind",
+        "scale",
+        "dep-selector",
+        "rs-selector",
+        "cidr-set",
+        "cidr-kept",
+        "cidr-changed",
+        "cidr-cleared",
+        "cidrs-filled",
+    ],
 )
 def test_immutable_fields(old: Resource, new: Resource, causes: list[StatusCause]) -> None:
     stored(old)
