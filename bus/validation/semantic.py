@@ -97,7 +97,9 @@ def _pod_cidrs(node: Node) -> list[StatusCause]:
         causes += formatted(f"spec.podCIDRs[{i}]", cidr, ipv4_cidr)
     if len(spec.pod_cidrs) > 1:
         causes.append(
-            invalid_value("spec.podCIDRs", spec.pod_cidrs, "may specify no more than one CIDR for each IP family")
+            invalid_value(
+                "spec.podCIDRs", spec.pod_cidrs, "may specify no more than one CIDR for each IP family"
+            )
         )
     if spec.pod_cidr and spec.pod_cidrs and spec.pod_cidrs[0] != spec.pod_cidr:
         causes.append(invalid_value("spec.podCIDRs[0]", spec.pod_cidrs[0], "must match spec.podCIDR"))
@@ -109,7 +111,9 @@ def ipv4_cidr(value: str) -> list[str]:
     try:
         ipaddress.IPv4Network(value, strict=True)
     except ValueError as err:
-        return [f"must be a valid IPv4 CIDR (a network address and a prefix length, e.g. 10.244.1.0/24): {err}"]
+        return [
+            f"must be a valid IPv4 CIDR (a network address and a prefix length, e.g. 10.244.1.0/24): {err}"
+        ]
     return [] if "/" in value else ["must be a valid IPv4 CIDR: the prefix length is missing (e.g. /24)"]
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from ipaddress import IPv4Network
 
 from bus import tlsclient
 from bus.connection import Credentials
 from bus.leader import add_election_arguments, election_arguments
 from bus.runner import run_service
 from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD
+from services.controllers.cidrs import NodeCIDRs
 from services.controllers.disruption import EvictionLimits
+from services.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_MASK
 from services.controllers.nodelifecycle import DEFAULT_GRACE, DEFAULT_SETTLE, DEFAULT_TOLERATION_SECONDS
 from services.controllers.server import ControllersConfig, run
 
@@ -81,6 +84,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="how often each HorizontalPodAutoscaler is evaluated",
     )
+    parser.add_argument(
+        "--allocate-node-cidrs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give every Node a pod CIDR (spec.podCIDR) carved from --cluster-cidr",
+    )
+    parser.add_argument(
+        "--cluster-cidr",
+        default=DEFAULT_CLUSTER_CIDR,
+        metavar="CIDR",
+        help="the IPv4 range pod addresses come from, cut into one subnet per node",
+    )
+    parser.add_argument(
+        "--node-cidr-mask-size",
+        type=int,
+        default=DEFAULT_NODE_MASK,
+        metavar="BITS",
+        help="prefix length of each node's pod CIDR",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     duration, renew = election_arguments(parser, args)
     if args.node_grace <= 0:
@@ -95,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--large-cluster-size-threshold must not be negative")
     if not 0 < args.unhealthy_zone_threshold <= 1:
         parser.error("--unhealthy-zone-threshold is a fraction: more than 0, at most 1")
+    try:
+        node_cidrs = NodeCIDRs(IPv4Network(args.cluster_cidr, strict=True), args.node_cidr_mask_size)
+    except ValueError as err:
+        parser.error(f"--cluster-cidr/--node-cidr-mask-size: {err}")
     config = ControllersConfig(
         servers=args.nats,
         credentials=Credentials(creds_file=args.creds, tls=tlsclient.from_args(args)),
@@ -110,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             unhealthy_zone_threshold=args.unhealthy_zone_threshold,
         ),
         hpa_sync_period=args.hpa_sync_period,
+        allocate_node_cidrs=args.allocate_node_cidrs,
+        node_cidrs=node_cidrs,
     )
     if args.instance:
         config.instance = args.instance

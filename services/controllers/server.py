@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from typing import Any
 
 from bus.client import Client
@@ -32,10 +33,12 @@ from bus.resources import (
 from bus.store import Store
 from bus.unreadable import UnreadableReporter
 from services.controllers.autoscaler import DEFAULT_SYNC_PERIOD, autoscaler_controller
+from services.controllers.cidrs import NodeCIDRs
 from services.controllers.deployment import DeploymentReconciler, deployment_keys, orphan_keys
 from services.controllers.disruption import EvictionLimits
 from services.controllers.endpoints import endpoints_controller
 from services.controllers.garbagecollector import collected_informers, garbage_collector
+from services.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_MASK, node_ipam_controller
 from services.controllers.nodelifecycle import (
     DEFAULT_GRACE,
     DEFAULT_SETTLE,
@@ -63,6 +66,10 @@ class ControllersConfig:
     node_eviction_settle: float = DEFAULT_SETTLE  # seconds unhealthy before evictions may begin
     eviction_limits: EvictionLimits = field(default_factory=EvictionLimits)
     hpa_sync_period: float = DEFAULT_SYNC_PERIOD  # seconds between two syncs of an autoscaler
+    allocate_node_cidrs: bool = True
+    node_cidrs: NodeCIDRs = field(
+        default_factory=lambda: NodeCIDRs(IPv4Network(DEFAULT_CLUSTER_CIDR), DEFAULT_NODE_MASK)
+    )
 
 
 async def run(config: ControllersConfig) -> None:
@@ -134,6 +141,8 @@ async def run(config: ControllersConfig) -> None:
         garbagecollector = garbage_collector(client, collected, workers=config.workers)
 
         controllers = [replicaset, deployment, nodelifecycle, endpoint, autoscaler, garbagecollector]
+        if config.allocate_node_cidrs:
+            controllers.append(node_ipam_controller(client, nodes, config.node_cidrs))
 
         async def lead() -> None:
             async with asyncio.TaskGroup() as running:

@@ -222,7 +222,9 @@ POD_CIDRS = StatusCause(field="spec.podCIDRs", message=CIDR_MESSAGE)
 
 def node(cidr: str = "", *, cidrs: list[str] | None = None, unschedulable: bool = False) -> Node:
     spec = NodeSpec(
-        pod_cidr=cidr, pod_cidrs=[cidr] if cidrs is None and cidr else cidrs or [], unschedulable=unschedulable
+        pod_cidr=cidr,
+        pod_cidrs=[cidr] if cidrs is None and cidr else cidrs or [],
+        unschedulable=unschedulable,
     )
     return Node(metadata=ObjectMeta(name="n1"), spec=spec)
 

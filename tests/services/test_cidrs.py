@@ -90,7 +90,11 @@ def test_overlapped(cidr: str, indices: list[int], inside: bool) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("10.244.1.0/24", IPv4Network("10.244.1.0/24")), ("10.244.1.9/24", IPv4Network("10.244.1.0/24")), ("x", None)],
+    [
+        ("10.244.1.0/24", IPv4Network("10.244.1.0/24")),
+        ("10.244.1.9/24", IPv4Network("10.244.1.0/24")),
+        ("x", None),
+    ],
 )
 def test_parse(text: str, expected: IPv4Network | None) -> None:
     assert parse(text) == expected
