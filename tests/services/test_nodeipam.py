@@ -15,7 +15,7 @@ from ipaddress import IPv4Network
 import pytest
 
 from bus.client import Client
-from bus.errors import NotFound
+from bus.errors import Invalid, NotFound
 from bus.informer import Informer
 from bus.meta import ObjectMeta
 from bus.resources import Event, Node
@@ -89,6 +89,13 @@ async def test_distinct_subnets_across_a_restart_and_a_deletion(
     assert len(set(first.values())) == 3
     assert all(carved.contains(cidr) and cidr.prefixlen == 24 for cidr in first.values())
     assert not set(first.values()) & await others_held(client, set(names))
+
+    # Once set, the API keeps it.
+    moved = await client.get(Node, names[0], "")
+    moved.spec.pod_cidr = moved.spec.pod_cidrs[0] = "10.244.250.0/24"
+    with pytest.raises(Invalid) as refused:
+        await client.update(moved)
+    assert [c.field for c in refused.value.causes] == ["spec.podCIDR", "spec.podCIDRs"]
 
     # A new leader starts from nothing but the Nodes: the three subnets stay theirs.
     await start(carved)
