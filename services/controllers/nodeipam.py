@@ -41,6 +41,12 @@ DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 DEFAULT_NODE_MASK = 24
 
 
+def held_by(node: Node) -> str:
+    """The pod CIDR a Node holds: podCIDR, or the first of podCIDRs when only those are written
+    (Kubernetes reads the two as one); empty when it has none."""
+    return node.spec.pod_cidr or next(iter(node.spec.pod_cidrs), "")
+
+
 class NodeIpamReconciler:
     def __init__(self, client: Client, nodes: Informer[Node], carved: NodeCIDRs) -> None:
         self.client = client
@@ -56,12 +62,14 @@ class NodeIpamReconciler:
         if node is None:
             self._forget(key)
             return Result()
-        if node.spec.pod_cidr:
+        if held_by(node):
             self._exhausted.discard(key)
             self._check_inside(node)
             return Result()
         if node.metadata.deletion_timestamp is not None:
             return Result()
+        if key in self._pending and self._pending[key][0] == node.metadata.uid:
+            return Result()  # given one already; the informer has not shown it yet
         try:
             cidr = self.carved.lowest_free(self.occupied())
         except CIDRsExhausted as err:
@@ -77,12 +85,12 @@ class NodeIpamReconciler:
         """Every subnet a Node holds: from the informer, and those written but not yet seen."""
         held: list[IPv4Network] = []
         for node in self.nodes.items():
-            cidr = cidrs.parse(node.spec.pod_cidr) if node.spec.pod_cidr else None
+            cidr = cidrs.parse(held_by(node)) if held_by(node) else None
             if cidr is not None:
                 held.append(cidr)
         for name, (uid, cidr) in list(self._pending.items()):
             seen = self.nodes.get(name)
-            if seen is None or seen.metadata.uid != uid or seen.spec.pod_cidr:
+            if seen is None or seen.metadata.uid != uid or held_by(seen):
                 del self._pending[name]  # gone (its subnet is free), or the informer counts it now
             else:
                 held.append(cidr)
@@ -97,7 +105,7 @@ class NodeIpamReconciler:
                 live = await self.client.get(Node, name, "")
             except NotFound:
                 return
-            if live.spec.pod_cidr:
+            if held_by(live):
                 return  # allocated meanwhile; its change reconciles again
             stored = await self._write(live, cidr)
         except NotFound:
@@ -116,7 +124,7 @@ class NodeIpamReconciler:
 
     def _check_inside(self, node: Node) -> None:
         name = node.metadata.name
-        cidr = cidrs.parse(node.spec.pod_cidr)
+        cidr = cidrs.parse(held_by(node))
         if cidr is not None and self.carved.contains(cidr):
             self._outside.discard(name)
         elif name not in self._outside:
@@ -124,7 +132,7 @@ class NodeIpamReconciler:
             log.warning(
                 "node %s has pod CIDR %s, outside the cluster CIDR %s: left as it is",
                 name,
-                node.spec.pod_cidr,
+                held_by(node),
                 self.carved.cluster,
             )
 
@@ -141,9 +149,9 @@ def waiting_keys(nodes: Informer[Node]) -> Callable[[Resource], list[str]]:
     def keys(obj: Resource) -> list[str]:
         assert isinstance(obj, Node)
         mine = [key_of(obj)]
-        if not obj.spec.pod_cidr:
+        if not held_by(obj):
             return mine
-        return mine + [key_of(n) for n in nodes.items() if not n.spec.pod_cidr and n is not obj]
+        return mine + [key_of(n) for n in nodes.items() if not held_by(n) and n is not obj]
 
     return keys
 

@@ -22,7 +22,7 @@ from bus.resources import Event, Node
 from bus.resources.cluster import NodeSpec
 from bus.store import Store
 from services.controllers.cidrs import NodeCIDRs
-from services.controllers.nodeipam import CIDR_NOT_AVAILABLE, node_ipam_controller
+from services.controllers.nodeipam import CIDR_NOT_AVAILABLE, held_by, node_ipam_controller
 from tests.waiting import wait_for, wait_gone
 
 Start = Callable[[NodeCIDRs], Awaitable[None]]
@@ -51,6 +51,20 @@ async def start(client: Client, store: Store) -> AsyncIterator[Start]:
 
 def carve(cluster: str, mask: int) -> NodeCIDRs:
     return NodeCIDRs(IPv4Network(cluster), mask)
+
+
+@pytest.mark.parametrize(
+    ("pod_cidr", "pod_cidrs", "held"),
+    [
+        ("", [], ""),
+        ("10.244.1.0/24", ["10.244.1.0/24"], "10.244.1.0/24"),
+        ("10.244.1.0/24", [], "10.244.1.0/24"),
+        ("", ["10.244.2.0/24"], "10.244.2.0/24"),
+    ],
+)
+def test_held_by(pod_cidr: str, pod_cidrs: list[str], held: str) -> None:
+    node = Node(metadata=ObjectMeta(name="n"), spec=NodeSpec(pod_cidr=pod_cidr, pod_cidrs=pod_cidrs))
+    assert held_by(node) == held
 
 
 async def make_node(client: Client, prefix: str) -> str:
