@@ -6,6 +6,7 @@ Tests isolate themselves by namespace (`ns` fixture), never by sleeping or by re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,6 +59,19 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], *, grace: float = 10.0)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def own_cluster(data: Path) -> Iterator[str]:
+    """A nats-server and one API replica of their own, under `data`; yields the URL."""
+    server = natsserver.start(data, log_file=data / "nats.log")
+    api = start_service("services.api", "--nats", server.url, log=data / "api.log")
+    try:
+        asyncio.run(wait_for_components(server.url, "steer-api", 1))
+        yield server.url
+    finally:
+        stop_processes([api], grace=20)
+        server.stop()
 
 
 async def wait_for_components(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bus import kinds, natsserver
+from bus import kinds
 from bus.client import Client
 from bus.connection import connect
 from bus.meta import ObjectMeta, OwnerReference, Resource
@@ -23,21 +23,14 @@ from bus.store import Store
 from bus.validation import decode_object
 from cli import backupfile
 from tests.cli.conftest import Result, Steer, steer_command
-from tests.conftest import start_service, stop_processes, wait_for_components
+from tests.conftest import own_cluster
 
 
 @pytest.fixture(scope="module")
 def fresh_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second cluster: its own nats-server and one API replica, empty but for the seeded namespaces."""
-    data = tmp_path_factory.mktemp("fresh")
-    server = natsserver.start(data, log_file=data / "nats.log")
-    api = start_service("services.api", "--nats", server.url, log=data / "api.log")
-    try:
-        asyncio.run(wait_for_components(server.url, "steer-api", 1))
-        yield server.url
-    finally:
-        stop_processes([api])
-        server.stop()
+    with own_cluster(tmp_path_factory.mktemp("fresh")) as url:
+        yield url
 
 
 def steer_at(url: str, *args: str) -> Result:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bus import natsserver, subjects
+from bus import subjects
 from bus.client import Client
 from bus.connection import connect
 from bus.events import read
@@ -23,23 +23,15 @@ from bus.resources import Lease, Namespace, Node, Pod
 from bus.resources.pod import Container, PodSpec, ResourceRequirements
 from bus.store import Store
 from tests.agents import AgentProcess, node_ready
-from tests.conftest import start_service, wait_for_components
+from tests.conftest import own_cluster, start_service
 from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A nats-server and an API of our own; yields its URL."""
-    data = tmp_path_factory.mktemp("sched")
-    server = natsserver.start(data, log_file=data / "nats.log")
-    api = start_service("services.api", "--nats", server.url, log=data / "api.log")
-    try:
-        asyncio.run(wait_for_components(server.url, "steer-api", 1))
-        yield server.url
-    finally:
-        api.terminate()
-        api.wait(20)
-        server.stop()
+    with own_cluster(tmp_path_factory.mktemp("sched")) as url:
+        yield url
 
 
 @pytest.fixture
