@@ -30,7 +30,7 @@ from bus.buckets import StoreConfig as StoreConfig
 from bus.client import forbidden_message
 from bus.codec import encode
 from bus.connection import Denied
-from bus.errors import AlreadyExists, Conflict, Forbidden, NotFound, SteerError
+from bus.errors import AlreadyExists, Conflict, Forbidden, NotFound, SteerError, Unavailable
 from bus.failures import translate
 from bus.following import CAUGHT_UP, LOST, RESTARTED, Marker, follow
 from bus.following import ONE_SHOT_CONSUMER_TTL as ONE_SHOT_CONSUMER_TTL  # for bus.metrics
@@ -318,13 +318,19 @@ class Store:
         try:
             revision = await bucket.kv.update(key, _body(obj), last=0)
         except nats.js.errors.KeyWrongLastSequenceError:
-            # Taken, or deleted (its marker is its last entry). Asked of the stream leader, which
-            # refused the write: a replica may not have the entry yet (nats-py's `create` asks
-            # any replica, and took such a miss for an error).
+            # Taken, or deleted (its marker is its last entry), or another write of the key is
+            # still being replicated (the leader takes one compare-and-set per key at a time).
+            # Asked of the stream leader, which refused the write: a replica may not have the
+            # entry yet (nats-py's `create` asks any replica, and took such a miss for an error).
             try:
                 last = await self._js.get_last_msg(bucket.stream, subjects.kv_subject(bucket.name, key))
             except nats.js.errors.NotFoundError:
-                raise taken from None  # purged since: let the caller try again
+                # Nothing stored: a write in flight (perhaps this create's own first attempt,
+                # whose reply was lost), or a purge since. Either way the name is not known to
+                # be taken, and trying again settles it.
+                raise Unavailable(
+                    f'another write of {info.plural} "{obj.metadata.name}" is in flight; try again'
+                ) from None
             if not _is_delete(last.headers) or last.seq is None:
                 raise taken from None
             try:

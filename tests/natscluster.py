@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 import subprocess
 import urllib.request
@@ -118,6 +119,18 @@ class NatsCluster:
     async def kill(self, name: str) -> None:
         """SIGKILL one server: it dies at once, as in a crash."""
         await asyncio.to_thread(self.servers[name].kill)
+
+    @contextlib.contextmanager
+    def paused(self, *names: str) -> Iterator[None]:
+        """SIGSTOP servers for a while (they hold their connections and answer nothing), then
+        SIGCONT: a stream whose followers are paused cannot commit, so a write stays in flight."""
+        for name in names:
+            self.servers[name].process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for name in names:
+                self.servers[name].process.send_signal(signal.SIGCONT)
 
     async def start_again(self, name: str) -> None:
         """Start a killed server again, on the same ports and store."""

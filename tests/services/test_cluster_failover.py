@@ -22,11 +22,15 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import nats.errors
 import pytest
 
+from bus import subjects
 from bus.client import Client
-from bus.errors import SteerError, Timeout, Unavailable
+from bus.codec import encode
+from bus.errors import AlreadyExists, NotFound, SteerError, Timeout, Unavailable
 from bus.resources import Pod
+from bus.store import Store
 from tests.natscluster import NatsCluster, api_replicas, connected, namespace
 from tests.writeload import WriteLoad, pod
 
@@ -125,3 +129,43 @@ async def test_losing_the_pods_stream_leader_under_load(cluster: NatsCluster) ->
 
 async def test_losing_the_meta_leader_under_load(cluster: NatsCluster) -> None:
     await kill_under_load(cluster, "meta")
+
+
+async def test_a_create_of_a_key_with_a_write_in_flight_is_unavailable_not_taken(
+    cluster: NatsCluster,
+) -> None:
+    """The stream leader refuses a compare-and-set write to a key while another write to it is
+    still being replicated, though the key holds nothing yet. A create sent again after a lost
+    reply meets exactly this: it must be told to try again (Unavailable), not that the name is
+    taken by someone else, so that its retry finds its own first attempt."""
+    async with connected(cluster.urls, "finder") as nc:
+        ns = await namespace(Client(nc, timeout=3.0, retry_within=30.0))
+        leader = await cluster.stream_leader(nc.jetstream(), PODS_STREAM)
+    followers = [name for name in cluster.names if name != leader]
+    async with connected(cluster.url(leader), "writer") as nc:
+        js = nc.jetstream(timeout=1.0)
+        store = Store(js)
+        first, again = pod("first-"), pod("again-")
+        for obj in (first, again):
+            obj.metadata.namespace, obj.metadata.name = ns, "in-flight"
+        key = subjects.kv_subject("steer-pods", subjects.key(ns, "in-flight"))
+        with cluster.paused(*followers):  # the leader proposes, and cannot commit
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.publish(key, encode(first), headers={"Nats-Expected-Last-Subject-Sequence": "0"})
+            with pytest.raises(Unavailable):
+                await store.create(again)
+        # Committed once the followers answer: now the name is taken, by the first write.
+        stored = await committed(store, ns, "in-flight")
+        assert stored.spec == first.spec and stored.metadata.generate_name == "first-"
+        with pytest.raises(AlreadyExists):
+            await store.create(again)
+
+
+async def committed(store: Store, namespace: str, name: str, *, within: float = 10.0) -> Pod:
+    """The pod once the stream leader has applied it (the followers' acks arrive just after SIGCONT)."""
+    async with asyncio.timeout(within):
+        while True:
+            try:
+                return await store.get_from_leader(Pod, namespace, name)
+            except NotFound:
+                await asyncio.sleep(0.05)
