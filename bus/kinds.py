@@ -15,6 +15,7 @@ from bus.resources import (
     Endpoints,
     Event,
     HorizontalPodAutoscaler,
+    IPAddress,
     Lease,
     Namespace,
     Node,
@@ -78,6 +79,11 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Event", "events", Event, short_names=("ev",), has_spec=False, lifecycle_events=False),
     KindInfo("Lease", "leases", Lease, lifecycle_events=False),
+    # The API's record of each ClusterIP, written with every Service create and delete: an event
+    # each time would only be noise (and an address, holding dots, is no events subject token).
+    KindInfo(
+        "IPAddress", "ipaddresses", IPAddress, namespaced=False, short_names=("ip",), lifecycle_events=False
+    ),
 )
 
 BY_KIND: dict[str, KindInfo] = {info.kind: info for info in KINDS}

@@ -1,9 +1,10 @@
-"""Service and Endpoints (core/v1)."""
+"""Service and Endpoints (core/v1), and IPAddress (networking.k8s.io/v1): the record of one
+Service's ClusterIP, which makes two Services holding one address impossible (docs/networking.md)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -19,11 +20,26 @@ class ServicePort(Base):
     node_port: Int32 | None = None
 
 
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+IPFamily = Literal["IPv4"]  # a single-stack IPv4 cluster
+IPFamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
+HEADLESS = "None"  # `clusterIP: None`: no address (DNS answers with the endpoints themselves)
+
+
 class ServiceSpec(Base):
     ports: list[ServicePort]
     selector: dict[str, str] = {}
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    type: ServiceType = "ClusterIP"
     session_affinity: Literal["None", "ClientIP"] = "None"
+    # Set by the API at create (docs/networking.md, Services) unless given; Kubernetes' spelling.
+    cluster_ip: str = msgspec.field(default="", name="clusterIP")
+    cluster_ips: list[str] = msgspec.field(default_factory=list, name="clusterIPs")
+    ip_families: list[IPFamily] = []
+    ip_family_policy: IPFamilyPolicy | None = None
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip == HEADLESS
 
 
 class ServiceCondition(Base):
@@ -37,8 +53,17 @@ class ServiceCondition(Base):
     message: str = ""
 
 
+class LoadBalancerIngress(Base):
+    ip: str
+
+
+class LoadBalancerStatus(Base):
+    ingress: list[LoadBalancerIngress] = []
+
+
 class ServiceStatus(Base):
     conditions: list[ServiceCondition] = []
+    load_balancer: LoadBalancerStatus = msgspec.field(default_factory=LoadBalancerStatus)
 
 
 class Service(Resource):
@@ -67,3 +92,23 @@ class EndpointSubset(Base):
 
 class Endpoints(Resource):
     subsets: list[EndpointSubset] = []
+
+
+class ParentReference(Base):
+    """The object an IPAddress belongs to (for a ClusterIP: group "", resource "services")."""
+
+    resource: str
+    name: str
+    group: str = ""
+    namespace: str = ""
+
+
+class IPAddressSpec(Base):
+    parent_ref: ParentReference
+
+
+class IPAddress(Resource):
+    """One allocated address, named by the address itself (`10.96.0.10`); cluster-scoped."""
+
+    API_VERSION: ClassVar[str] = "networking.k8s.io/v1"
+    spec: IPAddressSpec

@@ -1,8 +1,13 @@
-"""Rules of Service and Endpoints.
+"""Rules of Service, Endpoints and IPAddress.
 
 Ports are what the node proxies listen on and dial, so every one must be a real TCP/UDP port;
 port names must be present and unique as soon as there is more than one, because targetPorts,
 endpoints and `<NAME>_SERVICE_PORT_<PORT>` variables refer to ports by name.
+
+The cluster is single-stack IPv4: a Service's clusterIP is `None` (headless) or one IPv4
+address, `clusterIPs` holds at most that one, and dual stack cannot be required. Whether an
+address lies in the service CIDR and is free is the API's to say (services/api/clusterips.py):
+these rules see one object, not the store.
 """
 
 from __future__ import annotations
@@ -10,9 +15,18 @@ from __future__ import annotations
 import ipaddress
 
 from bus.errors import StatusCause
-from bus.resources.networking import EndpointAddress, Endpoints, Service, ServicePort
+from bus.resources.networking import (
+    HEADLESS,
+    EndpointAddress,
+    Endpoints,
+    IPAddress,
+    Service,
+    ServicePort,
+    ServiceSpec,
+)
 from bus.validation.rules import (
     dns1123_label,
+    dns1123_subdomain,
     duplicate,
     forbidden,
     formatted,
@@ -25,11 +39,14 @@ from bus.validation.rules import (
 from bus.validation.schema import join
 
 NODE_PORT_RANGE = (30000, 32767)
+NODE_PORT_TYPES = ("NodePort", "LoadBalancer")  # the Service types that open a port on every node
 
 
 def service(svc: Service) -> list[StatusCause]:
     spec = svc.spec
-    causes = label_map("spec.selector", spec.selector)
+    causes = label_map("spec.selector", spec.selector) + _cluster_ips(spec)
+    for i, ingress in enumerate(svc.status.load_balancer.ingress):
+        causes += formatted(f"status.loadBalancer.ingress[{i}].ip", ingress.ip, ipv4_address)
     if not spec.ports:
         return [*causes, required("spec.ports")]
     causes += _port_names("spec.ports", [port.name for port in spec.ports])
@@ -51,11 +68,82 @@ def _service_port(path: str, port: ServicePort, *, service_type: str) -> list[St
     if port.node_port is not None:
         node_port_path = join(path, "nodePort")
         low, high = NODE_PORT_RANGE
-        if service_type != "NodePort":
+        if service_type not in NODE_PORT_TYPES:
             causes.append(forbidden(node_port_path, f"may not be used when `type` is '{service_type}'"))
         elif not low <= port.node_port <= high:
             detail = f"provided port is not in the valid range. The range of valid ports is {low}-{high}"
             causes.append(invalid_value(node_port_path, port.node_port, detail))
+    return causes
+
+
+def requested_cluster_ip(spec: ServiceSpec) -> str:
+    """The address a manifest asks for: `clusterIP`, else the first of `clusterIPs` (as
+    Kubernetes defaults one from the other); "" when it leaves the choice to the API."""
+    return spec.cluster_ip or next(iter(spec.cluster_ips), "")
+
+
+def _cluster_ips(spec: ServiceSpec) -> list[StatusCause]:
+    causes: list[StatusCause] = []
+    if spec.cluster_ip:
+        causes += formatted("spec.clusterIP", spec.cluster_ip, _cluster_ip)
+    for i, address in enumerate(spec.cluster_ips):
+        causes += formatted(f"spec.clusterIPs[{i}]", address, _cluster_ip)
+    if len(spec.cluster_ips) > 1:
+        causes.append(
+            invalid_value(
+                "spec.clusterIPs", spec.cluster_ips, "may specify no more than one IP for each IP family"
+            )
+        )
+    if spec.cluster_ip and spec.cluster_ips and spec.cluster_ips[0] != spec.cluster_ip:
+        causes.append(
+            invalid_value("spec.clusterIPs", spec.cluster_ips, "first value must match `clusterIP`")
+        )
+    if len(spec.ip_families) > 1:
+        causes.append(duplicate("spec.ipFamilies[1]", spec.ip_families[1]))
+    if spec.ip_family_policy == "RequireDualStack":
+        causes.append(
+            invalid_value(
+                "spec.ipFamilyPolicy",
+                spec.ip_family_policy,
+                "this cluster is not configured for dual-stack services",
+            )
+        )
+    if requested_cluster_ip(spec) == HEADLESS and spec.type in NODE_PORT_TYPES:
+        causes.append(
+            invalid_value("spec.clusterIP", HEADLESS, f"may not be set to 'None' for {spec.type} services")
+        )
+    return causes
+
+
+def _cluster_ip(value: str) -> list[str]:
+    if value == HEADLESS:
+        return []
+    return ipv4_address(value)
+
+
+def ipv4_address(value: str) -> list[str]:
+    """An IPv4 address in its canonical form (`10.96.0.10`; no leading zeros)."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return ["must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]
+    if address.version != 4:
+        return ["must be an IPv4 address: this cluster is single-stack IPv4"]
+    return [] if str(address) == value else [f'must be in canonical form ("{address}")']
+
+
+def ip_address(obj: IPAddress) -> list[StatusCause]:
+    """Named by the address it records, and pointing at its owner."""
+    causes: list[StatusCause] = []
+    if obj.metadata.generate_name:
+        causes.append(forbidden("metadata.generateName", "an IPAddress is named by its address"))
+    ref = obj.spec.parent_ref
+    causes += formatted("spec.parentRef.resource", ref.resource, dns1123_subdomain)
+    causes += formatted("spec.parentRef.name", ref.name, dns1123_subdomain)
+    if ref.group:
+        causes += formatted("spec.parentRef.group", ref.group, dns1123_subdomain)
+    if ref.namespace:
+        causes += formatted("spec.parentRef.namespace", ref.namespace, dns1123_label)
     return causes
 
 

@@ -17,6 +17,7 @@ from bus.resources import (
     Endpoints,
     Event,
     HorizontalPodAutoscaler,
+    IPAddress,
     Lease,
     Node,
     Pod,
@@ -43,7 +44,14 @@ from bus.validation.rules import (
 def validate(obj: Resource) -> list[StatusCause]:
     """Every semantic cause against `obj`; an empty list means it may be stored."""
     # Event names carry a generated suffix after a dot (`web-1.17a2b3c4`), as in Kubernetes.
-    name_format = dns1123_subdomain if isinstance(obj, Event) else dns1123_label
+    # An IPAddress is named by its address (`10.96.0.10`), as in Kubernetes.
+    name_format = (
+        dns1123_subdomain
+        if isinstance(obj, Event)
+        else networking.ipv4_address
+        if isinstance(obj, IPAddress)
+        else dns1123_label
+    )
     causes = object_meta(obj.metadata, name_format=name_format)
     match obj:
         case Pod():
@@ -56,6 +64,8 @@ def validate(obj: Resource) -> list[StatusCause]:
             causes += networking.service(obj)
         case Endpoints():
             causes += networking.endpoints(obj)
+        case IPAddress():
+            causes += networking.ip_address(obj)
         case HorizontalPodAutoscaler():
             causes += autoscaling.horizontal_pod_autoscaler(obj)
         case Node():

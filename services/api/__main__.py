@@ -10,6 +10,7 @@ from bus import tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
 from bus.store import StoreConfig
+from services.api.iprange import DEFAULT_SERVICE_CIDR, ServiceRange
 from services.api.server import ApiConfig, run
 
 
@@ -28,6 +29,12 @@ def parse_args(argv: list[str]) -> ApiConfig:
     )
     parser.add_argument("--history", type=int, default=1, help="revisions kept per key")
     parser.add_argument("--event-retention", type=float, default=3600.0, help="seconds events are kept")
+    parser.add_argument(
+        "--service-cidr",
+        default=DEFAULT_SERVICE_CIDR,
+        metavar="CIDR",
+        help="the IPv4 range Services' ClusterIPs come from (/12 to /30)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.replicas <= 5:
         parser.error("--replicas must be between 1 and 5")
@@ -35,6 +42,10 @@ def parse_args(argv: list[str]) -> ApiConfig:
         parser.error("--history must be between 1 and 64")
     if args.event_retention <= 0:
         parser.error("--event-retention must be positive")
+    try:
+        service_range = ServiceRange.parse(args.service_cidr)
+    except ValueError as err:
+        parser.error(f"--service-cidr: {err}")
     store = StoreConfig(replicas=args.replicas, history=args.history)
     store.ttl["events"] = args.event_retention
     return ApiConfig(
@@ -44,6 +55,7 @@ def parse_args(argv: list[str]) -> ApiConfig:
         ),
         store=store,
         event_retention=timedelta(seconds=args.event_retention),
+        service_range=service_range,
     )
 
 

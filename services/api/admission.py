@@ -18,7 +18,10 @@ from bus import kinds
 from bus.errors import BadRequest, StatusCause, invalid
 from bus.events import now
 from bus.meta import Resource
-from bus.resources import Deployment, Node, Pod, ReplicaSet
+from bus.resources import Deployment, Node, Pod, ReplicaSet, Service
+from bus.resources.networking import HEADLESS
+from bus.validation.networking import NODE_PORT_TYPES
+from bus.validation.rules import invalid_value
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -68,8 +71,32 @@ def prepare_create(obj: Resource, info: kinds.KindInfo, *, uid: str = "") -> Non
         obj.status = status_type()
 
 
+def set_defaults(service: Service) -> None:
+    """What Kubernetes fills in on a single-stack IPv4 cluster once a Service has its address
+    (or is headless): clusterIPs from clusterIP, the one family, and SingleStack (which is what
+    PreferDualStack comes to when there is no second family)."""
+    spec = service.spec
+    spec.cluster_ips = [spec.cluster_ip] if spec.cluster_ip else []
+    spec.ip_families = ["IPv4"]
+    spec.ip_family_policy = "SingleStack"
+
+
+def keep_allocated(new: Service, old: Service) -> None:
+    """An update that leaves out what the API allocated (clusterIP, clusterIPs) or defaulted
+    keeps the stored values, as Kubernetes does, so that a manifest applied again does not
+    read as a change."""
+    spec, before = new.spec, old.spec
+    if not spec.cluster_ip and not spec.cluster_ips:
+        spec.cluster_ip, spec.cluster_ips = before.cluster_ip, list(before.cluster_ips)
+    spec.cluster_ip = spec.cluster_ip or next(iter(spec.cluster_ips), "")
+    if before.cluster_ip:
+        set_defaults(new)
+
+
 def prepare_update(new: Resource, old: Resource) -> None:
     """Carry the server's fields over from the stored object; reject changes to immutable ones."""
+    if isinstance(new, Service) and isinstance(old, Service):
+        keep_allocated(new, old)
     meta, old_meta = new.metadata, old.metadata
     meta.uid = old_meta.uid
     meta.creation_timestamp = old_meta.creation_timestamp
@@ -85,13 +112,15 @@ def prepare_update(new: Resource, old: Resource) -> None:
 
 
 def immutable_changes(new: Resource, old: Resource) -> list[StatusCause]:
-    causes = []
+    causes: list[StatusCause] = []
     if isinstance(new, Pod) and isinstance(old, Pod):
         if old.spec.node_name and new.spec.node_name != old.spec.node_name:
             causes.append(StatusCause(field="spec.nodeName", message="field is immutable once set"))
     if isinstance(new, Deployment | ReplicaSet) and isinstance(old, Deployment | ReplicaSet):
         if new.spec.selector != old.spec.selector:
             causes.append(StatusCause(field="spec.selector", message="field is immutable"))
+    if isinstance(new, Service) and isinstance(old, Service):
+        causes += _service_changes(new, old)
     if isinstance(new, Node) and isinstance(old, Node):
         # Kubernetes' rule: a node's pod CIDRs may go from unset to set, never change after.
         message = 'node updates may not change podCIDR except from "" to valid'
@@ -99,4 +128,18 @@ def immutable_changes(new: Resource, old: Resource) -> list[StatusCause]:
             causes.append(StatusCause(field="spec.podCIDR", message=message))
         if old.spec.pod_cidrs and new.spec.pod_cidrs != old.spec.pod_cidrs:
             causes.append(StatusCause(field="spec.podCIDRs", message=message))
+    return causes
+
+
+def _service_changes(new: Service, old: Service) -> list[StatusCause]:
+    """The address stays what it was (a Service stored before it had one gets one from the
+    API's update); a headless Service stays one that opens no node port."""
+    spec = new.spec
+    causes: list[StatusCause] = []
+    if old.spec.cluster_ip and spec.cluster_ip != old.spec.cluster_ip:
+        causes.append(invalid_value("spec.clusterIP", spec.cluster_ip, "field is immutable"))
+    if spec.headless and spec.type in NODE_PORT_TYPES:
+        causes.append(
+            invalid_value("spec.clusterIP", HEADLESS, f"may not be set to 'None' for {spec.type} services")
+        )
     return causes

@@ -38,7 +38,9 @@ from bus.unreadable import UnreadableReporter
 from bus.validation import requests
 from services.api import nodes, replies
 from services.api.admission import requested_uid
+from services.api.clusterips import ClusterIPs
 from services.api.followup import Followup
+from services.api.iprange import DEFAULT_SERVICE_CIDR, ServiceRange
 from services.api.namespaces import NamespaceCache
 from services.api.verbs import COMPONENT, Outcome, Verbs
 
@@ -60,15 +62,17 @@ class ApiConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     event_retention: timedelta = bus_events.DEFAULT_RETENTION
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    service_range: ServiceRange = field(default_factory=lambda: ServiceRange.parse(DEFAULT_SERVICE_CIDR))
 
 
 class ApiServer:
-    def __init__(self, nc: NATS, store: Store, tasks: asyncio.TaskGroup) -> None:
+    def __init__(self, nc: NATS, store: Store, tasks: asyncio.TaskGroup, service_range: ServiceRange) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=5.0)
         self.store = store
         self.namespaces = NamespaceCache(store)
-        self.verbs = Verbs(store, self.namespaces, max_payload=nc.max_payload)
+        self.clusterips = ClusterIPs(store, service_range)
+        self.verbs = Verbs(store, self.namespaces, self.clusterips, max_payload=nc.max_payload)
         self.followup = Followup(nc, self.js, store)
         self.tasks = tasks
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -153,6 +157,7 @@ class ApiServer:
             outcome = await self.verbs.create(info, scope, body, uid=uid)
         else:
             outcome = await handler(info, scope, body)
+            await self.verbs.release_addresses(outcome)
         if (
             info.kind == "Event"
             and outcome.written
@@ -241,11 +246,12 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
         await _prepare_store(js, store, config)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(fail_when_closed(nc))
-            server = ApiServer(nc, store, tasks)
+            server = ApiServer(nc, store, tasks, config.service_range)
             reporter = UnreadableReporter(server.record_unreadable, component=COMPONENT)
             store.on_unreadable(reporter)
             tasks.create_task(reporter.run())
             tasks.create_task(server.namespaces.run())
+            tasks.create_task(server.clusterips.run())
             await server.seed()
             service = await announce(
                 nc, "api", description="steersman API server", metadata={"instance": config.instance}

@@ -17,7 +17,16 @@ import msgspec
 
 from bus import fields, kinds, selectors, subjects
 from bus.codec import to_builtins
-from bus.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound, StatusCause, invalid
+from bus.errors import (
+    AlreadyExists,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    StatusCause,
+    invalid,
+)
 from bus.events import make_event, now, reference
 from bus.meta import Resource
 from bus.protocol import (
@@ -32,7 +41,7 @@ from bus.protocol import (
     PatchRequest,
     PropagationPolicy,
 )
-from bus.resources import Event, Namespace, Pod
+from bus.resources import Event, Namespace, Pod, Service
 from bus.store import Store, conflict_message
 from bus.unreadable import UnreadableEntry, UnreadableError, left_out
 from bus.validation import decode_object, requests
@@ -41,6 +50,7 @@ from bus.validation.schema import wrong_type
 from services.api import listing
 from services.api.admission import prepare_create, prepare_update
 from services.api.bodies import REPLY_HEADROOM, check_size, object_limit, parse_json, parse_request
+from services.api.clusterips import ClusterIPs
 from services.api.namespaces import NamespaceCache
 from services.api.patch import merge_patch
 
@@ -75,9 +85,12 @@ class Outcome:
 
 
 class Verbs:
-    def __init__(self, store: Store, namespaces: NamespaceCache, *, max_payload: int) -> None:
+    def __init__(
+        self, store: Store, namespaces: NamespaceCache, clusterips: ClusterIPs, *, max_payload: int
+    ) -> None:
         self.store = store
         self.namespaces = namespaces
+        self.clusterips = clusterips
         self.object_limit = object_limit(max_payload)
         self.page_budget = max_payload - REPLY_HEADROOM
 
@@ -134,11 +147,24 @@ class Verbs:
         prepare_create(obj, info, uid=uid)
         check_size(obj, self.object_limit)
         try:
+            record = await self.clusterips.claim(obj) if isinstance(obj, Service) else None
+        except Invalid as refused:
+            if not uid:
+                raise
+            try:  # a create sent again, whose address its own first attempt holds?
+                return Outcome(await self._created_before(info, obj, uid))
+            except AlreadyExists:
+                raise refused from None
+        try:
             stored = await self.store.create(obj)
-        except AlreadyExists:
+        except AlreadyExists as err:
+            await self.clusterips.unclaim(record, err)
             if not uid:
                 raise
             return Outcome(await self._created_before(info, obj, uid))
+        except Exception as err:
+            await self.clusterips.unclaim(record, err)
+            raise
         return Outcome(
             stored,
             self._lifecycle(stored, "Created", f"Created {info.singular} {stored.metadata.name}"),
@@ -235,7 +261,14 @@ class Verbs:
             deleted = self._lifecycle(new, "Deleted", f"Deleted {info.singular} {new.metadata.name}")
             return Outcome(new, deleted, written=True, deleted=True)
         check_size(new, self.object_limit)
-        stored = await self.store.update(new)
+        record = None
+        if isinstance(new, Service) and isinstance(current, Service) and not current.spec.cluster_ip:
+            record = await self.clusterips.claim(new)  # stored before Services had addresses
+        try:
+            stored = await self.store.update(new)
+        except Exception as err:
+            await self.clusterips.unclaim(record, err)
+            raise
         events = []
         if stored.metadata.generation != current.metadata.generation and info.update_events:
             message = (
@@ -294,6 +327,13 @@ class Verbs:
             return await self._retrying(info, namespace, request.name, request.resource_version, write)
         except UnreadableError as err:
             return await self._delete_unreadable(err.entry, request.resource_version)
+
+    async def release_addresses(self, outcome: Outcome) -> None:
+        """Delete the IPAddresses of the Services an outcome removed from the store (a delete, the
+        last finalizer gone, a namespace emptied); never fails the request."""
+        for done in outcome.all():
+            if done.deleted and isinstance(done.reply, Service):
+                await self.clusterips.release(done.reply)
 
     async def _delete_unreadable(self, entry: UnreadableEntry, precondition: str = "") -> Outcome:
         """Remove a stored value that cannot be read (compare-and-set on its revision): there is
