@@ -61,6 +61,10 @@ CONTROLLERS_VERBS: dict[str, tuple[str, ...]] = {
     "endpoints": ("get", "list", "create", "update", "patch", "delete"),
     "horizontalpodautoscalers": ("get", "list", "patch", "delete", "status"),
     "nodes": ("get", "list", "patch", "status"),
+    # The endpoints controller's EndpointsManaged condition and ServiceLB's ingress.
+    "services": ("get", "list", "patch", "delete", "status"),
+    # The ClusterIP repair pass deletes IPAddresses no Service holds.
+    "ipaddresses": ("get", "list", "delete"),
 }
 SCHEDULER_READS = ("pods", "nodes")
 # The kinds each watches: every kind the garbage collector follows (all but Events).

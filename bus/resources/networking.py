@@ -94,6 +94,11 @@ class Endpoints(Resource):
     subsets: list[EndpointSubset] = []
 
 
+# Kubernetes' label on the IPAddresses its ClusterIP allocator makes: the repair pass deletes no other.
+MANAGED_BY_LABEL = "ipaddress.kubernetes.io/managed-by"
+CLUSTER_IP_ALLOCATOR = "ipallocator.k8s.io"
+
+
 class ParentReference(Base):
     """The object an IPAddress belongs to (for a ClusterIP: group "", resource "services")."""
 

@@ -25,7 +25,13 @@ from bus.errors import AlreadyExists, Conflict, Internal, NotFound, SteerError, 
 from bus.informer import Informer
 from bus.meta import ObjectMeta
 from bus.resources import IPAddress, Service
-from bus.resources.networking import HEADLESS, IPAddressSpec, ParentReference
+from bus.resources.networking import (
+    CLUSTER_IP_ALLOCATOR,
+    HEADLESS,
+    MANAGED_BY_LABEL,
+    IPAddressSpec,
+    ParentReference,
+)
 from bus.store import Store
 from bus.validation.rules import invalid_value
 from services.api.admission import set_defaults
@@ -33,9 +39,6 @@ from services.api.iprange import ServiceRange
 
 log = logging.getLogger(__name__)
 
-# Kubernetes' label on the IPAddresses its ClusterIP allocator makes: the repair pass touches no other.
-MANAGED_BY_LABEL = "ipaddress.kubernetes.io/managed-by"
-MANAGED_BY = "ipallocator.k8s.io"
 ALREADY_ALLOCATED = "provided IP is already allocated"
 
 
@@ -46,7 +49,7 @@ def parent_of(service: Service) -> ParentReference:
 
 def record_of(service: Service, address: IPv4Address) -> IPAddress:
     return IPAddress(
-        metadata=ObjectMeta(name=str(address), labels={MANAGED_BY_LABEL: MANAGED_BY}),
+        metadata=ObjectMeta(name=str(address), labels={MANAGED_BY_LABEL: CLUSTER_IP_ALLOCATOR}),
         spec=IPAddressSpec(parent_ref=parent_of(service)),
     )
 

@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="BITS",
         help="prefix length of each node's pod CIDR",
     )
+    parser.add_argument(
+        "--servicelb",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="publish the Ready nodes' addresses as the ingress of every Service of type LoadBalancer "
+        "(k3s's ServiceLB); --no-servicelb where another load balancer controller does",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     duration, renew = election_arguments(parser, args)
     if args.node_grace <= 0:
@@ -138,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         hpa_sync_period=args.hpa_sync_period,
         allocate_node_cidrs=args.allocate_node_cidrs,
         node_cidrs=node_cidrs,
+        service_lb=args.servicelb,
     )
     if args.instance:
         config.instance = args.instance

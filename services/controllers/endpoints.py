@@ -31,7 +31,7 @@ from bus.informer import Informer, key_of
 from bus.meta import ObjectMeta, OwnerReference, Resource
 from bus.recorder import Recorder
 from bus.resources import Endpoints, Pod, Service
-from bus.resources.networking import EndpointSubset, ServiceCondition, ServiceStatus
+from bus.resources.networking import EndpointSubset, ServiceCondition
 from bus.workloads import controller_of
 from services.controllers.endpointsubsets import MissingPort, endpoint_subsets, selects
 
@@ -166,7 +166,9 @@ class EndpointsReconciler:
         # Compare-and-set: a Service changed meanwhile is reconciled again. Deleted: nothing to say.
         with contextlib.suppress(NotFound):
             await self.client.update_status(
-                msgspec.structs.replace(service, status=ServiceStatus(conditions=wanted))
+                msgspec.structs.replace(
+                    service, status=msgspec.structs.replace(service.status, conditions=wanted)
+                )
             )
 
     async def _warn(self, service: Service, missing: list[MissingPort]) -> None:

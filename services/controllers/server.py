@@ -24,6 +24,7 @@ from bus.resources import (
     Deployment,
     Endpoints,
     HorizontalPodAutoscaler,
+    IPAddress,
     Lease,
     Node,
     Pod,
@@ -38,6 +39,7 @@ from services.controllers.deployment import DeploymentReconciler, deployment_key
 from services.controllers.disruption import EvictionLimits
 from services.controllers.endpoints import endpoints_controller
 from services.controllers.garbagecollector import collected_informers, garbage_collector
+from services.controllers.ipaddressrepair import ipaddress_repair_controller
 from services.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_MASK, node_ipam_controller
 from services.controllers.nodelifecycle import (
     DEFAULT_GRACE,
@@ -47,6 +49,7 @@ from services.controllers.nodelifecycle import (
 )
 from services.controllers.podmetrics import PodMetricsCache
 from services.controllers.replicaset import replicaset_controller
+from services.controllers.servicelb import service_lb_controller
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class ControllersConfig:
     eviction_limits: EvictionLimits = field(default_factory=EvictionLimits)
     hpa_sync_period: float = DEFAULT_SYNC_PERIOD  # seconds between two syncs of an autoscaler
     allocate_node_cidrs: bool = True
+    service_lb: bool = True
     node_cidrs: NodeCIDRs = field(
         default_factory=lambda: NodeCIDRs(IPv4Network(DEFAULT_CLUSTER_CIDR), DEFAULT_NODE_MASK)
     )
@@ -127,6 +131,9 @@ async def run(config: ControllersConfig) -> None:
         endpoints: Informer[Endpoints] = Informer(store, Endpoints)
         informers += [services, endpoints]
         endpoint = endpoints_controller(client, services, endpoints, pods, workers=config.workers)
+        addresses: Informer[IPAddress] = Informer(store, IPAddress)
+        informers.append(addresses)
+        repair = ipaddress_repair_controller(client, addresses, services)
 
         hpas: Informer[HorizontalPodAutoscaler] = Informer(store, HorizontalPodAutoscaler)
         informers.append(hpas)
@@ -140,9 +147,11 @@ async def run(config: ControllersConfig) -> None:
         informers += [i for i in collected.values() if i not in informers]
         garbagecollector = garbage_collector(client, collected, workers=config.workers)
 
-        controllers = [replicaset, deployment, nodelifecycle, endpoint, autoscaler, garbagecollector]
+        controllers = [replicaset, deployment, nodelifecycle, endpoint, repair, autoscaler, garbagecollector]
         if config.allocate_node_cidrs:
             controllers.append(node_ipam_controller(client, nodes, config.node_cidrs))
+        if config.service_lb:
+            controllers.append(service_lb_controller(client, services, nodes, workers=config.workers))
 
         async def lead() -> None:
             async with asyncio.TaskGroup() as running:
