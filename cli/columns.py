@@ -12,6 +12,7 @@ from bus.resources import (
     Endpoints,
     Event,
     HorizontalPodAutoscaler,
+    IPAddress,
     Lease,
     Namespace,
     Node,
@@ -87,8 +88,27 @@ def _service(svc: Service, wide: bool) -> Row:
         f"{p.port}:{p.node_port}/{p.protocol}" if p.node_port else f"{p.port}/{p.protocol}"
         for p in svc.spec.ports
     )
-    selector = ",".join(f"{k}={v}" for k, v in svc.spec.selector.items()) or "<none>"
-    return [svc.spec.type, ports, selector, age(svc.metadata.creation_timestamp)]
+    row = [svc.spec.type, svc.spec.cluster_ip or "<none>", external_ip(svc), ports]
+    row.append(age(svc.metadata.creation_timestamp))
+    if wide:
+        row.append(",".join(f"{k}={v}" for k, v in svc.spec.selector.items()) or "<none>")
+    return row
+
+
+def external_ip(svc: Service) -> str:
+    """kubectl's EXTERNAL-IP: the load balancer's addresses, `<pending>` while a LoadBalancer
+    Service has none yet, `<none>` for the other types."""
+    ingress = ",".join(i.ip for i in svc.status.load_balancer.ingress)
+    if svc.spec.type == "LoadBalancer":
+        return ingress or "<pending>"
+    return "<none>"
+
+
+def _ip_address(record: IPAddress, wide: bool) -> Row:
+    ref = record.spec.parent_ref
+    resource = f"{ref.resource}.{ref.group}" if ref.group else ref.resource
+    parent = "/".join(part for part in (resource, ref.namespace, ref.name) if part)
+    return [parent, age(record.metadata.creation_timestamp)]
 
 
 def _endpoints(ep: Endpoints, wide: bool) -> Row:
@@ -179,13 +199,14 @@ COLUMNS: dict[str, Columns] = {
     "Pod": (["READY", "STATUS", "RESTARTS", "AGE"], ["IP", "NODE"], _pod),
     "Deployment": (["READY", "UP-TO-DATE", "AVAILABLE", "AGE"], ["IMAGES"], _deployment),
     "ReplicaSet": (["DESIRED", "CURRENT", "READY", "AGE"], [], _replicaset),
-    "Service": (["TYPE", "PORT(S)", "SELECTOR", "AGE"], [], _service),
+    "Service": (["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], ["SELECTOR"], _service),
     "Endpoints": (["ENDPOINTS", "AGE"], [], _endpoints),
     "Node": (["STATUS", "AGE", "VERSION"], ["INTERNAL-IP", "CONTAINER-RUNTIME"], _node),
     "Namespace": (["STATUS", "AGE"], [], _namespace),
     "HorizontalPodAutoscaler": (["REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], [], _hpa),
     "Event": (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     "Lease": (["HOLDER", "AGE"], [], _lease),
+    "IPAddress": (["PARENTREF", "AGE"], [], _ip_address),
 }
 
 

@@ -209,11 +209,14 @@ async def _print_events(s: Session, info: kinds.KindInfo, obj: Resource) -> None
     if info.kind == "Event":
         return
     ns = obj.metadata.namespace if info.namespaced else None
+    try:
+        subject_filter = subjects.events_filter(ns, info.kind, obj.metadata.name)
+    except BadRequest:  # a name no event subject can hold (an IPAddress's dots): it has none
+        print("Events:  <none>")
+        return
     found = []
     js = s.nc.jetstream(timeout=s.client.timeout)
-    async for event in bus_events.read(
-        js, subject_filter=subjects.events_filter(ns, info.kind, obj.metadata.name)
-    ):
+    async for event in bus_events.read(js, subject_filter=subject_filter):
         found.append(event)
     if not found:
         print("Events:  <none>")

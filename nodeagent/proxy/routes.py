@@ -1,7 +1,7 @@
 """What the proxy should serve: from Services and their Endpoints to listening ports and backends.
 
-Pure logic, no I/O. Every TCP port of every Service (and its nodePort, for type NodePort) is a
-route on the node's address; its backends are the ready addresses of the Service's Endpoints whose
+Pure logic, no I/O. Every TCP port of every Service (and its nodePort, for types NodePort and
+LoadBalancer) is a route on the node's address; its backends are the ready addresses of the Service's Endpoints whose
 port has the Service port's name (the endpoints controller names Endpoints ports after Service
 ports and gives the pod's host port). Services share the node's address, so two of them may want
 the same port: the oldest Service gets it and the others are reported as conflicts. Ports
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from bus.resources import Endpoints, Service
 from bus.resources.networking import ServicePort
+from bus.validation.networking import NODE_PORT_TYPES
 
 ServiceKey = tuple[str, str]  # (namespace, name)
 
@@ -97,7 +98,7 @@ def routes(services: Iterable[Service], endpoints: Mapping[ServiceKey, Endpoints
             pool = PoolKey(key[0], key[1], port.name)
             backends = backends_of(port, endpoints.get(key))
             listen = [port.port]
-            if service.spec.type == "NodePort" and port.node_port:
+            if service.spec.type in NODE_PORT_TYPES and port.node_port:
                 listen.append(port.node_port)
             for number in filter(valid_port, listen):
                 wanted.setdefault(number, []).append(Route(number, pool, backends))
