@@ -1,12 +1,13 @@
 """What the proxy should serve: from Services and their Endpoints to listening ports and backends.
 
 Pure logic, no I/O. Every TCP port of every Service (and its nodePort, for types NodePort and
-LoadBalancer) is a route on the node's address; its backends are the ready addresses of the Service's Endpoints whose
-port has the Service port's name (the endpoints controller names Endpoints ports after Service
-ports and gives the pod's host port). Services share the node's address, so two of them may want
-the same port: the oldest Service gets it and the others are reported as conflicts. Ports
-outside 1-65535 and addresses that are not IP addresses are left out (the API should refuse
-them, but the proxy never trusts that what it is fed can be bound or dialled).
+LoadBalancer) is a route on the node's address; its backends are the ready addresses of the
+Service's Endpoints whose port has the Service port's name (the endpoints controller names
+Endpoints ports after Service ports and gives the pod's host port). Services share the node's
+address, so two of them may want the same port: the oldest Service gets it and the others are
+reported as conflicts. Ports outside 1-65535 and addresses that are not IP addresses are left
+out (the API should refuse them, but the proxy never trusts that what it is fed can be bound
+or dialled).
 """
 
 from __future__ import annotations
