@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from bus import kinds
 from bus.errors import Invalid, StatusCause
 from bus.meta import LabelSelector, ObjectMeta, ObjectReference, Resource
-from bus.resources import Deployment, Event, Namespace, Node, Pod, ReplicaSet
+from bus.resources import Deployment, Event, Namespace, Node, Pod, ReplicaSet, Service
 from bus.resources.apps import DeploymentSpec, DeploymentStatus, ReplicaSetSpec
 from bus.resources.cluster import NamespaceStatus, NodeCondition, NodeSpec, NodeStatus
+from bus.resources.networking import IPFamilyPolicy, ServicePort, ServiceSpec, ServiceType
 from bus.resources.pod import Container, PodSpec, PodStatus, PodTemplateSpec
 from services.api import admission
 from services.api.admission import generated_name, prepare_create, prepare_update
@@ -270,3 +272,110 @@ def test_immutable_fields(old: Resource, new: Resource, causes: list[StatusCause
         prepare_update(new, old)
     assert caught.value.causes == causes
     assert caught.value.message == f'{new.kind} "{new.metadata.name}" is invalid'
+
+
+def service(
+    cluster_ip: str = "",
+    *,
+    cluster_ips: list[str] | None = None,
+    type_: ServiceType = "ClusterIP",
+    policy: IPFamilyPolicy | None = None,
+    port: int = 80,
+) -> Service:
+    spec = ServiceSpec(
+        ports=[ServicePort(port=port)],
+        type=type_,
+        cluster_ip=cluster_ip,
+        cluster_ips=cluster_ips or [],
+        ip_family_policy=policy,
+    )
+    return Service(metadata=ObjectMeta(name="web", namespace="default"), spec=spec)
+
+
+def allocated(cluster_ip: str, **kwargs: Any) -> Service:
+    svc = service(cluster_ip, **kwargs)
+    admission.set_defaults(svc)
+    return svc
+
+
+@pytest.mark.parametrize(
+    ("given", "cluster_ips", "policy"),
+    [
+        (service("10.96.0.7"), ["10.96.0.7"], "SingleStack"),
+        (service("10.96.0.7", policy="PreferDualStack"), ["10.96.0.7"], "SingleStack"),
+        (service("None"), ["None"], "SingleStack"),
+        (service(""), [], "SingleStack"),
+    ],
+)
+def test_service_defaults(given: Service, cluster_ips: list[str], policy: str) -> None:
+    admission.set_defaults(given)
+    spec = given.spec
+    assert (spec.cluster_ips, spec.ip_families, spec.ip_family_policy) == (cluster_ips, ["IPv4"], policy)
+
+
+def immutable_ip(value: str) -> StatusCause:
+    return StatusCause(field="spec.clusterIP", message=f'Invalid value: "{value}": field is immutable')
+
+
+def no_none(type_: str) -> StatusCause:
+    return StatusCause(
+        field="spec.clusterIP",
+        message=f"Invalid value: \"None\": may not be set to 'None' for {type_} services",
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "causes", "kept"),
+    [
+        (allocated("10.96.0.7"), service(port=81), [], "10.96.0.7"),
+        (allocated("10.96.0.7"), service("10.96.0.7", port=81), [], "10.96.0.7"),
+        (allocated("10.96.0.7"), service(cluster_ips=["10.96.0.7"]), [], "10.96.0.7"),
+        (allocated("10.96.0.7"), service("10.96.0.8"), [immutable_ip("10.96.0.8")], "10.96.0.8"),
+        (
+            allocated("10.96.0.7"),
+            service(cluster_ips=["10.96.0.9"]),
+            [immutable_ip("10.96.0.9")],
+            "10.96.0.9",
+        ),
+        (allocated("10.96.0.7"), service("None"), [immutable_ip("None")], "None"),
+        (allocated("None"), service("10.96.0.7"), [immutable_ip("10.96.0.7")], "10.96.0.7"),
+        (allocated("None"), service(port=81), [], "None"),
+        (allocated("None"), service(type_="NodePort"), [no_none("NodePort")], "None"),
+        (allocated("None"), service(type_="LoadBalancer"), [no_none("LoadBalancer")], "None"),
+        (allocated("10.96.0.7"), service(type_="LoadBalancer"), [], "10.96.0.7"),
+        (service(""), service(""), [], ""),  # stored before Services had addresses: the API gives one
+    ],
+    ids=[
+        "omitted-kept",
+        "same",
+        "clusterIPs-only",
+        "changed",
+        "clusterIPs-changed",
+        "made-headless",
+        "headless-given-one",
+        "headless-kept",
+        "headless-nodeport",
+        "headless-loadbalancer",
+        "to-loadbalancer",
+        "legacy",
+    ],
+)
+def test_service_address_on_update(old: Service, new: Service, causes: list[StatusCause], kept: str) -> None:
+    stored(old)
+    if causes:
+        with pytest.raises(Invalid) as caught:
+            prepare_update(new, old)
+        assert caught.value.causes == causes
+    else:
+        prepare_update(new, old)
+        if kept:
+            assert (new.spec.cluster_ips, new.spec.ip_family_policy) == ([kept], "SingleStack")
+    assert new.spec.cluster_ip == kept
+
+
+def test_service_update_leaving_the_address_out_is_no_change() -> None:
+    old = stored(allocated("10.96.0.7"))
+    new = service()
+    prepare_update(new, old)
+    assert new.metadata.generation == old.metadata.generation
+    assert new.spec == old.spec
