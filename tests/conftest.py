@@ -62,15 +62,19 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], *, grace: float = 10.0)
 
 
 @contextlib.contextmanager
-def own_cluster(data: Path) -> Iterator[str]:
-    """A nats-server and one API replica of their own, under `data`; yields the URL."""
+def own_cluster(data: Path, *api_args: str, replicas: int = 1) -> Iterator[str]:
+    """A nats-server and `replicas` API replicas (started with `api_args`) of their own, under
+    `data`; yields the URL."""
     server = natsserver.start(data, log_file=data / "nats.log")
-    api = start_service("services.api", "--nats", server.url, log=data / "api.log")
+    apis = [
+        start_service("services.api", "--nats", server.url, *api_args, log=data / f"api-{i}.log")
+        for i in range(replicas)
+    ]
     try:
-        asyncio.run(wait_for_components(server.url, "steer-api", 1))
+        asyncio.run(wait_for_components(server.url, "steer-api", replicas))
         yield server.url
     finally:
-        stop_processes([api], grace=20)
+        stop_processes(apis, grace=20)
         server.stop()
 
 

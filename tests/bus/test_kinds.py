@@ -51,6 +51,11 @@ TYPED: list[tuple[str, str]] = [
     ("horizontalpodautoscaler.autoscaling", "HorizontalPodAutoscaler"),
     ("lease.coordination.k8s.io", "Lease"),
     ("leases.coordination.k8s.io", "Lease"),
+    ("ip", "IPAddress"),
+    ("ipaddresses", "IPAddress"),
+    ("IPAddress", "IPAddress"),
+    ("ipaddress.networking.k8s.io", "IPAddress"),
+    ("ipaddresses.networking.k8s.io", "IPAddress"),
 ]
 
 
@@ -106,6 +111,14 @@ def test_resolve_unknown(typed: str) -> None:
             "lease.coordination.k8s.io",
             "leases.coordination.k8s.io",
         ),
+        (
+            "IPAddress",
+            "networking.k8s.io/v1",
+            "networking.k8s.io",
+            False,
+            "ipaddress.networking.k8s.io",
+            "ipaddresses.networking.k8s.io",
+        ),
     ],
 )
 def test_kind_info(
@@ -133,6 +146,7 @@ def test_every_kind_is_in_the_table() -> None:
         "ReplicaSet",
         "Deployment",
         "Service",
+        "IPAddress",
         "Endpoints",
         "HorizontalPodAutoscaler",
         "Event",

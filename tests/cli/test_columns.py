@@ -8,8 +8,17 @@ import pytest
 
 from bus import kinds
 from bus.meta import ObjectMeta
-from bus.resources import Node, Pod
+from bus.resources import IPAddress, Node, Pod, Service
 from bus.resources.cluster import NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo
+from bus.resources.networking import (
+    IPAddressSpec,
+    LoadBalancerIngress,
+    LoadBalancerStatus,
+    ParentReference,
+    ServicePort,
+    ServiceSpec,
+    ServiceType,
+)
 from bus.resources.pod import (
     Container,
     ContainerState,
@@ -197,3 +206,71 @@ def test_node_row_has_no_namespace_column(
     cells = row(node, wide=True, all_namespaces=True)
     assert cells == ["n1", status, "<unknown>", "v0.1.0", "10.1.1.1", "docker://24"]
     assert len(cells) == len(header(NODE_INFO, wide=True, all_namespaces=True))
+
+
+SERVICE_INFO = kinds.BY_KIND["Service"]
+
+
+def svc(
+    type_: ServiceType = "ClusterIP",
+    cluster_ip: str = "10.96.0.12",
+    ingress: tuple[str, ...] = (),
+    node_port: int = 0,
+) -> Service:
+    obj = Service(
+        metadata=ObjectMeta(
+            name="web", namespace="shop", creation_timestamp=datetime.now(UTC) - timedelta(hours=5)
+        ),
+        spec=ServiceSpec(
+            ports=[
+                ServicePort(port=80, node_port=node_port or None),
+                ServicePort(port=53, protocol="UDP", name="d"),
+            ],
+            type=type_,
+            cluster_ip=cluster_ip,
+            selector={"app": "web"},
+        ),
+    )
+    obj.status.load_balancer = LoadBalancerStatus(ingress=[LoadBalancerIngress(ip=ip) for ip in ingress])
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "cells"),
+    [
+        (svc(), ["web", "ClusterIP", "10.96.0.12", "<none>", "80/TCP,53/UDP", "5h"]),
+        (svc(cluster_ip="None"), ["web", "ClusterIP", "None", "<none>", "80/TCP,53/UDP", "5h"]),
+        (svc(cluster_ip=""), ["web", "ClusterIP", "<none>", "<none>", "80/TCP,53/UDP", "5h"]),
+        (
+            svc("NodePort", node_port=30080),
+            ["web", "NodePort", "10.96.0.12", "<none>", "80:30080/TCP,53/UDP", "5h"],
+        ),
+        (svc("LoadBalancer"), ["web", "LoadBalancer", "10.96.0.12", "<pending>", "80/TCP,53/UDP", "5h"]),
+        (
+            svc("LoadBalancer", ingress=("127.0.0.11", "127.0.0.12"), node_port=31000),
+            ["web", "LoadBalancer", "10.96.0.12", "127.0.0.11,127.0.0.12", "80:31000/TCP,53/UDP", "5h"],
+        ),
+    ],
+)
+def test_service_row(obj: Service, cells: list[str]) -> None:
+    assert header(SERVICE_INFO, wide=False, all_namespaces=False) == [
+        "NAME",
+        "TYPE",
+        "CLUSTER-IP",
+        "EXTERNAL-IP",
+        "PORT(S)",
+        "AGE",
+    ]
+    assert row(obj, wide=False, all_namespaces=False) == cells
+    assert row(obj, wide=True, all_namespaces=True) == ["shop", *cells, "app=web"]
+    assert header(SERVICE_INFO, wide=True, all_namespaces=True)[-1] == "SELECTOR"
+
+
+def test_ip_address_row() -> None:
+    record = IPAddress(
+        metadata=ObjectMeta(name="10.96.0.12"),
+        spec=IPAddressSpec(parent_ref=ParentReference(resource="services", namespace="shop", name="web")),
+    )
+    info = kinds.BY_KIND["IPAddress"]
+    assert header(info, wide=False, all_namespaces=True) == ["NAME", "PARENTREF", "AGE"]
+    assert row(record, wide=False, all_namespaces=True) == ["10.96.0.12", "services/shop/web", "<unknown>"]

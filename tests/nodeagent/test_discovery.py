@@ -66,6 +66,40 @@ def test_no_services_no_variables() -> None:
     assert service_env([], "127.0.0.1") == {}
 
 
+def with_address(svc: Service, cluster_ip: str) -> Service:
+    svc.spec.cluster_ip = cluster_ip
+    svc.spec.cluster_ips = [cluster_ip] if cluster_ip else []
+    return svc
+
+
+def test_pod_network_mode_points_at_cluster_ips() -> None:
+    services = [
+        with_address(service("db", ServicePort(port=5432)), "10.96.4.2"),
+        with_address(service("peers", ServicePort(port=7000)), "None"),  # headless: nothing
+        with_address(service("old", ServicePort(port=81)), ""),  # stored before addresses: nothing
+    ]
+    env = service_env(services, "127.0.0.11", cluster_ips=True)
+    assert env == {
+        "DB_SERVICE_HOST": "10.96.4.2",
+        "DB_SERVICE_PORT": "5432",
+        "DB_PORT": "tcp://10.96.4.2:5432",
+        "DB_PORT_5432_TCP": "tcp://10.96.4.2:5432",
+        "DB_PORT_5432_TCP_PROTO": "tcp",
+        "DB_PORT_5432_TCP_PORT": "5432",
+        "DB_PORT_5432_TCP_ADDR": "10.96.4.2",
+    }
+
+
+def test_host_network_mode_keeps_the_node_address() -> None:
+    services = [
+        with_address(service("db", ServicePort(port=5432)), "10.96.4.2"),
+        with_address(service("peers", ServicePort(port=7000)), "None"),
+    ]
+    env = service_env(services, "127.0.0.11")
+    assert env["DB_SERVICE_HOST"] == env["PEERS_SERVICE_HOST"] == "127.0.0.11"
+    assert env == service_env(services, "127.0.0.11", cluster_ips=False)
+
+
 def environment(output: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 

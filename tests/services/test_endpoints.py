@@ -16,7 +16,13 @@ from bus.errors import Invalid, NotFound
 from bus.informer import Informer
 from bus.meta import ObjectMeta
 from bus.resources import Endpoints, Event, Pod, Service
-from bus.resources.networking import ServicePort, ServiceSpec
+from bus.resources.networking import (
+    LoadBalancerIngress,
+    LoadBalancerStatus,
+    ServicePort,
+    ServiceSpec,
+    ServiceStatus,
+)
 from bus.resources.pod import Container, ContainerPort, HostPortMapping, PodCondition, PodSpec, PodStatus
 from bus.store import Store
 from services.controllers.endpoints import (
@@ -218,3 +224,19 @@ async def test_a_port_out_of_range_is_invalid(client: Client, ns: str, port: Ser
     with pytest.raises(Invalid) as raised:
         await client.create(web_service(ns, port))
     assert [c.field for c in raised.value.causes] == [field]
+
+
+async def test_the_condition_leaves_the_rest_of_the_status_alone(
+    client: Client, store: Store, ns: str, controller: None
+) -> None:
+    """ServiceLB writes `status.loadBalancer` of the same Services: the condition is written
+    beside it, never over it."""
+    created = await client.create(web_service(ns))  # a selector: no condition to write
+    created.status = ServiceStatus(
+        load_balancer=LoadBalancerStatus(ingress=[LoadBalancerIngress(ip="192.0.2.1")])
+    )
+    await client.update_status(created)
+    await client.patch(Service, "web", {"spec": {"selector": None}}, ns)
+    svc = await wait_for(store, Service, ns, "web", lambda s: bool(s.status.conditions), within=10)
+    assert svc.status.conditions[0].reason == NO_SELECTOR
+    assert [i.ip for i in svc.status.load_balancer.ingress] == ["192.0.2.1"]
