@@ -138,13 +138,22 @@ def _out_of_range(value: int, t: mi.IntType) -> str:
     return ""
 
 
+def _literal_of(t: mi.Type) -> mi.LiteralType | None:
+    """The enum `t` is, alone or as an optional (`Literal[...] | None`); None for any other type."""
+    if isinstance(t, mi.UnionType):
+        options = [o for o in t.types if not isinstance(o, mi.NoneType)]
+        return options[0] if len(options) == 1 and isinstance(options[0], mi.LiteralType) else None
+    return t if isinstance(t, mi.LiteralType) else None
+
+
 def check(value: Any, t: mi.Type, path: str, causes: list[StatusCause]) -> None:
     """Append a cause for every structural problem of `value` at `path` (and below)."""
     if not _matches(value, t):
         if value is None:
             return  # null means "unset" in a manifest, as in Kubernetes
-        if isinstance(t, mi.LiteralType):
-            supported = ", ".join(f'"{v}"' for v in t.values if v != "")
+        literal = _literal_of(t)
+        if literal is not None:
+            supported = ", ".join(f'"{v}"' for v in literal.values if v != "")
             causes.append(
                 StatusCause(
                     field=path,

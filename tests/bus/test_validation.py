@@ -243,7 +243,17 @@ def event() -> Manifest:
     }
 
 
+def ip_address() -> Manifest:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IPAddress",
+        "metadata": {"name": "10.96.0.10"},
+        "spec": {"parentRef": {"resource": "services", "namespace": "default", "name": "web"}},
+    }
+
+
 KINDS: list[Callable[[], Manifest]] = [
+    ip_address,
     pod,
     replica_set,
     deployment,
@@ -326,6 +336,18 @@ def test_valid_manifest_of_every_kind(make: Callable[[], Manifest]) -> None:
             service,
             {"spec.type": "NodePort", "spec.ports[0].nodePort": 30080, "spec.ports[1].nodePort": 32767},
         ),
+        (
+            service,
+            {"spec.type": "LoadBalancer", "spec.ports[0].nodePort": 30080, "spec.ports[1].nodePort": 32767},
+        ),
+        (service, {"spec.clusterIP": "10.96.0.10", "spec.clusterIPs": ["10.96.0.10"]}),
+        (
+            service,
+            {"spec.clusterIP": "None", "spec.ipFamilies": ["IPv4"], "spec.ipFamilyPolicy": "SingleStack"},
+        ),
+        (service, {"spec.clusterIPs": ["None"], "spec.ipFamilyPolicy": "PreferDualStack"}),
+        (service, {"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.11"}]}}}),
+        (ip_address, {"spec.parentRef": {"group": "example.com", "resource": "gateways", "name": "gw"}}),
         (hpa, {"spec.minReplicas": 10}),
         (event, {"metadata.name": "web-1"}),
         (lease, {"spec.leaseDurationSeconds": None}),
@@ -615,6 +637,60 @@ INVALID: list[Case] = [
     at(service, "spec.ports[0].nodePort", 30080, "Forbidden: may not be used when `type` is 'ClusterIP'"),
     case(
         service,
+        {"spec.type": "LoadBalancer", "spec.ports[0].nodePort": 80},
+        "spec.ports[0].nodePort",
+        "provided port is not in the valid range. The range of valid ports is 30000-32767",
+    ),
+    at(service, "spec.clusterIP", "10.96.0.1000", "must be a valid IP address"),
+    at(service, "spec.clusterIP", "10.96.000.10", "must be a valid IP address"),
+    at(service, "spec.clusterIP", "fd00::10", "must be an IPv4 address: this cluster is single-stack IPv4"),
+    at(service, "spec.clusterIP", "none", "must be a valid IP address"),
+    at(
+        service,
+        "spec.clusterIPs",
+        ["10.96.0.1", "10.96.0.2"],
+        "may specify no more than one IP for each IP family",
+    ),
+    at(service, "spec.clusterIPs", ["10.96.0.1x"], "must be a valid IP address", field="spec.clusterIPs[0]"),
+    case(
+        service,
+        {"spec.clusterIP": "10.96.0.1", "spec.clusterIPs": ["10.96.0.2"]},
+        "spec.clusterIPs",
+        "first value must match `clusterIP`",
+    ),
+    at(service, "spec.ipFamilies", ["IPv4", "IPv4"], 'Duplicate value: "IPv4"', field="spec.ipFamilies[1]"),
+    at(
+        service,
+        "spec.ipFamilyPolicy",
+        "RequireDualStack",
+        "this cluster is not configured for dual-stack services",
+    ),
+    case(
+        service,
+        {"spec.clusterIP": "None", "spec.type": "LoadBalancer"},
+        "spec.clusterIP",
+        "may not be set to 'None' for LoadBalancer services",
+    ),
+    case(
+        service,
+        {"spec.clusterIPs": ["None"], "spec.type": "NodePort"},
+        "spec.clusterIP",
+        "may not be set to 'None' for NodePort services",
+    ),
+    at(
+        service,
+        "status",
+        {"loadBalancer": {"ingress": [{"ip": "lb.example.com"}]}},
+        "must be a valid IP address",
+        field="status.loadBalancer.ingress[0].ip",
+    ),
+    at(ip_address, "metadata.name", "ten", "must be a valid IP address"),
+    at(ip_address, "metadata.name", "fd00::10", "must be an IPv4 address"),
+    at(ip_address, "metadata.generateName", "10.96.0.1", "an IPAddress is named by its address"),
+    at(ip_address, "spec.parentRef.name", "Web", "RFC 1123 subdomain"),
+    at(ip_address, "spec.parentRef.namespace", "a.b", "RFC 1123 label"),
+    case(
+        service,
         {"spec.type": "NodePort", "spec.ports[0].nodePort": 8080},
         "spec.ports[0].nodePort",
         "provided port is not in the valid range. The range of valid ports is 30000-32767",
@@ -743,9 +819,18 @@ STRUCTURAL: list[Case] = [
     at(
         service,
         "spec.type",
-        "LoadBalancer",
-        'Unsupported value: "LoadBalancer": supported values: "ClusterIP", "NodePort"',
+        "ExternalName",
+        'Unsupported value: "ExternalName": supported values: "ClusterIP", "LoadBalancer", "NodePort"',
     ),
+    at(
+        service,
+        "spec.ipFamilies",
+        ["IPv6"],
+        'Unsupported value: "IPv6": supported values: "IPv4"',
+        field="spec.ipFamilies[0]",
+    ),
+    at(service, "spec.ipFamilyPolicy", "DualStack", 'Unsupported value: "DualStack"'),
+    at(ip_address, "spec.parentRef.resource", DELETE, "Required value"),
     at(pod, "spec.restartPolicy", "Sometimes", "Unsupported value"),
     at(pod, f"{REQUIRED_TERM}.operator", "Gt", 'Unsupported value: "Gt"'),
     at(node, "spec.taints[0].effect", DELETE, "Required value"),
@@ -799,6 +884,6 @@ def test_structural_causes_are_reported_together() -> None:
 
 
 def test_unsupported_fields_and_rules_are_reported_together() -> None:
-    manifest = patched(service(), {"spec.clusterIP": "10.0.0.1", "spec.ports[0].port": 0})
+    manifest = patched(service(), {"spec.externalName": "db.example.com", "spec.ports[0].port": 0})
     fields = {cause.field for cause in causes_of(manifest)}
-    assert fields == {"spec.clusterIP", "spec.ports[0].port"}
+    assert fields == {"spec.externalName", "spec.ports[0].port"}

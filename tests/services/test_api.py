@@ -232,12 +232,12 @@ async def test_invalid_object_reports_every_cause(client: Client, ns: str) -> No
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "Bad_Name", "labels": {"ok": "-bad-"}},
-        "spec": {"ports": [{"port": 70000}], "clusterIPs": ["x"]},
+        "spec": {"ports": [{"port": 70000}], "externalName": "x"},
     }
     with pytest.raises(Invalid) as caught:
         await client.create_raw(kinds.BY_KIND["Service"], ns, raw)
     fields = {cause.field for cause in caught.value.causes}
-    assert "spec.clusterIPs" in fields
+    assert "spec.externalName" in fields
     with pytest.raises(NotFound):
         await client.get(Service, "Bad_Name", ns)
 
