@@ -21,6 +21,7 @@ import logging
 import random
 from ipaddress import IPv4Address
 
+from bus import kinds
 from bus.errors import AlreadyExists, Conflict, Internal, NotFound, SteerError, Timeout, invalid
 from bus.informer import Informer
 from bus.meta import ObjectMeta
@@ -34,7 +35,7 @@ from bus.resources.networking import (
 )
 from bus.store import Store
 from bus.validation.rules import invalid_value
-from services.api.admission import set_defaults
+from services.api.admission import prepare_create, set_defaults
 from services.api.iprange import ServiceRange
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,14 @@ def parent_of(service: Service) -> ParentReference:
 
 
 def record_of(service: Service, address: IPv4Address) -> IPAddress:
-    return IPAddress(
+    """The IPAddress for `service`, with the server's fields (uid, creationTimestamp: the repair
+    pass goes by its age) set as for any create."""
+    record = IPAddress(
         metadata=ObjectMeta(name=str(address), labels={MANAGED_BY_LABEL: CLUSTER_IP_ALLOCATOR}),
         spec=IPAddressSpec(parent_ref=parent_of(service)),
     )
+    prepare_create(record, kinds.BY_KIND["IPAddress"])
+    return record
 
 
 class ClusterIPs:

@@ -70,6 +70,7 @@ async def test_allocates_an_address_and_fills_in_the_defaults(client: Client, ns
     record = await client.get(IPAddress, str(address), "")
     assert record.spec.parent_ref == ParentReference(group="", resource="services", namespace=ns, name="web")
     assert record.metadata.labels == {MANAGED_BY_LABEL: CLUSTER_IP_ALLOCATOR}
+    assert record.metadata.uid and record.metadata.creation_timestamp is not None  # the repair pass's clock
     assert (await client.get(Service, "web", ns)).spec == spec
 
 
