@@ -149,12 +149,17 @@ class Verbs:
         try:
             record = await self.clusterips.claim(obj) if isinstance(obj, Service) else None
         except Invalid as refused:
-            if not uid:
-                raise
-            try:  # a create sent again, whose address its own first attempt holds?
-                return Outcome(await self._created_before(info, obj, uid))
-            except AlreadyExists:
+            # The address a Service asks for is taken, perhaps by the Service of this very name
+            # (a manifest created twice; a create sent again whose first attempt was stored):
+            # then the name is what is wrong, as a create without an address would say.
+            meta = obj.metadata
+            try:
+                current = await self.store.get_from_leader(info.type, meta.namespace, meta.name)
+            except NotFound:
                 raise refused from None
+            if uid and current.metadata.uid == uid:
+                return Outcome(current)
+            raise AlreadyExists(f'{info.plural} "{meta.name}" already exists') from None
         try:
             stored = await self.store.create(obj)
         except AlreadyExists as err:

@@ -278,3 +278,13 @@ async def test_an_ip_address_is_named_by_its_address(client: Client) -> None:
     with pytest.raises(Invalid) as caught:
         await client.create(record)
     assert [c.field for c in caught.value.causes] == ["metadata.name"]
+
+
+async def test_a_service_created_twice_with_its_address_already_exists(client: Client, ns: str) -> None:
+    """A manifest with a fixed address applied twice: the name is what is taken, as without one."""
+    wanted = await free_static_address(client)
+    first = await create(client, ns, clusterIP=wanted)
+    with pytest.raises(AlreadyExists, match='services "web" already exists'):
+        await create(client, ns, clusterIP=wanted)
+    assert (await client.get(IPAddress, wanted, "")).spec.parent_ref.name == "web"
+    assert (await client.get(Service, "web", ns)).metadata.uid == first.metadata.uid
