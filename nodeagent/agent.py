@@ -31,16 +31,19 @@ from bus.connection import announce, close, connect, fail_when_closed, link, sub
 from bus.errors import Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
-from bus.resources import Pod
+from bus.resources import Node, Pod
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.config import AgentConfig
 from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
+from nodeagent.network import names
+from nodeagent.network.mode import resolve_mode
+from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.ports import PortAllocator
 from nodeagent.proxy import ProxyConfig, ServiceProxy
 from nodeagent.reaper import ContainerReaper, dispose
 from nodeagent.registration import Registration
 from nodeagent.resync import resync_loop
-from nodeagent.runtime import ContainerInfo, Runtime, RuntimeFailure
+from nodeagent.runtime import ContainerInfo, Runtime, RuntimeFailure, Sandbox
 from nodeagent.runtime.factory import make_runtime
 from nodeagent.streaming import StreamServer
 from nodeagent.takeover import TakeOvers
@@ -70,6 +73,7 @@ class Agent:
     runtime: Runtime
     tasks: asyncio.TaskGroup
     reaper: ContainerReaper | None = None
+    network: PodNetwork | None = None
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
@@ -89,12 +93,13 @@ class Agent:
                 self.config.backoff_initial, self.config.backoff_cap, self.config.backoff_reset
             ),
             reaper=self.reaper,
+            network=self.network,
         )
 
     # -- pods
 
-    def _start_worker(self, pod: Pod, adopted: list[ContainerInfo]) -> None:
-        worker = PodWorker(self.context, pod, adopted)
+    def _start_worker(self, pod: Pod, adopted: list[ContainerInfo], sandbox: Sandbox | None = None) -> None:
+        worker = PodWorker(self.context, pod, adopted, sandbox)
         self.workers[pod.metadata.uid] = worker
         self.tasks.create_task(self._run_worker(worker))
 
@@ -181,12 +186,19 @@ class Agent:
         by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
         for info in await self.runtime.containers(self.config.name):
             by_pod[info.pod_uid].append(info)
+        sandboxes = {}
+        if self.network is not None:
+            sandboxes = {
+                sandbox.pod_uid: sandbox for sandbox in await self.runtime.sandboxes(self.config.name)
+            }
         self.tasks.create_task(self.take_overs.run())
         for pod in pods:
-            self._start_worker(pod, by_pod.pop(pod.metadata.uid, []))
+            self._start_worker(pod, by_pod.pop(pod.metadata.uid, []), sandboxes.pop(pod.metadata.uid, None))
         for uid, containers in by_pod.items():
             log.info("removing %d container(s) of pod %s, which no longer exists", len(containers), uid)
             self.tasks.create_task(self._remove_orphans(containers))
+        if self.network is not None:
+            self.tasks.create_task(self._remove_orphan_networks(list(sandboxes.values()), pods))
         self.adopted = True
         held, self.held = self.held, []
         for msg in held:
@@ -195,6 +207,18 @@ class Agent:
     async def _remove_orphans(self, containers: list[ContainerInfo]) -> None:
         for info in containers:
             await dispose(self.runtime, info.id, ORPHAN_GRACE)
+
+    async def _remove_orphan_networks(self, sandboxes: list[Sandbox], pods: list[Pod]) -> None:
+        """The sandboxes, addresses, links and namespaces of pods that are gone (a previous
+        agent may have been killed while making or removing them)."""
+        assert self.network is not None
+        for sandbox in sandboxes:
+            log.info("removing the sandbox of pod %s, which no longer exists", sandbox.pod_uid)
+            try:
+                await self.runtime.remove_sandbox(sandbox)
+            except RuntimeFailure as failure:
+                log.warning("cannot remove sandbox %s: %s", sandbox.id[:12], failure.message)
+        await self.network.keep_only({pod.metadata.uid for pod in pods})
 
     def running_containers(self) -> list[RunningContainer]:
         """The containers running now, for the usage samples."""
@@ -257,7 +281,12 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
             if config.container_gc_delay > 0:
                 reaper = ContainerReaper(runtime, config.container_gc_delay)
                 tasks.create_task(reaper.run())
-            agent = Agent(config, nc, client, runtime, tasks, reaper)
+            config.network = resolve_mode(config.network, runtime)
+            network = _pod_network(config) if config.network == "pod" else None
+            log.info("node %s runs its pods on the %s network", config.name, config.network)
+            agent = Agent(config, nc, client, runtime, tasks, reaper, network)
+            if network is not None:
+                tasks.create_task(_network_up(agent, network))
             await _serve_pods(agent, await runtime.version(), ready, resync_now)
     except* (SteerError, RuntimeFailure) as failed:  # one clear line, not a group's traceback
         first = failed.exceptions[0]
@@ -310,6 +339,65 @@ async def _serve_pods(
     finally:
         with contextlib.suppress(nats.errors.Error):  # the bus may be gone already
             await feed.unsubscribe()
+
+
+def _pod_network(config: AgentConfig) -> PodNetwork:
+    return PodNetwork(
+        config.name,
+        config.data_dir / config.name,
+        cluster_cidr=config.cluster_cidr,
+        service_cidr=config.service_cidr,
+    )
+
+
+async def _network_up(agent: Agent, network: PodNetwork) -> None:
+    """Bring the pod network up once the Node has a pod CIDR (the node IPAM controller gives it
+    one soon after the Node is registered); pods wait in ContainerCreating until then."""
+    delay, said = STEP_RETRY_FIRST, False
+    while True:
+        try:
+            node = await agent.client.get(Node, agent.config.name, "")
+            cidr = node.spec.pod_cidr or next(iter(node.spec.pod_cidrs), "")
+            if cidr:
+                await network.start(cidr)
+                agent.context.network_ready.set()
+                return
+            if not said:
+                log.info(
+                    "node %s waits for a pod CIDR (is the node IPAM controller running?)", agent.config.name
+                )
+                said = True
+        except (NotFound, Unavailable, Timeout, Internal):
+            pass  # not registered yet, or the API is away: asked again
+        except OSError as err:
+            log.error("cannot make the pod network of %s: %s", agent.config.name, err)
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        delay = min(delay * 2, STEP_RETRY_CAP)
+
+
+async def clean_up(config: AgentConfig) -> None:
+    """Remove everything the node's pod network made (for `steer down`): the pods' namespaces,
+    links and addresses, the bridge, the nftables table."""
+    await _pod_network(config).remove_all()
+    await _delete_table(names.table(config.name))
+    log.info("removed the pod network of node %s", config.name)
+
+
+async def _delete_table(table: str) -> None:
+    """`nft delete table`, if nftables is there and holds the table."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "nft",
+            "delete",
+            "table",
+            "ip",
+            table,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        return
+    await proc.wait()
 
 
 def _proxy_config(config: AgentConfig) -> ProxyConfig:

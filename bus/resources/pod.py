@@ -117,6 +117,8 @@ class PodSpec(Base):
     tolerations: list[Toleration] = []
     scheduler_name: str = "default-scheduler"
     hostname: str = ""
+    # The node's network instead of a namespace and address of the pod's own (docs/networking.md).
+    host_network: bool = False
 
 
 class PodTemplateSpec(Base):
@@ -170,6 +172,14 @@ class ContainerStatus(Base):
     started: bool | None = None
 
 
+class PodIP(Base):
+    ip: str
+
+
+class HostIP(Base):
+    ip: str
+
+
 class HostPortMapping(Base):
     """Where a declared container port is reachable: host networking gives each its own host port.
 
@@ -195,6 +205,8 @@ class PodStatus(Base):
     reason: str = ""
     host_ip: str = msgspec.field(default="", name="hostIP")
     pod_ip: str = msgspec.field(default="", name="podIP")
+    pod_ips: list[PodIP] = msgspec.field(default_factory=list, name="podIPs")
+    host_ips: list[HostIP] = msgspec.field(default_factory=list, name="hostIPs")
     start_time: datetime | None = None
     container_statuses: list[ContainerStatus] = []
     host_ports: list[HostPortMapping] = []
