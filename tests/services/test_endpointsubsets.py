@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from bus.meta import ObjectMeta
@@ -177,3 +178,25 @@ def test_addresses_name_the_pod_and_its_node() -> None:
 def test_order_is_stable() -> None:
     pods = [pod(f"p{i}", ports={"http": 20000 + i % 3}, ip=f"127.0.0.{11 + i % 2}") for i in range(8)]
     assert endpoint_subsets(service(HTTP), pods) == endpoint_subsets(service(HTTP), list(reversed(pods)))
+
+
+@pytest.mark.parametrize(
+    ("hostname", "subdomain", "expected"),
+    [
+        ("web-0", "web", "web-0"),  # the Service's name: DNS answers web-0.web.<ns>.svc.<domain>
+        ("web-0", "other", ""),
+        ("web-0", "", ""),
+        ("", "web", ""),
+    ],
+)
+def test_an_address_carries_the_hostname_of_a_pod_whose_subdomain_is_the_service(
+    hostname: str, subdomain: str, expected: str
+) -> None:
+    ready, not_ready = pod("a"), pod("b", ready=False)
+    for p in (ready, not_ready):
+        p.spec = msgspec.structs.replace(p.spec, hostname=hostname, subdomain=subdomain)
+    subsets, _ = endpoint_subsets(
+        service(ServicePort(port=80, name="http", target_port="http")), [ready, not_ready]
+    )
+    addresses = [a for s in subsets for a in [*s.addresses, *s.not_ready_addresses]]
+    assert [a.hostname for a in addresses] == [expected, expected]
