@@ -18,6 +18,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
+from typing import cast
 
 import dns.name
 
@@ -104,7 +105,7 @@ class _Server:
     def __init__(self, source: Source, zone: dns.name.Name) -> None:
         self.source = source
         self.zone = zone
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     def respond(self, wire: bytes, transport: Transport) -> bytes | None:
         try:
@@ -115,11 +116,10 @@ class _Server:
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        assert task is not None
-        if len(self._connections) >= MAX_CONNECTIONS:
+        if task is None or len(self._connections) >= MAX_CONNECTIONS:
             writer.close()
             return
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             while True:
                 async with asyncio.timeout(IDLE_TIMEOUT):
@@ -131,15 +131,17 @@ class _Server:
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass  # the client left, went silent or broke the connection
+            pass  # the client left, went silent or broke the connection (or the server stops)
         finally:
-            self._connections.discard(task)
+            del self._connections[task]
             writer.close()
 
     async def close_connections(self) -> None:
+        """Close every open connection, and wait for their handlers to see it and end (they are
+        not cancelled: the stream machinery logs a cancelled handler as an error)."""
         tasks = list(self._connections)
-        for task in tasks:
-            task.cancel()
+        for writer in self._connections.values():
+            writer.close()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -149,8 +151,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         reply = self.server.respond(data, "udp")

@@ -125,7 +125,7 @@ def test_invalid(spec: dict[str, Any], field: str, fragment: str) -> None:
 
 
 def test_templates_are_checked_too() -> None:
-    manifest = {
+    manifest: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "default"},
