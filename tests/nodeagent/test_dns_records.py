@@ -5,10 +5,15 @@ from __future__ import annotations
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import msgspec
 import pytest
 
+from bus.meta import ObjectMeta
+from bus.resources import Endpoints, Service
+from nodeagent.dns import MirrorSource
 from nodeagent.dns.names import zone_of
 from nodeagent.dns.records import TTL, Answer, answer
+from nodeagent.proxy.mirror import Mirror
 from tests.nodeagent.dnscluster import cluster
 
 ZONE = zone_of("cluster.local")
@@ -163,3 +168,35 @@ def test_the_cluster_domain_is_configurable() -> None:
 def test_a_cluster_domain_must_be_a_name_below_the_root(domain: str) -> None:
     with pytest.raises(ValueError):
         zone_of(domain)
+
+
+def test_the_service_proxys_mirrors_are_a_source() -> None:
+    services: Mirror[Service] = Mirror()
+    endpoints: Mirror[Endpoints] = Mirror()
+    source = MirrorSource(services, endpoints)
+    snapshot = cluster()
+    for service in snapshot.services():
+        services.put(msgspec.structs.replace(service, metadata=revised(service.metadata)))
+    for name in ("db", "web"):
+        found = snapshot.endpoints("default", name)
+        assert found is not None
+        endpoints.put(msgspec.structs.replace(found, metadata=revised(found.metadata)))
+
+    def ask_mirrors(name: str) -> list[str]:
+        return texts(answer(dns.name.from_text(name), dns.rdatatype.A, source, zone=ZONE).answer)
+
+    assert ask_mirrors("web.default.svc.cluster.local") == ["10.96.0.10"]
+    assert ask_mirrors("db-0.db.default.svc.cluster.local") == ["10.244.1.5"]
+    assert (
+        answer(dns.name.from_text("default.svc.cluster.local"), dns.rdatatype.A, source, zone=ZONE).rcode
+        == NOERROR
+    )
+    web = services.get(("default", "web"))
+    assert web is not None and services.delete(web)
+    assert answer(
+        dns.name.from_text("web.default.svc.cluster.local"), dns.rdatatype.A, source, zone=ZONE
+    ).rcode == (NXDOMAIN)
+
+
+def revised(meta: ObjectMeta) -> ObjectMeta:
+    return msgspec.structs.replace(meta, resource_version="7")
