@@ -24,6 +24,7 @@ class ServiceSpec(Base):
     selector: dict[str, str] = {}
     type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     session_affinity: Literal["None", "ClientIP"] = "None"
+    cluster_ip: str = msgspec.field(default="", name="clusterIP")
 
 
 class ServiceCondition(Base):

@@ -107,6 +107,22 @@ class Affinity(Base):
     node_affinity: NodeAffinity | None = None
 
 
+class PodDNSConfigOption(Base):
+    name: str = ""  # required (validation says so, naming the option)
+    value: str | None = None  # `ndots` alone differs from `ndots:` with a value
+
+
+class PodDNSConfig(Base):
+    """Added to what `dnsPolicy` gives: nameservers and searches appended, options overriding by name."""
+
+    nameservers: list[str] = []
+    searches: list[str] = []
+    options: list[PodDNSConfigOption] = []
+
+
+DNSPolicy = Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
+
+
 class PodSpec(Base):
     containers: list[Container]
     restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
@@ -119,6 +135,9 @@ class PodSpec(Base):
     hostname: str = ""
     # The node's network instead of a namespace and address of the pod's own (docs/networking.md).
     host_network: bool = False
+    subdomain: str = ""
+    dns_policy: DNSPolicy = "ClusterFirst"
+    dns_config: PodDNSConfig | None = None
 
 
 class PodTemplateSpec(Base):

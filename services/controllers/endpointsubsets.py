@@ -108,9 +108,16 @@ def host_port(pod: Pod, port: ServicePort) -> int | MissingPort | None:
     )
 
 
-def address_of(pod: Pod) -> EndpointAddress:
+def hostname_in(service: Service, pod: Pod) -> str:
+    """The pod's hostname in the Endpoints of a Service that selects it: set when the pod names the
+    Service as its `spec.subdomain`, so that DNS answers `<hostname>.<subdomain>.<ns>.svc.<domain>`."""
+    return pod.spec.hostname if pod.spec.subdomain == service.metadata.name else ""
+
+
+def address_of(pod: Pod, *, hostname: str = "") -> EndpointAddress:
     return EndpointAddress(
         ip=pod.status.pod_ip if on_pod_network(pod) else pod.status.host_ip,
+        hostname=hostname,
         node_name=pod.spec.node_name,
         target_ref=ObjectReference(
             kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid
@@ -142,7 +149,8 @@ def endpoint_subsets(service: Service, pods: list[Pod]) -> tuple[list[EndpointSu
         if not ports:
             continue
         ready, not_ready = groups[tuple(sorted(ports))]
-        (ready if is_true(pod.status.conditions) else not_ready).append(address_of(pod))
+        address = address_of(pod, hostname=hostname_in(service, pod))
+        (ready if is_true(pod.status.conditions) else not_ready).append(address)
     subsets = [
         EndpointSubset(
             addresses=sorted(ready, key=_address_order),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from bus.meta import ObjectMeta
@@ -201,3 +202,25 @@ def test_on_the_pod_network_a_numeric_target_port_needs_no_declaration() -> None
     p = on_pod_network(pod("a", ports={}), "10.244.1.2")
     assert host_port(p, ServicePort(port=80, target_port=9376)) == 9376
     assert isinstance(host_port(p, ServicePort(port=80, target_port="metrics")), MissingPort)
+
+
+@pytest.mark.parametrize(
+    ("hostname", "subdomain", "expected"),
+    [
+        ("web-0", "web", "web-0"),  # the Service's name: DNS answers web-0.web.<ns>.svc.<domain>
+        ("web-0", "other", ""),
+        ("web-0", "", ""),
+        ("", "web", ""),
+    ],
+)
+def test_an_address_carries_the_hostname_of_a_pod_whose_subdomain_is_the_service(
+    hostname: str, subdomain: str, expected: str
+) -> None:
+    ready, not_ready = pod("a"), pod("b", ready=False)
+    for p in (ready, not_ready):
+        p.spec = msgspec.structs.replace(p.spec, hostname=hostname, subdomain=subdomain)
+    subsets, _ = endpoint_subsets(
+        service(ServicePort(port=80, name="http", target_port="http")), [ready, not_ready]
+    )
+    addresses = [a for s in subsets for a in [*s.addresses, *s.not_ready_addresses]]
+    assert [a.hostname for a in addresses] == [expected, expected]
