@@ -1,0 +1,1 @@
+"""The pod network of a node: addresses, links, and the nftables rules of Services."""
