@@ -111,8 +111,8 @@ def full_script(
 ) -> tuple[str, tuple[str, ...]]:
     """The whole Service part of the table rewritten; and the chains it leaves stale (ours, found
     in the table, no longer wanted: flushed, to be deleted later)."""
-    stale = tuple(sorted(c for c in set(existing_chains) if is_owned_chain(c) and c not in ruleset.chains))
-    gone_sets = tuple(sorted(s for s in set(existing_sets) if is_owned_set(s) and s not in ruleset.affinity_sets))
+    stale = tuple(sorted({c for c in existing_chains if is_owned_chain(c)} - set(ruleset.chains)))
+    gone_sets = tuple(sorted({s for s in existing_sets if is_owned_set(s)} - set(ruleset.affinity_sets)))
     lines = skeleton(table, node_address)
     lines += _sets(table, ruleset.affinity_sets)
     lines += _chains(table, ruleset.chains)
