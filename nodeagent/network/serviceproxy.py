@@ -72,7 +72,7 @@ class NftServiceProxy:
         delay = 0.0
         while True:
             now = loop.time()
-            deadline = min(next_full, *(t + self.stale_after for t in self.stale.values()))
+            deadline = min([next_full, *(t + self.stale_after for t in self.stale.values())])
             if delay:
                 await asyncio.sleep(delay)  # backing off: changes wait for the retry
             elif deadline > now:
