@@ -743,8 +743,8 @@ STRUCTURAL: list[Case] = [
     at(
         service,
         "spec.type",
-        "LoadBalancer",
-        'Unsupported value: "LoadBalancer": supported values: "ClusterIP", "NodePort"',
+        "ExternalName",
+        'Unsupported value: "ExternalName": supported values: "ClusterIP", "LoadBalancer", "NodePort"',
     ),
     at(pod, "spec.restartPolicy", "Sometimes", "Unsupported value"),
     at(pod, f"{REQUIRED_TERM}.operator", "Gt", 'Unsupported value: "Gt"'),
@@ -799,6 +799,6 @@ def test_structural_causes_are_reported_together() -> None:
 
 
 def test_unsupported_fields_and_rules_are_reported_together() -> None:
-    manifest = patched(service(), {"spec.clusterIP": "10.0.0.1", "spec.ports[0].port": 0})
+    manifest = patched(service(), {"spec.externalName": "db.example", "spec.ports[0].port": 0})
     fields = {cause.field for cause in causes_of(manifest)}
-    assert fields == {"spec.clusterIP", "spec.ports[0].port"}
+    assert fields == {"spec.externalName", "spec.ports[0].port"}
