@@ -19,12 +19,21 @@ class ServicePort(Base):
     node_port: Int32 | None = None
 
 
+class ClientIPConfig(Base):
+    timeout_seconds: Int32 | None = None
+
+
+class SessionAffinityConfig(Base):
+    client_ip: ClientIPConfig | None = msgspec.field(default=None, name="clientIP")
+
+
 class ServiceSpec(Base):
     ports: list[ServicePort]
     selector: dict[str, str] = {}
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
-    session_affinity: Literal["None", "ClientIP"] = "None"
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     cluster_ip: str = msgspec.field(default="", name="clusterIP")
+    session_affinity: Literal["None", "ClientIP"] = "None"
+    session_affinity_config: SessionAffinityConfig | None = None
 
 
 class ServiceCondition(Base):

@@ -743,8 +743,8 @@ STRUCTURAL: list[Case] = [
     at(
         service,
         "spec.type",
-        "LoadBalancer",
-        'Unsupported value: "LoadBalancer": supported values: "ClusterIP", "NodePort"',
+        "ExternalName",
+        'Unsupported value: "ExternalName": supported values: "ClusterIP", "LoadBalancer", "NodePort"',
     ),
     at(pod, "spec.restartPolicy", "Sometimes", "Unsupported value"),
     at(pod, f"{REQUIRED_TERM}.operator", "Gt", 'Unsupported value: "Gt"'),
