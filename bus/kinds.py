@@ -17,6 +17,7 @@ from bus.resources import (
     HorizontalPodAutoscaler,
     Lease,
     Namespace,
+    NetworkPolicy,
     Node,
     Pod,
     ReplicaSet,
@@ -76,6 +77,7 @@ KINDS: tuple[KindInfo, ...] = (
         HorizontalPodAutoscaler,
         short_names=("hpa",),
     ),
+    KindInfo("NetworkPolicy", "networkpolicies", NetworkPolicy, short_names=("netpol",)),
     KindInfo("Event", "events", Event, short_names=("ev",), has_spec=False, lifecycle_events=False),
     KindInfo("Lease", "leases", Lease, lifecycle_events=False),
 )

@@ -3,7 +3,7 @@
 from bus.resources.apps import Deployment, ReplicaSet
 from bus.resources.autoscaling import HorizontalPodAutoscaler
 from bus.resources.cluster import Namespace, Node
-from bus.resources.networking import Endpoints, Service
+from bus.resources.networking import Endpoints, NetworkPolicy, Service
 from bus.resources.pod import Pod
 from bus.resources.records import Event, Lease
 
@@ -14,6 +14,7 @@ __all__ = [
     "HorizontalPodAutoscaler",
     "Lease",
     "Namespace",
+    "NetworkPolicy",
     "Node",
     "Pod",
     "ReplicaSet",

@@ -1,13 +1,13 @@
-"""Service and Endpoints (core/v1)."""
+"""Service and Endpoints (core/v1), NetworkPolicy (networking.k8s.io/v1)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
-from bus.meta import Base, ConditionStatus, Int32, Int64, ObjectReference, Resource
+from bus.meta import Base, ConditionStatus, Int32, Int64, LabelSelector, ObjectReference, Resource
 from bus.resources.pod import IntOrString
 
 
@@ -77,3 +77,62 @@ class EndpointSubset(Base):
 
 class Endpoints(Resource):
     subsets: list[EndpointSubset] = []
+
+
+# -- NetworkPolicy (networking.k8s.io/v1)
+
+PolicyType = Literal["Ingress", "Egress"]
+
+
+class IPBlock(Base):
+    """A range of addresses (`cidr`) minus some ranges inside it (`except`)."""
+
+    cidr: str
+    except_: list[str] = msgspec.field(default_factory=list, name="except")
+
+
+class NetworkPolicyPeer(Base):
+    """Who may talk: pods chosen by `podSelector` (in the policy's namespace, or in the namespaces
+    chosen by `namespaceSelector` when both are set), every pod of the namespaces chosen by
+    `namespaceSelector` alone, or addresses (`ipBlock`, which stands alone)."""
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+class NetworkPolicyPort(Base):
+    """A protocol and a port (a number or a container port's name), or a range up to `endPort`;
+    no port means every port of the protocol."""
+
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    port: IntOrString | None = None
+    end_port: Int32 | None = None
+
+
+class NetworkPolicyIngressRule(Base):
+    from_: list[NetworkPolicyPeer] = msgspec.field(default_factory=list, name="from")
+    ports: list[NetworkPolicyPort] = []
+
+
+class NetworkPolicyEgressRule(Base):
+    to: list[NetworkPolicyPeer] = []
+    ports: list[NetworkPolicyPort] = []
+
+
+class NetworkPolicySpec(Base):
+    pod_selector: LabelSelector = msgspec.field(default_factory=LabelSelector)
+    policy_types: list[PolicyType] = []
+    ingress: list[NetworkPolicyIngressRule] = []
+    egress: list[NetworkPolicyEgressRule] = []
+
+    def __post_init__(self) -> None:
+        # Kubernetes' defaulting: Ingress always, Egress too when there are egress rules. Done on
+        # decoding, so the stored object and every reader see the types that are enforced.
+        if not self.policy_types:
+            self.policy_types = ["Ingress", "Egress"] if self.egress else ["Ingress"]
+
+
+class NetworkPolicy(Resource):
+    API_VERSION: ClassVar[str] = "networking.k8s.io/v1"
+    spec: NetworkPolicySpec = msgspec.field(default_factory=NetworkPolicySpec)

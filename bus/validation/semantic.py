@@ -18,12 +18,13 @@ from bus.resources import (
     Event,
     HorizontalPodAutoscaler,
     Lease,
+    NetworkPolicy,
     Node,
     Pod,
     ReplicaSet,
     Service,
 )
-from bus.validation import apps, autoscaling, networking, pod
+from bus.validation import apps, autoscaling, networking, networkpolicy, pod
 from bus.validation.rules import (
     at_least,
     dns1123_label,
@@ -56,6 +57,8 @@ def validate(obj: Resource) -> list[StatusCause]:
             causes += networking.service(obj)
         case Endpoints():
             causes += networking.endpoints(obj)
+        case NetworkPolicy():
+            causes += networkpolicy.network_policy(obj)
         case HorizontalPodAutoscaler():
             causes += autoscaling.horizontal_pod_autoscaler(obj)
         case Node():

@@ -51,6 +51,11 @@ TYPED: list[tuple[str, str]] = [
     ("horizontalpodautoscaler.autoscaling", "HorizontalPodAutoscaler"),
     ("lease.coordination.k8s.io", "Lease"),
     ("leases.coordination.k8s.io", "Lease"),
+    ("netpol", "NetworkPolicy"),
+    ("networkpolicies", "NetworkPolicy"),
+    ("NetworkPolicy", "NetworkPolicy"),
+    ("networkpolicy.networking.k8s.io", "NetworkPolicy"),
+    ("netpol.networking.k8s.io", "NetworkPolicy"),
 ]
 
 
@@ -106,6 +111,14 @@ def test_resolve_unknown(typed: str) -> None:
             "lease.coordination.k8s.io",
             "leases.coordination.k8s.io",
         ),
+        (
+            "NetworkPolicy",
+            "networking.k8s.io/v1",
+            "networking.k8s.io",
+            True,
+            "networkpolicy.networking.k8s.io",
+            "networkpolicies.networking.k8s.io",
+        ),
     ],
 )
 def test_kind_info(
@@ -137,6 +150,7 @@ def test_every_kind_is_in_the_table() -> None:
         "HorizontalPodAutoscaler",
         "Event",
         "Lease",
+        "NetworkPolicy",
     }
 
 
