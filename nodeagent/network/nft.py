@@ -82,6 +82,19 @@ class Nft:
         if script.strip():
             await self._exec("-f", "-", stdin=script)
 
+    async def apply(self, script: str) -> None:
+        """`run`, under the name the NetworkPolicy enforcer's protocol uses."""
+        await self.run(script)
+
+    async def listing(self, table: str) -> str:
+        """`nft -j list table ip <table>` output, "" when there is no such table."""
+        try:
+            return await self._exec("-j", "list", "table", FAMILY, table)
+        except NftError as err:
+            if "No such file or directory" in str(err):
+                return ""
+            raise
+
     async def list_table(self, table: Table) -> list[dict[str, Any]]:
         """The table's objects as nft's JSON lists them (`[]` if there is no such table)."""
         try:

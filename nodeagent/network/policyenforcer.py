@@ -28,6 +28,7 @@ from bus.meta import Resource
 from bus.resources import Namespace, NetworkPolicy, Pod
 from bus.store import Store
 from nodeagent.network import policyrules
+from nodeagent.network.nft import Nft as CommandNft
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ R = TypeVar("R", bound=Resource, covariant=True)
 
 SETTLE = 0.1  # seconds a burst of changes may go on before one sync takes them all
 REFRESH_INTERVAL = 300.0
-NFT_TIMEOUT = 30.0
 
 
 class Nft(Protocol):
@@ -60,50 +60,6 @@ class Source(Protocol[R]):
     def on_change(self, handler: Callable[[Any, Any, Any], None]) -> None: ...
 
 
-class NftError(Exception):
-    pass
-
-
-class NftCommand:
-    """The `nft` program, in the network namespace `netns` (`ip netns exec`) when given."""
-
-    def __init__(self, *, netns: str = "", timeout: float = NFT_TIMEOUT) -> None:
-        self.prefix = ["ip", "netns", "exec", netns] if netns else []
-        self.timeout = timeout
-
-    async def apply(self, script: str) -> None:
-        code, _, err = await self._run(["-f", "-"], script)
-        if code != 0:
-            raise NftError(f"nft refused the rules (exit {code}): {err.strip()}")
-
-    async def listing(self, table: str) -> str:
-        code, out, err = await self._run(["-j", "list", "table", "ip", table], "")
-        if code != 0:
-            if "No such file or directory" in err:
-                return ""
-            raise NftError(f"nft could not list table {table} (exit {code}): {err.strip()}")
-        return out
-
-    async def _run(self, args: Sequence[str], stdin: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *self.prefix,
-            "nft",
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            async with asyncio.timeout(self.timeout):
-                out, err = await proc.communicate(stdin.encode())
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-
-
 class PolicyEnforcer:
     def __init__(
         self,
@@ -122,7 +78,7 @@ class PolicyEnforcer:
         self.policies, self.pods, self.namespaces = policies, pods, namespaces
         self.node = node
         self.pod_cidr = pod_cidr
-        self.nft = nft or NftCommand()
+        self.nft = nft or CommandNft()
         self.table = table or policyrules.table_name(node)
         self.settle = settle
         self.refresh_interval = refresh_interval

@@ -21,7 +21,8 @@ from bus.resources import Namespace, NetworkPolicy, Pod
 from bus.resources.pod import Container, ContainerPort, PodSpec, PodStatus
 from bus.validation import decode_object
 from nodeagent.network import policyrules
-from nodeagent.network.policyenforcer import NftCommand, PolicyEnforcer
+from nodeagent.network.nft import Nft
+from nodeagent.network.policyenforcer import PolicyEnforcer
 from tests.nodeagent.podnet import GATEWAY, POD_CIDR, PodNetwork, pod_network
 from tests.nodeagent.test_policyrules import CASES
 from tests.nodeagent.test_policyrules import NAMESPACES as CASE_NAMESPACES
@@ -115,9 +116,9 @@ NAMESPACES = [Namespace(metadata=ObjectMeta(name="app")), Namespace(metadata=Obj
 
 def enforce(net: PodNetwork, policies: Sequence[NetworkPolicy], pods: Sequence[Pod]) -> None:
     ruleset = policyrules.rules(policies, pods, NAMESPACES, node=NODE, pod_cidr=POD_CIDR)
-    listing = asyncio.run(NftCommand(netns=net.node.netns).listing(TABLE))
+    listing = asyncio.run(Nft(netns=f"/run/netns/{net.node.netns}").listing(TABLE))
     script = policyrules.script(ruleset, table=TABLE, previous=policyrules.owned(listing))
-    asyncio.run(NftCommand(netns=net.node.netns).apply(script))
+    asyncio.run(Nft(netns=f"/run/netns/{net.node.netns}").apply(script))
 
 
 @pytest.fixture
@@ -194,14 +195,19 @@ class Static:
             handler("MODIFIED", None, None)
 
 
-class Recording(NftCommand):
+class Recording:
+    """The node's nft runner, telling when it has applied a script."""
+
     def __init__(self, netns: str) -> None:
-        super().__init__(netns=netns)
+        self.nft = Nft(netns=f"/run/netns/{netns}")
         self.applied = asyncio.Event()
 
     async def apply(self, script: str) -> None:
-        await super().apply(script)
+        await self.nft.apply(script)
         self.applied.set()
+
+    async def listing(self, table: str) -> str:
+        return await self.nft.listing(table)
 
 
 async def test_the_enforcer_follows_changes(net: PodNetwork) -> None:

@@ -12,7 +12,8 @@ from bus.backoff import Backoff
 from bus.meta import ObjectMeta
 from bus.resources import NetworkPolicy
 from bus.resources.networking import IPBlock, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec
-from nodeagent.network.policyenforcer import NftError, PolicyEnforcer
+from nodeagent.network.nft import NftError
+from nodeagent.network.policyenforcer import PolicyEnforcer
 from tests.nodeagent.test_policy_kernel import Static
 from tests.nodeagent.test_policyrules import NAMESPACES, PODS
 
