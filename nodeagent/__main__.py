@@ -12,8 +12,9 @@ from pathlib import Path
 from bus import credentials, tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
-from nodeagent.agent import clean_up, run
+from nodeagent.agent import run
 from nodeagent.config import AgentConfig, default_capacity, parse_capacity, parse_pairs, parse_taints
+from nodeagent.networking import clean_up
 
 
 def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:

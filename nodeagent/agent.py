@@ -31,15 +31,16 @@ from bus.connection import announce, close, connect, fail_when_closed, link, sub
 from bus.errors import Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
-from bus.resources import Node, Pod
+from bus.resources import Pod
+from nodeagent import networking
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.config import AgentConfig
 from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
-from nodeagent.network import names
 from nodeagent.network.mode import resolve_mode
 from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.ports import PortAllocator
 from nodeagent.proxy import ProxyConfig, ServiceProxy
+from nodeagent.proxy.feed import ServiceFeed
 from nodeagent.reaper import ContainerReaper, dispose
 from nodeagent.registration import Registration
 from nodeagent.resync import resync_loop
@@ -270,23 +271,36 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         client = Client(nc, node=config.name)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(fail_when_closed(nc))
-            # The service proxy first: it needs only a listing of Services and Endpoints, and
-            # the node's Service ports are down from the moment an agent dies until it serves
-            # them again; the runtime's probe, adoption and registration need not delay it.
-            if config.proxy != "off":
-                recorder = Recorder(client, component="steer-nodeagent", host=config.name)
-                proxy = ServiceProxy(nc, client, recorder, _proxy_config(config), proxy_resync)
-                tasks.create_task(proxy.run())
+            feed = ServiceFeed(nc, client, resync_interval=config.resync_interval, resync_now=proxy_resync)
+            tasks.create_task(feed.run())
+            # On the host network, the userspace proxy first: it needs only a listing of Services
+            # and Endpoints, and the node's Service ports are down from the moment an agent dies
+            # until it serves them again; the runtime's probe, adoption and registration need not
+            # delay it. (On the pod network the kernel forwards, through an agent's restart.)
+            if config.proxy != "off" and config.network == "host":
+                tasks.create_task(_userspace_proxy(config, nc, client, feed).run())
             runtime = await make_runtime(config.runtime, root_dir=config.data_dir / config.name)
             if config.container_gc_delay > 0:
                 reaper = ContainerReaper(runtime, config.container_gc_delay)
                 tasks.create_task(reaper.run())
-            config.network = resolve_mode(config.network, runtime)
-            network = _pod_network(config) if config.network == "pod" else None
+            requested, config.network = config.network, resolve_mode(config.network, runtime)
             log.info("node %s runs its pods on the %s network", config.name, config.network)
+            network = networking.pod_network(config) if config.network == "pod" else None
             agent = Agent(config, nc, client, runtime, tasks, reaper, network)
             if network is not None:
-                tasks.create_task(_network_up(agent, network))
+                if config.proxy != "off":
+                    tasks.create_task(networking.service_forwarding(config, feed).run())
+                pod_net = networking.run(
+                    config=config,
+                    nc=nc,
+                    client=client,
+                    network=network,
+                    feed=feed,
+                    ready=agent.context.network_ready,
+                )
+                tasks.create_task(pod_net)
+            elif config.proxy != "off" and requested != "host":
+                tasks.create_task(_userspace_proxy(config, nc, client, feed).run())
             await _serve_pods(agent, await runtime.version(), ready, resync_now)
     except* (SteerError, RuntimeFailure) as failed:  # one clear line, not a group's traceback
         first = failed.exceptions[0]
@@ -341,63 +355,9 @@ async def _serve_pods(
             await feed.unsubscribe()
 
 
-def _pod_network(config: AgentConfig) -> PodNetwork:
-    return PodNetwork(
-        config.name,
-        config.data_dir / config.name,
-        cluster_cidr=config.cluster_cidr,
-        service_cidr=config.service_cidr,
-    )
-
-
-async def _network_up(agent: Agent, network: PodNetwork) -> None:
-    """Bring the pod network up once the Node has a pod CIDR (the node IPAM controller gives it
-    one soon after the Node is registered); pods wait in ContainerCreating until then."""
-    delay, said = STEP_RETRY_FIRST, False
-    while True:
-        try:
-            node = await agent.client.get(Node, agent.config.name, "")
-            cidr = node.spec.pod_cidr or next(iter(node.spec.pod_cidrs), "")
-            if cidr:
-                await network.start(cidr)
-                agent.context.network_ready.set()
-                return
-            if not said:
-                log.info(
-                    "node %s waits for a pod CIDR (is the node IPAM controller running?)", agent.config.name
-                )
-                said = True
-        except (NotFound, Unavailable, Timeout, Internal):
-            pass  # not registered yet, or the API is away: asked again
-        except OSError as err:
-            log.error("cannot make the pod network of %s: %s", agent.config.name, err)
-        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-        delay = min(delay * 2, STEP_RETRY_CAP)
-
-
-async def clean_up(config: AgentConfig) -> None:
-    """Remove everything the node's pod network made (for `steer down`): the pods' namespaces,
-    links and addresses, the bridge, the nftables table."""
-    await _pod_network(config).remove_all()
-    await _delete_table(names.table(config.name))
-    log.info("removed the pod network of node %s", config.name)
-
-
-async def _delete_table(table: str) -> None:
-    """`nft delete table`, if nftables is there and holds the table."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            "nft",
-            "delete",
-            "table",
-            "ip",
-            table,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-    except FileNotFoundError:
-        return
-    await proc.wait()
+def _userspace_proxy(config: AgentConfig, nc: NATS, client: Client, feed: ServiceFeed) -> ServiceProxy:
+    recorder = Recorder(client, component="steer-nodeagent", host=config.name)
+    return ServiceProxy(nc, client, recorder, _proxy_config(config), feed=feed)
 
 
 def _proxy_config(config: AgentConfig) -> ProxyConfig:

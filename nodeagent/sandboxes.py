@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyroute2 import NetlinkError
 
+from nodeagent.dns.resolvconf import ResolverConfig, read_resolv_conf, resolv_conf
 from nodeagent.network.ipam import AddressesExhausted
 from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.runtime import RuntimeFailure, Sandbox, SandboxSpec
@@ -26,12 +28,14 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST = 0.5
 RETRY_CAP = 10.0
-CLUSTER_DOMAIN = "cluster.local"
 
 
-def resolv_conf(namespace: str, nameserver: str, domain: str = CLUSTER_DOMAIN) -> str:
-    search = f"{namespace}.svc.{domain} svc.{domain} {domain}"
-    return f"nameserver {nameserver}\nsearch {search}\noptions ndots:5\n"
+def host_resolver() -> ResolverConfig:
+    """The node's own resolver configuration (for `dnsPolicy: Default`)."""
+    try:
+        return read_resolv_conf(Path("/etc/resolv.conf").read_text())
+    except OSError:
+        return ResolverConfig()
 
 
 class PodSandbox:
@@ -88,7 +92,7 @@ class PodSandbox:
                 pod_namespace=worker.namespace,
                 pod_name=worker.name,
                 hostname=pod.spec.hostname or worker.name,
-                resolv_conf=resolv_conf(worker.namespace, self.network.gateway),
+                resolv_conf=resolv_conf(pod, self.network.gateway, host=host_resolver()),
             )
             self.sandbox = await worker.ctx.runtime.start_sandbox(spec)
         self.address = await self.network.attach(worker.uid, self.sandbox.netns)
