@@ -54,8 +54,8 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     parser.add_argument(
         "--proxy",
         default="round-robin",
-        choices=["round-robin", "least-connections", "off"],
-        help="how the service proxy balances connections, or off (always off with --hollow)",
+        choices=["round-robin", "least-connections", "random", "off"],
+        help="how Services balance new connections, or off (always off with --hollow)",
     )
     parser.add_argument(
         "--network",

@@ -28,6 +28,7 @@ from nodeagent.network import policyenforcer
 from nodeagent.network.nft import Nft, Table
 from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.network.serviceproxy import NftServiceProxy
+from nodeagent.network.servicerules import Balancing
 from nodeagent.proxy.feed import ServiceFeed
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,14 @@ def pod_network(config: AgentConfig) -> PodNetwork:
 
 
 def service_forwarding(config: AgentConfig, feed: ServiceFeed) -> NftServiceProxy:
-    return NftServiceProxy(config.name, config.address, feed, Nft(), resync_interval=config.resync_interval)
+    """The kernel's Service forwarding: new connections in turn (the default) or at random. The
+    kernel keeps no count of open connections, so least-connections balances in turn here."""
+    balancing: Balancing = "random" if config.proxy == "random" else "round-robin"
+    if config.proxy == "least-connections":
+        log.warning("--proxy least-connections is the userspace proxy's; the kernel balances in turn")
+    return NftServiceProxy(
+        config.name, config.address, feed, Nft(), resync_interval=config.resync_interval, balancing=balancing
+    )
 
 
 async def run(

@@ -27,7 +27,7 @@ import logging
 
 from nodeagent.network import servicetable
 from nodeagent.network.nft import Nft, NftError, Table, names
-from nodeagent.network.servicerules import Ruleset, desired, diff
+from nodeagent.network.servicerules import Balancing, Ruleset, desired, diff
 from nodeagent.proxy.feed import ServiceCache
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,11 @@ class NftServiceProxy:
         retry_first: float = 0.5,
         retry_cap: float = 30.0,
         stale_after: float = 1.0,
+        balancing: Balancing = "round-robin",
     ) -> None:
         self.node = node
         self.address = address
+        self.balancing: Balancing = balancing
         self.source = source
         self.nft = nft
         self.table = Table.for_node(node)
@@ -97,7 +99,9 @@ class NftServiceProxy:
     async def sync(self, *, full: bool = False) -> bool:
         """Write what the Services say; whether it worked. A failure makes the next sync full."""
         try:
-            ruleset = desired(self.source.services.objects.values(), self.source.endpoints.objects)
+            ruleset = desired(
+                self.source.services.objects.values(), self.source.endpoints.objects, balancing=self.balancing
+            )
             if full or self.applied is None:
                 await self._full(ruleset)
             else:

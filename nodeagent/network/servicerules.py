@@ -7,7 +7,9 @@ nftables mode, cut to what steersman's Services have:
 - the map `service-nodeports` sends `protocol . port` to the port's `external-` chain, matched
   only on the node's address: every nodePort, and the Service port of a `type: LoadBalancer`
   Service (the node addresses are its load balancer, as k3s's ServiceLB does it);
-- a Service port's `service-` chain picks one ready endpoint at random (`numgen random mod N`)
+- a Service port's `service-` chain picks one ready endpoint per new connection: in turn
+  (`numgen inc mod N`, the default: sequential connections spread exactly evenly) or at random
+  (`numgen random mod N`, kube-proxy's choice)
   and jumps to that endpoint's `endpoint-` chain, which DNATs to the pod's address and port;
 - a Service port with no ready endpoint has elements in `no-endpoint-services` and
   `no-endpoint-nodeports` instead, which reject new connections (a TCP client is refused at
@@ -33,6 +35,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bus.resources import Endpoints, Service
 from bus.resources.networking import ServicePort
@@ -97,7 +100,13 @@ class Changes:
         )
 
 
-def desired(services: Iterable[Service], endpoints: Mapping[Key, Endpoints]) -> Ruleset:
+Balancing = Literal["round-robin", "random"]
+NUMGEN: dict[str, str] = {"round-robin": "inc", "random": "random"}
+
+
+def desired(
+    services: Iterable[Service], endpoints: Mapping[Key, Endpoints], *, balancing: Balancing = "round-robin"
+) -> Ruleset:
     """The chains, map elements and sets that serve these Services."""
     chains: dict[str, tuple[str, ...]] = {}
     elements: dict[str, dict[str, str]] = {name: {} for name in MAPS}
@@ -140,7 +149,7 @@ def desired(services: Iterable[Service], endpoints: Mapping[Key, Endpoints]) -> 
                 if affinity:
                     sets[affinity] = timeout
                 picks.append((chain, affinity))
-            chains[service_chain] = service_rules(picks)
+            chains[service_chain] = service_rules(picks, balancing)
             if ip_key:
                 elements[SERVICE_IPS][ip_key] = f"goto {service_chain}"
             if external:
@@ -165,12 +174,12 @@ def diff(old: Ruleset, new: Ruleset) -> Changes:
     )
 
 
-def service_rules(picks: list[tuple[str, str]]) -> tuple[str, ...]:
+def service_rules(picks: list[tuple[str, str]], balancing: Balancing = "round-robin") -> tuple[str, ...]:
     """A Service port's chain: back to a client's endpoint if affinity remembers one, else one
-    ready endpoint at random."""
+    ready endpoint, in turn or at random."""
     sticky = [f"ip saddr @{affinity} goto {chain}" for chain, affinity in picks if affinity]
     choices = ", ".join(f"{i} : goto {chain}" for i, (chain, _) in enumerate(picks))
-    return (*sticky, f"numgen random mod {len(picks)} vmap {{ {choices} }}")
+    return (*sticky, f"numgen {NUMGEN[balancing]} mod {len(picks)} vmap {{ {choices} }}")
 
 
 def endpoint_rules(ip: str, port: int, proto: str, affinity: str) -> tuple[str, ...]:

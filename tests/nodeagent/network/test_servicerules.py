@@ -16,6 +16,7 @@ from nodeagent.network.servicerules import (
     SERVICE_IPS,
     SERVICE_NODEPORTS,
     SERVICE_PREFIX,
+    Balancing,
     Ruleset,
     chain_name,
     desired,
@@ -157,10 +158,14 @@ def test_desired(
     assert all(NFT_NAME.match(name) and len(name) <= 255 for name in ruleset.chains)
 
 
-def test_a_service_chain_picks_a_ready_endpoint_at_random_and_endpoint_chains_dnat() -> None:
-    ruleset = desired([service("web", "10.96.0.10")], by_key(endpoints("web", ["10.244.0.6", "10.244.0.5"])))
+@pytest.mark.parametrize(("balancing", "numgen"), [("round-robin", "inc"), ("random", "random")])
+def test_a_service_chain_picks_a_ready_endpoint_in_turn_or_at_random_and_endpoint_chains_dnat(
+    balancing: Balancing, numgen: str
+) -> None:
+    eps = by_key(endpoints("web", ["10.244.0.6", "10.244.0.5"]))
+    ruleset = desired([service("web", "10.96.0.10")], eps, balancing=balancing)
     a, b = ep_chain("10.244.0.5"), ep_chain("10.244.0.6")
-    assert ruleset.chains[SVC] == (f"numgen random mod 2 vmap {{ 0 : goto {a}, 1 : goto {b} }}",)
+    assert ruleset.chains[SVC] == (f"numgen {numgen} mod 2 vmap {{ 0 : goto {a}, 1 : goto {b} }}",)
     assert ruleset.chains[a] == (
         "ip saddr 10.244.0.5 jump mark-for-masquerade",  # hairpin
         "meta l4proto tcp dnat to 10.244.0.5:8080",
