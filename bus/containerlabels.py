@@ -18,3 +18,4 @@ LABEL_CONTAINER = "steersman.io/container"
 LABEL_ATTEMPT = "steersman.io/attempt"
 LABEL_PORTS = "steersman.io/host-ports"  # JSON: [{"containerPort", "hostPort", "name", "protocol"}]
 LABEL_RESTART_DELAY = "steersman.io/restart-delay"  # seconds; absent: no failure counted yet
+LABEL_SANDBOX = "steersman.io/sandbox"  # "true" on a pod's sandbox (the holder of its namespaces)

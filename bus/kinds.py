@@ -18,6 +18,7 @@ from bus.resources import (
     IPAddress,
     Lease,
     Namespace,
+    NetworkPolicy,
     Node,
     Pod,
     ReplicaSet,
@@ -77,6 +78,7 @@ KINDS: tuple[KindInfo, ...] = (
         HorizontalPodAutoscaler,
         short_names=("hpa",),
     ),
+    KindInfo("NetworkPolicy", "networkpolicies", NetworkPolicy, short_names=("netpol",)),
     KindInfo("Event", "events", Event, short_names=("ev",), has_spec=False, lifecycle_events=False),
     KindInfo("Lease", "leases", Lease, lifecycle_events=False),
     # The API's record of each ClusterIP, written with every Service create and delete: an event

@@ -10,7 +10,8 @@ request), so nats-server itself is the authorizer, as Kubernetes' RBAC and node 
 - `scheduler`, `controllers`: the API requests they make, for the kinds and verbs they use, and
   read-only JetStream on the buckets they watch.
 - `node` (one per node): only subjects carrying its own name, plus the cluster-wide Service and
-  Endpoints feeds; no JetStream.
+  Endpoints feeds, and read-only JetStream on the NetworkPolicy, Namespace and Pod buckets (its
+  NetworkPolicy enforcer watches them: a policy's peers may be any pod of the cluster).
 - `admin`: every API request, logs and exec, read-only JetStream on everything.
 - `edit`, `view`: users, confined to their namespaces when they have any. `view` gets, lists and
   watches, and reads events; `edit` also writes, and may ask for logs and exec.
@@ -67,6 +68,12 @@ CONTROLLERS_VERBS: dict[str, tuple[str, ...]] = {
     "ipaddresses": ("get", "list", "delete"),
 }
 SCHEDULER_READS = ("pods", "nodes")
+# What a node's NetworkPolicy enforcer watches (nodeagent/network/policyenforcer.py): the peers
+# of a policy selecting one of its pods may be any pod of any namespace (by labels, namespace
+# labels, named ports), so it needs every pod's address, labels and ports, every namespace's
+# labels and every policy, kept current by watches, as Kubernetes' policy agents (Calico,
+# Cilium, kube-router) list and watch them cluster-wide. Read-only: no put, purge or delete.
+NODE_READS = ("networkpolicies", "namespaces", "pods")
 # The kinds each watches: every kind the garbage collector follows (all but Events).
 CONTROLLERS_READS = tuple(info.plural for info in kinds.KINDS if info.kind != "Event")
 
@@ -212,10 +219,10 @@ def _metrics_reads() -> Permissions:
 
 def _node(name: str, everyone: Iterable[Identity]) -> Permissions:
     """Its own subjects only, plus the Service and Endpoints feeds every node's proxy needs (the
-    same objects it may list through its own API subjects). Log streams go to the inboxes of
-    whoever may ask for them."""
+    same objects it may list through its own API subjects), and reads of what its NetworkPolicy
+    enforcer watches (NODE_READS). Log streams go to the inboxes of whoever may ask for them."""
     askers = [i.name for i in everyone if i.role in ("admin", "edit")]
-    return Permissions(
+    grants = Permissions(
         publish=[
             subjects.node_requests(name),
             subjects.metrics_node(name),
@@ -231,6 +238,8 @@ def _node(name: str, everyone: Iterable[Identity]) -> Permissions:
             subjects.node_control_pattern(name),
         ],
     )
+    grants.add(_bucket_reads(NODE_READS, ()))
+    return grants
 
 
 def _user(identity: Identity) -> Permissions:

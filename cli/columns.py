@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bus import kinds
+from bus import kinds, selectors
 from bus.meta import Resource
 from bus.resources import (
     Deployment,
@@ -15,6 +15,7 @@ from bus.resources import (
     IPAddress,
     Lease,
     Namespace,
+    NetworkPolicy,
     Node,
     Pod,
     ReplicaSet,
@@ -189,6 +190,10 @@ def event_row(ev: Event, wide: bool = False) -> Row:
     return [age(ev.last_timestamp), ev.type, ev.reason, f"{obj.kind.lower()}/{obj.name}", ev.message]
 
 
+def _network_policy(policy: NetworkPolicy, wide: bool) -> Row:
+    return [selectors.to_string(policy.spec.pod_selector), age(policy.metadata.creation_timestamp)]
+
+
 def _lease(lease: Lease, wide: bool) -> Row:
     return [lease.spec.holder_identity or "<none>", age(lease.metadata.creation_timestamp)]
 
@@ -204,6 +209,7 @@ COLUMNS: dict[str, Columns] = {
     "Node": (["STATUS", "AGE", "VERSION"], ["INTERNAL-IP", "CONTAINER-RUNTIME"], _node),
     "Namespace": (["STATUS", "AGE"], [], _namespace),
     "HorizontalPodAutoscaler": (["REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], [], _hpa),
+    "NetworkPolicy": (["POD-SELECTOR", "AGE"], [], _network_policy),
     "Event": (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     "Lease": (["HOLDER", "AGE"], [], _lease),
     "IPAddress": (["PARENTREF", "AGE"], [], _ip_address),

@@ -14,6 +14,7 @@ import asyncio
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -49,6 +50,9 @@ async def down(
     record = datadir.read(data_dir)
     prefix = record.node_prefix if record else "node"
     runtime = record.runtime if record else "auto"
+    # The networks first: their records (the address files) are in the node dirs that the
+    # removal of the process containers takes.
+    await _remove_networks(data_dir / "nodes", prefix)
     removed = await asyncio.to_thread(podcontainers.remove_process_containers, data_dir / "nodes")
     if runtime in ("auto", "docker"):
         try:
@@ -65,6 +69,35 @@ async def down(
             raise SteerError(f"cannot remove {data_dir}: {err.strerror}") from err
         _say(f"removed {data_dir}")
     return 0
+
+
+async def _remove_networks(nodes_dir: Path, prefix: str) -> None:
+    """Each node's pod network (namespaces, links, bridge, nftables table), by the node agent's
+    own clean-up, which knows what it made. Only root can have made any."""
+    nodes = await asyncio.to_thread(_node_dirs, nodes_dir, prefix)
+    if os.geteuid() != 0 or not nodes:
+        return
+    for node in nodes:
+        args = ["--name", node, "--data-dir", str(nodes_dir), "--clean-up"]
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "nodeagent", *args),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await proc.communicate()
+        if proc.returncode != 0:
+            said = output.decode(errors="replace").strip().splitlines()
+            raise SteerError(
+                f"cannot remove the pod network of {node}: {said[-1] if said else proc.returncode}"
+            )
+    _say(f"removed the pod networks of nodes {prefix}-*")
+
+
+def _node_dirs(nodes_dir: Path, prefix: str) -> list[str]:
+    if not nodes_dir.is_dir():
+        return []
+    names = podcontainers.node_names(prefix)
+    return sorted(p.name for p in nodes_dir.iterdir() if p.is_dir() and names.fullmatch(p.name))
 
 
 async def _stop_up(data_dir: Path) -> None:

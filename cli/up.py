@@ -122,6 +122,13 @@ async def up(
             help="Nodes are PREFIX-1, PREFIX-2...; clusters sharing a Docker engine need different ones."
         ),
     ] = "node",
+    network: Annotated[
+        str,
+        typer.Option(
+            help="pod (a namespace and address per pod), host (the host's network), or auto: pod "
+            "where the node agents may make namespaces (as root), else host."
+        ),
+    ] = "auto",
     restart_backoff: Annotated[
         str,
         typer.Option(
@@ -161,6 +168,8 @@ async def up(
             raise SteerError(f"--nats-include {include}: no such file")
     if runtime not in ("auto", "docker", "process", "fake"):
         raise SteerError(f'unknown --runtime "{runtime}": use auto, docker, process or fake')
+    if network not in ("auto", "pod", "host"):
+        raise SteerError(f'unknown --network "{network}": use auto, pod or host')
     if problems := dns1123_label(f"{node_prefix}-{max(nodes, 1)}"):
         raise SteerError(f'--node-prefix "{node_prefix}" makes invalid node names: {"; ".join(problems)}')
     try:
@@ -182,7 +191,14 @@ async def up(
         creds = None if insecure else registry.ensure_cluster(data_dir / "credentials", names)[0]
         buses = _buses(data_dir, specs, includes=nats_include or [], credentials=creds)
         cluster = _cluster(
-            data_dir, buses, url=url, replicas=counts, node_names=names, runtime=runtime, credentials=creds
+            data_dir,
+            buses,
+            url=url,
+            replicas=counts,
+            node_names=names,
+            runtime=runtime,
+            network=network,
+            credentials=creds,
         )
         return await _Up(cluster, backoff).run(apply or [])
 
@@ -233,6 +249,7 @@ def _cluster(
     replicas: dict[str, int],
     node_names: list[str],
     runtime: str,
+    network: str = "auto",
     credentials: registry.Registry | None = None,
 ) -> LocalCluster:
     logs = data_dir / "logs"
@@ -265,6 +282,7 @@ def _cluster(
         ports = f"{20000 + 500 * i}-{20000 + 500 * i + 499}"
         args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
         args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports, *creds(name)]
+        args += ["--network", network]
         agents.append(Child(name, [*python, *args], logs / f"{name}.log"))
     return LocalCluster(data_dir, url, buses, services, agents, credentials)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from bus.connection import Credentials
 from bus.runner import run_service
 from nodeagent.agent import run
 from nodeagent.config import AgentConfig, default_capacity, parse_capacity, parse_pairs, parse_taints
+from nodeagent.networking import clean_up
 
 
 def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
@@ -51,8 +54,21 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
     parser.add_argument(
         "--proxy",
         default="round-robin",
-        choices=["round-robin", "least-connections", "off"],
-        help="how the service proxy balances connections, or off (always off with --hollow)",
+        choices=["round-robin", "least-connections", "random", "off"],
+        help="how Services balance new connections, or off (always off with --hollow)",
+    )
+    parser.add_argument(
+        "--network",
+        default="auto",
+        choices=["auto", "pod", "host"],
+        help="pod: a namespace and address per pod; host: the host's network; auto: pod where possible",
+    )
+    parser.add_argument("--cluster-cidr", default="10.244.0.0/16", help="the pod addresses of all nodes")
+    parser.add_argument("--service-cidr", default="10.96.0.0/16", help="the ClusterIPs of Services")
+    parser.add_argument(
+        "--clean-up",
+        action="store_true",
+        help="remove the pod network this node made (namespaces, links, bridge, rules) and exit",
     )
     parser.add_argument(
         "--hollow", type=int, default=1, help="run N agents (names NAME-0..N-1) in this process"
@@ -88,6 +104,10 @@ def parse_args(argv: list[str]) -> tuple[AgentConfig, int]:
             # Hollow agents share one address: their proxies would fight over every port.
             proxy=args.proxy if args.hollow == 1 else "off",
             port_range=port_range,
+            network=args.network if args.hollow == 1 else "host",
+            cluster_cidr=str(ipaddress.IPv4Network(args.cluster_cidr)),
+            service_cidr=str(ipaddress.IPv4Network(args.service_cidr)),
+            clean_up=args.clean_up,
         )
     except ValueError as err:
         parser.error(str(err))
@@ -123,9 +143,22 @@ async def run_many(config: AgentConfig, count: int) -> None:
             tasks.create_task(run(replace(config, name=f"{config.name}-{i}")))
 
 
+def run_clean_up(config: AgentConfig) -> int:
+    """The node's pod network removed, in one go (not a service: it ends when done)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        asyncio.run(clean_up(config))
+    except OSError as err:
+        print(f"steer nodeagent {config.name}: cannot remove the pod network: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     config, count = parse_args(sys.argv[1:] if argv is None else argv)
     name = f"steer nodeagent {config.name}"
+    if config.clean_up:
+        return run_clean_up(config)
     return run_service(name, run(config) if count == 1 else run_many(config, count))
 
 

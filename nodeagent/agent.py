@@ -32,15 +32,19 @@ from bus.errors import Internal, NotFound, SteerError, Timeout, Unavailable
 from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
 from bus.resources import Pod
+from nodeagent import networking
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.config import AgentConfig
 from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
+from nodeagent.network.mode import resolve_mode
+from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.ports import PortAllocator
 from nodeagent.proxy import ProxyConfig, ServiceProxy
+from nodeagent.proxy.feed import ServiceFeed
 from nodeagent.reaper import ContainerReaper, dispose
 from nodeagent.registration import Registration
 from nodeagent.resync import resync_loop
-from nodeagent.runtime import ContainerInfo, Runtime, RuntimeFailure
+from nodeagent.runtime import ContainerInfo, Runtime, RuntimeFailure, Sandbox
 from nodeagent.runtime.factory import make_runtime
 from nodeagent.streaming import StreamServer
 from nodeagent.takeover import TakeOvers
@@ -70,6 +74,7 @@ class Agent:
     runtime: Runtime
     tasks: asyncio.TaskGroup
     reaper: ContainerReaper | None = None
+    network: PodNetwork | None = None
 
     def __post_init__(self) -> None:
         self.workers: dict[str, PodWorker] = {}
@@ -89,12 +94,13 @@ class Agent:
                 self.config.backoff_initial, self.config.backoff_cap, self.config.backoff_reset
             ),
             reaper=self.reaper,
+            network=self.network,
         )
 
     # -- pods
 
-    def _start_worker(self, pod: Pod, adopted: list[ContainerInfo]) -> None:
-        worker = PodWorker(self.context, pod, adopted)
+    def _start_worker(self, pod: Pod, adopted: list[ContainerInfo], sandbox: Sandbox | None = None) -> None:
+        worker = PodWorker(self.context, pod, adopted, sandbox)
         self.workers[pod.metadata.uid] = worker
         self.tasks.create_task(self._run_worker(worker))
 
@@ -181,12 +187,19 @@ class Agent:
         by_pod: dict[str, list[ContainerInfo]] = defaultdict(list)
         for info in await self.runtime.containers(self.config.name):
             by_pod[info.pod_uid].append(info)
+        sandboxes = {}
+        if self.network is not None:
+            sandboxes = {
+                sandbox.pod_uid: sandbox for sandbox in await self.runtime.sandboxes(self.config.name)
+            }
         self.tasks.create_task(self.take_overs.run())
         for pod in pods:
-            self._start_worker(pod, by_pod.pop(pod.metadata.uid, []))
+            self._start_worker(pod, by_pod.pop(pod.metadata.uid, []), sandboxes.pop(pod.metadata.uid, None))
         for uid, containers in by_pod.items():
             log.info("removing %d container(s) of pod %s, which no longer exists", len(containers), uid)
             self.tasks.create_task(self._remove_orphans(containers))
+        if self.network is not None:
+            self.tasks.create_task(self._remove_orphan_networks(list(sandboxes.values()), pods))
         self.adopted = True
         held, self.held = self.held, []
         for msg in held:
@@ -195,6 +208,18 @@ class Agent:
     async def _remove_orphans(self, containers: list[ContainerInfo]) -> None:
         for info in containers:
             await dispose(self.runtime, info.id, ORPHAN_GRACE)
+
+    async def _remove_orphan_networks(self, sandboxes: list[Sandbox], pods: list[Pod]) -> None:
+        """The sandboxes, addresses, links and namespaces of pods that are gone (a previous
+        agent may have been killed while making or removing them)."""
+        assert self.network is not None
+        for sandbox in sandboxes:
+            log.info("removing the sandbox of pod %s, which no longer exists", sandbox.pod_uid)
+            try:
+                await self.runtime.remove_sandbox(sandbox)
+            except RuntimeFailure as failure:
+                log.warning("cannot remove sandbox %s: %s", sandbox.id[:12], failure.message)
+        await self.network.keep_only({pod.metadata.uid for pod in pods})
 
     def running_containers(self) -> list[RunningContainer]:
         """The containers running now, for the usage samples."""
@@ -246,18 +271,36 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
         client = Client(nc, node=config.name)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(fail_when_closed(nc))
-            # The service proxy first: it needs only a listing of Services and Endpoints, and
-            # the node's Service ports are down from the moment an agent dies until it serves
-            # them again; the runtime's probe, adoption and registration need not delay it.
-            if config.proxy != "off":
-                recorder = Recorder(client, component="steer-nodeagent", host=config.name)
-                proxy = ServiceProxy(nc, client, recorder, _proxy_config(config), proxy_resync)
-                tasks.create_task(proxy.run())
+            feed = ServiceFeed(nc, client, resync_interval=config.resync_interval, resync_now=proxy_resync)
+            tasks.create_task(feed.run())
+            # On the host network, the userspace proxy first: it needs only a listing of Services
+            # and Endpoints, and the node's Service ports are down from the moment an agent dies
+            # until it serves them again; the runtime's probe, adoption and registration need not
+            # delay it. (On the pod network the kernel forwards, through an agent's restart.)
+            if config.proxy != "off" and config.network == "host":
+                tasks.create_task(_userspace_proxy(config, nc, client, feed).run())
             runtime = await make_runtime(config.runtime, root_dir=config.data_dir / config.name)
             if config.container_gc_delay > 0:
                 reaper = ContainerReaper(runtime, config.container_gc_delay)
                 tasks.create_task(reaper.run())
-            agent = Agent(config, nc, client, runtime, tasks, reaper)
+            requested, config.network = config.network, resolve_mode(config.network, runtime)
+            log.info("node %s runs its pods on the %s network", config.name, config.network)
+            network = networking.pod_network(config) if config.network == "pod" else None
+            agent = Agent(config, nc, client, runtime, tasks, reaper, network)
+            if network is not None:
+                if config.proxy != "off":
+                    tasks.create_task(networking.service_forwarding(config, feed).run())
+                pod_net = networking.run(
+                    config=config,
+                    nc=nc,
+                    client=client,
+                    network=network,
+                    feed=feed,
+                    ready=agent.context.network_ready,
+                )
+                tasks.create_task(pod_net)
+            elif config.proxy != "off" and requested != "host":
+                tasks.create_task(_userspace_proxy(config, nc, client, feed).run())
             await _serve_pods(agent, await runtime.version(), ready, resync_now)
     except* (SteerError, RuntimeFailure) as failed:  # one clear line, not a group's traceback
         first = failed.exceptions[0]
@@ -310,6 +353,11 @@ async def _serve_pods(
     finally:
         with contextlib.suppress(nats.errors.Error):  # the bus may be gone already
             await feed.unsubscribe()
+
+
+def _userspace_proxy(config: AgentConfig, nc: NATS, client: Client, feed: ServiceFeed) -> ServiceProxy:
+    recorder = Recorder(client, component="steer-nodeagent", host=config.name)
+    return ServiceProxy(nc, client, recorder, _proxy_config(config), feed=feed)
 
 
 def _proxy_config(config: AgentConfig) -> ProxyConfig:

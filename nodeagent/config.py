@@ -40,6 +40,13 @@ class AgentConfig:
     container_gc_delay: float = 30.0  # seconds a finished pod's containers are kept; 0: none
     # The service proxy's balancing (round-robin, least-connections), or off.
     proxy: str = "round-robin"
+    # pod: a namespace and address per pod (docs/networking.md); host: the host's network for
+    # every pod; auto: pod where the agent may make namespaces (root, a local engine). The
+    # command line's default is auto.
+    network: str = "host"
+    cluster_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/16"
+    clean_up: bool = False  # remove what the node's pod network made, then exit
 
 
 def default_capacity() -> dict[str, str]:

@@ -230,6 +230,7 @@ class ContainerRun:
                 ports=tuple(self.worker.bindings_of(self.spec.name)),
                 attempt=self.attempt,
                 restart_delay=self.backoff.delay,
+                sandbox=self.worker.sandbox_id,
             )
             container_id = await ctx.runtime.start(spec)
         except (StartError, RuntimeFailure) as err:
@@ -270,7 +271,7 @@ class ContainerRun:
             self.spec,
             container_id=self.container_id,
             runtime=ctx.runtime,
-            host=ctx.address,
+            host=self.worker.pod_ip,
             ports=host_ports(self.worker.bindings_of(self.spec.name)),
             ran_for=asyncio.get_running_loop().time() - self.started_mono if adopted else 0.0,
             carried=self.carried if adopted else {},

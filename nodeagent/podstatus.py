@@ -16,7 +16,7 @@ from datetime import datetime
 import msgspec
 
 from bus.meta import ConditionStatus
-from bus.resources.pod import ContainerStatus, PodCondition, PodPhase, PodSpec, PodStatus
+from bus.resources.pod import ContainerStatus, HostIP, PodCondition, PodIP, PodPhase, PodSpec, PodStatus
 
 INITIALIZED = "Initialized"
 READY = "Ready"
@@ -162,6 +162,8 @@ def assemble(
         reason=reason,
         host_ip=host_ip or previous.host_ip,
         pod_ip=pod_ip or previous.pod_ip,
+        pod_ips=[PodIP(ip=pod_ip)] if pod_ip else previous.pod_ips,
+        host_ips=[HostIP(ip=host_ip)] if host_ip else previous.host_ips,
         start_time=previous.start_time or now,
         container_statuses=statuses,
     )

@@ -63,6 +63,9 @@ def node_status(config: AgentConfig, runtime_version: str, previous: NodeStatus 
     )
 
 
+NETWORK_ANNOTATION = "steersman.io/network"
+
+
 class Registration:
     def __init__(
         self,
@@ -96,8 +99,10 @@ class Registration:
 
     async def _register(self) -> Node:
         labels = {"kubernetes.io/hostname": self.config.name, **self.config.labels}
+        # Which network the node's pods get (docs/networking.md), for users and tools to see.
+        annotations = {NETWORK_ANNOTATION: self.config.network}
         fresh = Node(
-            metadata=ObjectMeta(name=self.config.name, labels=labels),
+            metadata=ObjectMeta(name=self.config.name, labels=labels, annotations=annotations),
             spec=NodeSpec(taints=list(self.config.taints)),
             status=node_status(self.config, self.runtime_version),
         )
@@ -106,6 +111,7 @@ class Registration:
         except AlreadyExists:
             current = await self.client.get(Node, self.config.name, "")
             current.metadata.labels = {**current.metadata.labels, **labels}
+            current.metadata.annotations = {**current.metadata.annotations, **annotations}
             known = {(t.key, t.effect) for t in current.spec.taints}
             current.spec.taints += [t for t in self.config.taints if (t.key, t.effect) not in known]
             current = await self.client.update(current)

@@ -61,7 +61,7 @@ class StatusWriter:
             terminating=terminating,
             terminal=worker.stopping.is_set(),
             host_ip=worker.ctx.address,
-            pod_ip=worker.ctx.address,
+            pod_ip=worker.pod_ip,
             reason=worker.failure[0] if worker.failure else "",
             message=worker.failure[1] if worker.failure else "",
             failed=worker.failure is not None,

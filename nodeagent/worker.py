@@ -26,9 +26,11 @@ from nodeagent.adoption import sort_out, stored_status
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
 from nodeagent.discovery import service_env
+from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.ports import PortAllocator, PortInUse, WantedPort, port_env
 from nodeagent.reaper import RETRY_CAP, RETRY_FIRST, ContainerReaper, dispose
-from nodeagent.runtime import ContainerInfo, PortBinding, Runtime, RuntimeFailure
+from nodeagent.runtime import ContainerInfo, PortBinding, Runtime, RuntimeFailure, Sandbox
+from nodeagent.sandboxes import PodSandbox
 from nodeagent.statuswriter import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,15 @@ class WorkerContext:
     reaper: ContainerReaper | None = None
     # Each namespace's Services as last listed, for starts while the API does not answer.
     services_listed: dict[str, list[Service]] = field(default_factory=dict)
+    # The node's pod network; None when the node runs every pod on the host's network.
+    network: PodNetwork | None = None
+    network_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class PodWorker:
-    def __init__(self, ctx: WorkerContext, pod: Pod, adopted: list[ContainerInfo]) -> None:
+    def __init__(
+        self, ctx: WorkerContext, pod: Pod, adopted: list[ContainerInfo], sandbox: Sandbox | None = None
+    ) -> None:
         self.ctx = ctx
         self.pod = pod
         self.uid = pod.metadata.uid
@@ -67,6 +74,12 @@ class PodWorker:
         self.removed = False
         self.failure: tuple[str, str] | None = None  # (reason, message) of a pod that cannot run here
         self.status_writer = StatusWriter(self)
+        # Its own namespace and address, unless the node or the pod uses the host's network.
+        self.sandbox: PodSandbox | None = None
+        if ctx.network is not None and not pod.spec.host_network:
+            self.sandbox = PodSandbox(self, ctx.network, ctx.network_ready)
+            if sandbox is not None:
+                self.sandbox.adopt(sandbox)
         self._leftovers = sort_out(self.runs, adopted)
         # Taken back at once, before any other worker can allocate: the ports are bound (or
         # about to be again), and no other pod may be given them.
@@ -102,6 +115,16 @@ class PodWorker:
             async with asyncio.timeout(seconds):
                 await self.stopping.wait()
         return self.stopping.is_set()
+
+    @property
+    def pod_ip(self) -> str:
+        """The pod's address: its own on the pod network ("" until it has one), else the node's."""
+        return self.sandbox.address if self.sandbox is not None else self.ctx.address
+
+    @property
+    def sandbox_id(self) -> str:
+        found = self.sandbox.sandbox if self.sandbox is not None else None
+        return found.id if found is not None else ""
 
     def bindings_of(self, container: str) -> list[PortBinding]:
         return [b for name, b in self.bindings if name == container]
@@ -164,7 +187,7 @@ class PodWorker:
             # Adopt even a pod being deleted (evicted while this agent was away): its containers
             # still run, and must be stopped and removed before the deletion is finished.
             await self._adopt()
-            if self.pod.metadata.deletion_timestamp is None and not self.removed and self._take_ports():
+            if self.pod.metadata.deletion_timestamp is None and not self.removed and await self._prepare():
                 for run in self.runs.values():
                     tasks.create_task(run.run())
             await self._until_stop()
@@ -195,6 +218,18 @@ class PodWorker:
                     self.ctx.reaper.later([container_id])
                 else:
                     self.spawn(dispose(self.ctx.runtime, container_id, 0))
+
+    async def _prepare(self) -> bool:
+        """What the containers need before they start: their ports, and on the pod network the
+        sandbox and address. False if the pod cannot run or stopped meanwhile."""
+        if self.sandbox is None:
+            return self._take_ports()
+        self.bindings = [
+            (container.name, PortBinding(port.container_port, port.container_port, port.name, port.protocol))
+            for container in self.pod.spec.containers
+            for port in container.ports
+        ]
+        return await self.sandbox.establish()
 
     def _take_ports(self) -> bool:
         """Allocate the pod's host ports; after an agent restart, the same ones again."""
@@ -264,6 +299,8 @@ class PodWorker:
         if self.ctx.reaper is not None:
             self.ctx.reaper.later(cid for run in self.runs.values() for cid in run.container_ids)
         self.ctx.ports.release(self.uid)
+        if self.sandbox is not None:
+            await self.sandbox.release()
         if not self.removed:
             await self._delete()
         if self.ctx.reaper is None:

@@ -52,6 +52,12 @@ class AgentProcess:
             )
 
     @property
+    def network(self) -> str:
+        """The --network it was given last (argparse's rule)."""
+        given = [value for flag, value in zip(self.args, self.args[1:], strict=False) if flag == "--network"]
+        return given[-1] if given else "auto"
+
+    @property
     def data_dir(self) -> Path:
         """Where this agent's process runtime keeps its containers' files."""
         return Path(self.args[self.args.index("--data-dir") + 1]) / self.name
@@ -97,7 +103,8 @@ async def start_agent(
         name = f"n{uuid.uuid4().hex[:8]}"
         address = f"127.0.{_subnet}.{next(_addresses)}"
         args = ["--name", name, "--address", address, "--runtime", runtime, "--nats", nats_url]
-        args += ["--backoff", "0.5,4,60", "--resync", "5", "--data-dir", str(tmp_path / "nodes"), *extra]
+        args += ["--backoff", "0.5,4,60", "--resync", "5", "--data-dir", str(tmp_path / "nodes")]
+        args += ["--network", "host", *extra]  # the pod network's tests ask for it in `extra`
         agent = AgentProcess(name, address, args, tmp_path / f"{name}.log")
         agent.start()
         agents.append(agent)
@@ -117,6 +124,17 @@ def clean_up(agent: AgentProcess) -> None:
     (both outlive an agent by design, for the next one to adopt)."""
     remove_containers(agent.name)
     kill_processes(agent.data_dir)
+    if agent.network == "pod":
+        remove_network(agent)
+
+
+def remove_network(agent: AgentProcess) -> None:
+    """What `steer down` does for a node on the pod network: the agent's own clean-up."""
+    args = ["--name", agent.name, "--data-dir", str(agent.data_dir.parent), "--clean-up"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [sys.executable, "-m", "nodeagent", *args], cwd=REPO, env=env, capture_output=True, check=True
+    )
 
 
 def kill_processes(root: Path) -> None:

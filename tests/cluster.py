@@ -79,7 +79,8 @@ class ControlPlane:
         name = name or f"n{uuid.uuid4().hex[:6]}"
         address = f"127.0.{self.subnet}.{len(self.agents) + 2}"
         args = ["--name", name, "--address", address, "--runtime", runtime, "--nats", self.url]
-        args += ["--backoff", "0.5,4,60", "--resync", "5", "--data-dir", str(self.tmp / "nodes"), *extra]
+        args += ["--backoff", "0.5,4,60", "--resync", "5", "--data-dir", str(self.tmp / "nodes")]
+        args += ["--network", "host", *extra]  # the pod network's tests ask for it in `extra`
         agent = AgentProcess(name, address, args, self.tmp / f"agent-{name}.log")
         agent.start()
         self.agents.append(agent)

@@ -137,7 +137,8 @@ class HostCluster:
         name = f"h{self.net.tag}-{host.name}"  # unique: a Docker engine may be shared
         data = self.tmp / "nodes"
         args = ["--name", name, "--address", host.address, "--runtime", runtime, "--nats", self.nats]
-        args += ["--backoff", "0.5,4,60", "--resync", "5", "--data-dir", str(data), *extra]
+        args += ["--backoff", "0.5,4,60", "--resync", "5", "--data-dir", str(data)]
+        args += ["--network", "host", *extra]  # the pod network's tests ask for it in `extra`
         log = self.tmp / f"agent-{name}.log"
         proc = host.popen(_python("nodeagent", *args), log=log, env=_env(), cwd=REPO)
         self.procs.append(proc)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from bus.meta import Resource
 from bus.store import Store
 
 R = TypeVar("R", bound=Resource)
+T = TypeVar("T")
 
 
 async def wait_for(
@@ -94,3 +95,15 @@ async def wait_for_all(
             f"{cls.__name__}s in {namespace!r} never met the condition; last: {names}"
         ) from None
     raise AssertionError("the watch ended")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, within: float = 30.0, every: float = 0.1
+) -> T:
+    """The first truthy result of `check`, asked every `every` seconds: for facts that no watch
+    announces (the kernel's links, files, a log), and never longer than `within`."""
+    async with asyncio.timeout(within):
+        while True:
+            if found := await check():
+                return found
+            await asyncio.sleep(every)

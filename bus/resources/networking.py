@@ -1,5 +1,6 @@
-"""Service and Endpoints (core/v1), and IPAddress (networking.k8s.io/v1): the record of one
-Service's ClusterIP, which makes two Services holding one address impossible (docs/networking.md)."""
+"""Service and Endpoints (core/v1); NetworkPolicy and IPAddress (networking.k8s.io/v1), the
+latter the record of one Service's ClusterIP, which makes two Services holding one address
+impossible (docs/networking.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from bus.meta import Base, ConditionStatus, Int32, Int64, ObjectReference, Resource
+from bus.meta import Base, ConditionStatus, Int32, Int64, LabelSelector, ObjectReference, Resource
 from bus.resources.pod import IntOrString
 
 
@@ -26,11 +27,20 @@ IPFamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
 HEADLESS = "None"  # `clusterIP: None`: no address (DNS answers with the endpoints themselves)
 
 
+class ClientIPConfig(Base):
+    timeout_seconds: Int32 | None = None
+
+
+class SessionAffinityConfig(Base):
+    client_ip: ClientIPConfig | None = msgspec.field(default=None, name="clientIP")
+
+
 class ServiceSpec(Base):
     ports: list[ServicePort]
     selector: dict[str, str] = {}
     type: ServiceType = "ClusterIP"
     session_affinity: Literal["None", "ClientIP"] = "None"
+    session_affinity_config: SessionAffinityConfig | None = None
     # Set by the API at create (docs/networking.md, Services) unless given; Kubernetes' spelling.
     cluster_ip: str = msgspec.field(default="", name="clusterIP")
     cluster_ips: list[str] = msgspec.field(default_factory=list, name="clusterIPs")
@@ -92,6 +102,65 @@ class EndpointSubset(Base):
 
 class Endpoints(Resource):
     subsets: list[EndpointSubset] = []
+
+
+# -- NetworkPolicy (networking.k8s.io/v1)
+
+PolicyType = Literal["Ingress", "Egress"]
+
+
+class IPBlock(Base):
+    """A range of addresses (`cidr`) minus some ranges inside it (`except`)."""
+
+    cidr: str
+    except_: list[str] = msgspec.field(default_factory=list, name="except")
+
+
+class NetworkPolicyPeer(Base):
+    """Who may talk: pods chosen by `podSelector` (in the policy's namespace, or in the namespaces
+    chosen by `namespaceSelector` when both are set), every pod of the namespaces chosen by
+    `namespaceSelector` alone, or addresses (`ipBlock`, which stands alone)."""
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+class NetworkPolicyPort(Base):
+    """A protocol and a port (a number or a container port's name), or a range up to `endPort`;
+    no port means every port of the protocol."""
+
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    port: IntOrString | None = None
+    end_port: Int32 | None = None
+
+
+class NetworkPolicyIngressRule(Base):
+    from_: list[NetworkPolicyPeer] = msgspec.field(default_factory=list, name="from")
+    ports: list[NetworkPolicyPort] = []
+
+
+class NetworkPolicyEgressRule(Base):
+    to: list[NetworkPolicyPeer] = []
+    ports: list[NetworkPolicyPort] = []
+
+
+class NetworkPolicySpec(Base):
+    pod_selector: LabelSelector = msgspec.field(default_factory=LabelSelector)
+    policy_types: list[PolicyType] = []
+    ingress: list[NetworkPolicyIngressRule] = []
+    egress: list[NetworkPolicyEgressRule] = []
+
+    def __post_init__(self) -> None:
+        # Kubernetes' defaulting: Ingress always, Egress too when there are egress rules. Done on
+        # decoding, so the stored object and every reader see the types that are enforced.
+        if not self.policy_types:
+            self.policy_types = ["Ingress", "Egress"] if self.egress else ["Ingress"]
+
+
+class NetworkPolicy(Resource):
+    API_VERSION: ClassVar[str] = "networking.k8s.io/v1"
+    spec: NetworkPolicySpec = msgspec.field(default_factory=NetworkPolicySpec)
 
 
 # Kubernetes' label on the IPAddresses its ClusterIP allocator makes: the repair pass deletes no other.

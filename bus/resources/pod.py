@@ -107,6 +107,22 @@ class Affinity(Base):
     node_affinity: NodeAffinity | None = None
 
 
+class PodDNSConfigOption(Base):
+    name: str = ""  # required (validation says so, naming the option)
+    value: str | None = None  # `ndots` alone differs from `ndots:` with a value
+
+
+class PodDNSConfig(Base):
+    """Added to what `dnsPolicy` gives: nameservers and searches appended, options overriding by name."""
+
+    nameservers: list[str] = []
+    searches: list[str] = []
+    options: list[PodDNSConfigOption] = []
+
+
+DNSPolicy = Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
+
+
 class PodSpec(Base):
     containers: list[Container]
     restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
@@ -117,6 +133,11 @@ class PodSpec(Base):
     tolerations: list[Toleration] = []
     scheduler_name: str = "default-scheduler"
     hostname: str = ""
+    # The node's network instead of a namespace and address of the pod's own (docs/networking.md).
+    host_network: bool = False
+    subdomain: str = ""
+    dns_policy: DNSPolicy = "ClusterFirst"
+    dns_config: PodDNSConfig | None = None
 
 
 class PodTemplateSpec(Base):
@@ -170,6 +191,14 @@ class ContainerStatus(Base):
     started: bool | None = None
 
 
+class PodIP(Base):
+    ip: str
+
+
+class HostIP(Base):
+    ip: str
+
+
 class HostPortMapping(Base):
     """Where a declared container port is reachable: host networking gives each its own host port.
 
@@ -195,6 +224,8 @@ class PodStatus(Base):
     reason: str = ""
     host_ip: str = msgspec.field(default="", name="hostIP")
     pod_ip: str = msgspec.field(default="", name="podIP")
+    pod_ips: list[PodIP] = msgspec.field(default_factory=list, name="podIPs")
+    host_ips: list[HostIP] = msgspec.field(default_factory=list, name="hostIPs")
     start_time: datetime | None = None
     container_statuses: list[ContainerStatus] = []
     host_ports: list[HostPortMapping] = []

@@ -12,7 +12,9 @@ from bus.resources.pod import (
     Affinity,
     Container,
     ContainerPort,
+    DNSPolicy,
     NodeSelectorTerm,
+    PodDNSConfig,
     PodSpec,
     Probe,
     ResourceRequirements,
@@ -21,6 +23,7 @@ from bus.resources.pod import (
 from bus.validation.rules import (
     at_least,
     dns1123_label,
+    dns1123_subdomain,
     duplicate,
     env_var_name,
     forbidden,
@@ -29,6 +32,7 @@ from bus.validation.rules import (
     http_header_value,
     in_range,
     invalid_value,
+    ip_address,
     label_map,
     label_value,
     no_nul,
@@ -58,7 +62,60 @@ def pod_spec(spec: PodSpec, path: str) -> list[StatusCause]:
         causes += formatted(join(path, "hostname"), spec.hostname, dns1123_label)
     if spec.node_name:  # a Node's name, and a token of the subject its node agent is fed on
         causes += formatted(join(path, "nodeName"), spec.node_name, dns1123_label)
+    if spec.subdomain:
+        causes += formatted(join(path, "subdomain"), spec.subdomain, dns1123_label)
+    causes += dns_config(join(path, "dnsConfig"), spec.dns_config, policy=spec.dns_policy)
     return causes
+
+
+MAX_DNS_NAMESERVERS = 3  # what libc's resolver reads
+MAX_DNS_SEARCH_PATHS = 32
+MAX_DNS_SEARCH_LIST_CHARS = 2048
+
+
+def dns_config(path: str, config: PodDNSConfig | None, *, policy: DNSPolicy) -> list[StatusCause]:
+    """Kubernetes' rules, plus one of ours: an option's name and value are single resolv.conf words
+    (no blank, no control character), since they are written into the pod's resolv.conf as they are."""
+    if policy == "None":
+        if config is None:
+            return [required(path, "must provide `dnsConfig` when `dnsPolicy` is None")]
+        if not config.nameservers:
+            detail = "must provide at least one DNS nameserver when `dnsPolicy` is None"
+            return [required(join(path, "nameservers"), detail)]
+    if config is None:
+        return []
+    causes: list[StatusCause] = []
+    nameservers, searches = join(path, "nameservers"), join(path, "searches")
+    if len(config.nameservers) > MAX_DNS_NAMESERVERS:
+        detail = f"must not have more than {MAX_DNS_NAMESERVERS} nameservers"
+        causes.append(invalid_value(nameservers, config.nameservers, detail))
+    for i, server in enumerate(config.nameservers):
+        causes += ip_address(f"{nameservers}[{i}]", server)
+    if len(config.searches) > MAX_DNS_SEARCH_PATHS:
+        detail = f"must not have more than {MAX_DNS_SEARCH_PATHS} search paths"
+        causes.append(invalid_value(searches, config.searches, detail))
+    if len(" ".join(config.searches)) > MAX_DNS_SEARCH_LIST_CHARS:
+        detail = (
+            f"must not have more than {MAX_DNS_SEARCH_LIST_CHARS} characters (including spaces) "
+            "in the search list"
+        )
+        causes.append(invalid_value(searches, config.searches, detail))
+    for i, search in enumerate(config.searches):
+        causes += formatted(f"{searches}[{i}]", search.removesuffix("."), dns1123_subdomain)
+    for i, option in enumerate(config.options):
+        item = f"{join(path, 'options')}[{i}]"
+        if not option.name:
+            causes.append(required(item, "must not be empty"))
+        causes += formatted(join(item, "name"), option.name, resolv_conf_word)
+        if option.value is not None:
+            causes += formatted(join(item, "value"), option.value, resolv_conf_word)
+    return causes
+
+
+def resolv_conf_word(value: str) -> list[str]:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return ["must not contain blanks or control characters"]
+    return []
 
 
 def containers(items: list[Container], path: str) -> list[StatusCause]:

@@ -11,6 +11,7 @@ Format checks (`dns1123_label`, `qualified_name`, ...) return bare messages, as 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 
@@ -195,7 +196,7 @@ def env_var_name(value: str) -> list[str]:
     return [] if _ENV_VAR_NAME.fullmatch(value) else [ENV_VAR_NAME_MESSAGE]
 
 
-# -- numbers and quantities
+# -- numbers, addresses and quantities
 
 
 def at_least(path: str, value: int, minimum: int) -> list[StatusCause]:
@@ -225,6 +226,14 @@ def port_number_or_name(path: str, value: int | str) -> list[StatusCause]:
     if isinstance(value, int):
         return port_number(path, value)
     return formatted(path, value, port_name)
+
+
+def ip_address(path: str, value: str) -> list[StatusCause]:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return [invalid_value(path, value, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")]
+    return []
 
 
 def quantity(path: str, value: str, *, positive: bool = False) -> list[StatusCause]:

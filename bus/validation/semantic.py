@@ -19,12 +19,13 @@ from bus.resources import (
     HorizontalPodAutoscaler,
     IPAddress,
     Lease,
+    NetworkPolicy,
     Node,
     Pod,
     ReplicaSet,
     Service,
 )
-from bus.validation import apps, autoscaling, networking, pod
+from bus.validation import apps, autoscaling, networking, networkpolicy, pod
 from bus.validation.rules import (
     at_least,
     dns1123_label,
@@ -66,6 +67,8 @@ def validate(obj: Resource) -> list[StatusCause]:
             causes += networking.endpoints(obj)
         case IPAddress():
             causes += networking.ip_address(obj)
+        case NetworkPolicy():
+            causes += networkpolicy.network_policy(obj)
         case HorizontalPodAutoscaler():
             causes += autoscaling.horizontal_pod_autoscaler(obj)
         case Node():

@@ -1,6 +1,6 @@
 """The service proxy of one node (kube-proxy's job, in userspace asyncio).
 
-It knows every Service and Endpoints from the API's cluster feed and from listings (`mirror`),
+It knows every Service and Endpoints from the API's cluster feed and from listings (`feed`),
 turns them into routes (`routes`), and keeps one listener per routed port on the node's address
 (`forwarding`), each balancing new connections over its Service port's ready endpoints on all
 nodes (`balancing`). A change of endpoints only changes where new connections go; a Service that
@@ -16,25 +16,20 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from bus import metrics, subjects
 from bus.client import Client
-from bus.connection import subscribe_checked
-from bus.protocol import FEED_EVENT_HEADER
 from bus.recorder import Recorder
 from bus.resources import Endpoints, Service
 from nodeagent.proxy.balancing import Policy, Pool
+from nodeagent.proxy.feed import ServiceFeed
 from nodeagent.proxy.forwarding import Connections, Listener
 from nodeagent.proxy.mirror import Mirror
 from nodeagent.proxy.routes import Backend, PoolKey, Route, ServiceKey, routes
 from nodeagent.proxy.tally import Tally
-from nodeagent.resync import resync_loop
 
 log = logging.getLogger(__name__)
 
@@ -58,86 +53,40 @@ class ServiceProxy:
         recorder: Recorder,
         config: ProxyConfig,
         resync_now: asyncio.Event | None = None,
+        *,
+        feed: ServiceFeed | None = None,
     ) -> None:
         self.nc = nc
-        self.client = client
         self.recorder = recorder
         self.config = config
-        self.services: Mirror[Service] = Mirror()
-        self.endpoints: Mirror[Endpoints] = Mirror()
+        # A feed of its own unless the agent shares one (with the pod network's rules).
+        self._own_feed = feed is None
+        self.feed = feed or ServiceFeed(
+            nc, client, resync_interval=config.resync_interval, resync_now=resync_now
+        )
+        self.services: Mirror[Service] = self.feed.services
+        self.endpoints: Mirror[Endpoints] = self.feed.endpoints
+        self.changed = self.feed.watch()
         self.listeners: dict[int, Listener] = {}
         self.pools: dict[PoolKey, Pool] = {}
         self.tally = Tally(config.node)
         self.connections = Connections()
-        self.changed = asyncio.Event()
-        self.resync_now = resync_now or asyncio.Event()  # set it to re-list (after a reconnect)
         self._warned: set[tuple[PoolKey, int]] = set()
-        self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
-            Service: msgspec.json.Decoder(Service),
-            Endpoints: msgspec.json.Decoder(Endpoints),
-        }
 
     async def run(self) -> None:
         """Serve until cancelled; then stop listening and end the open connections."""
-        feeds = [
-            await subscribe_checked(
-                self.nc, subjects.cluster_feed("services"), cb=self._feed(Service, self.services)
-            ),
-            await subscribe_checked(
-                self.nc, subjects.cluster_feed("endpoints"), cb=self._feed(Endpoints, self.endpoints)
-            ),
-        ]
-        self.resync_now.set()
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(
-                    resync_loop(
-                        self.resync,
-                        self.config.resync_interval,
-                        self.resync_now,
-                        "service proxy: listing Services",
-                    )
-                )
+                if self._own_feed:
+                    tasks.create_task(self.feed.run())
                 tasks.create_task(self._sync_loop())
                 if self.config.metrics_interval > 0:
                     tasks.create_task(self._metrics_loop())
         finally:
-            for sub in feeds:
-                with contextlib.suppress(nats.errors.Error):
-                    await sub.unsubscribe()
             for listener in self.listeners.values():
                 listener.stop()
             self.listeners.clear()
             self.connections.close_all()
-
-    # -- learning Services and Endpoints
-
-    def _feed(self, cls: type[Any], mirror: Mirror[Any]) -> Any:
-        decoder = self._decoders[cls]
-
-        async def on_message(msg: Msg) -> None:
-            try:
-                obj = decoder.decode(msg.data)
-            except msgspec.DecodeError as err:
-                log.warning("malformed %s on the feed (%s); ignored", cls.__name__, err)
-                return
-            deleted = (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED"
-            try:
-                if mirror.delete(obj) if deleted else mirror.put(obj):
-                    self.changed.set()
-            except Exception:  # what anyone may publish must not cost the proxy its feed
-                log.exception("service proxy: cannot take %s from the feed", cls.__name__)
-
-        return on_message
-
-    async def resync(self) -> None:
-        """List every Service and Endpoints, and serve what the listing says."""
-        marks = self.services.mark(), self.endpoints.mark()
-        services = await self.client.list(Service, subjects.ALL)
-        endpoints = await self.client.list(Endpoints, subjects.ALL)
-        self.services.replace(services, marks[0])
-        self.endpoints.replace(endpoints, marks[1])
-        self.changed.set()  # even if nothing changed: a port that was in use may be free now
 
     async def _sync_loop(self) -> None:
         while True:

@@ -11,6 +11,8 @@ from nodeagent.runtime.base import (
     PortBinding,
     Runtime,
     RuntimeFailure,
+    Sandbox,
+    SandboxSpec,
     StartError,
 )
 
@@ -25,5 +27,7 @@ __all__ = [
     "PortBinding",
     "Runtime",
     "RuntimeFailure",
+    "Sandbox",
+    "SandboxSpec",
     "StartError",
 ]

@@ -31,6 +31,7 @@ from bus.containerlabels import (
     LABEL_POD_UID,
     LABEL_PORTS,
     LABEL_RESTART_DELAY,
+    LABEL_SANDBOX,
 )
 
 ContainerStatus = Literal["created", "running", "exited"]
@@ -113,6 +114,9 @@ class ContainerSpec:
     attempt: int = 0
     # The restart back-off's delay when this attempt starts (None: no failure counted yet).
     restart_delay: float | None = None
+    # The pod's sandbox (`Runtime.start_sandbox`) whose namespaces the container joins; "" for
+    # host networking.
+    sandbox: str = ""
 
     def labels(self) -> dict[str, str]:
         labels = {
@@ -128,6 +132,38 @@ class ContainerSpec:
         if self.restart_delay is not None:
             labels[LABEL_RESTART_DELAY] = repr(self.restart_delay)
         return labels
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """A pod's sandbox: what holds the namespaces its containers share (network, hostname), as
+    the kubelet's pod sandbox. Its DNS settings become the containers' resolv.conf."""
+
+    node: str
+    pod_uid: str
+    pod_namespace: str
+    pod_name: str
+    hostname: str
+    resolv_conf: str = ""  # the text of the pod's /etc/resolv.conf; "" for the runtime's default
+
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_NODE: self.node,
+            LABEL_POD_UID: self.pod_uid,
+            LABEL_POD_NAMESPACE: self.pod_namespace,
+            LABEL_POD_NAME: self.pod_name,
+            LABEL_SANDBOX: "true",
+        }
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A sandbox a runtime made: `netns` names its network namespace in /run/netns."""
+
+    id: str
+    pod_uid: str
+    netns: str
+    running: bool = True
 
 
 class _PortLabel(msgspec.Struct, rename="camel", omit_defaults=True):
@@ -313,5 +349,18 @@ class Runtime(Protocol):
         ...
 
     async def stats(self, container_id: str) -> ContainerStats: ...
+
+    async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        """Make (or find again) the pod's sandbox, its network namespace named
+        `steer-<pod uid>` in /run/netns. RuntimeFailure if it cannot be made."""
+        ...
+
+    async def remove_sandbox(self, sandbox: Sandbox) -> None:
+        """Stop and remove a sandbox and its namespace's name. No error if absent."""
+        ...
+
+    async def sandboxes(self, node: str) -> list[Sandbox]:
+        """Every sandbox this runtime made for `node` (containers() never lists them)."""
+        ...
 
     async def close(self) -> None: ...

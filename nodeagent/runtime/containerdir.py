@@ -42,6 +42,17 @@ class State(msgspec.Struct):
     image: str
     cwd: str
     env: dict[str, str]
+    sandbox: str = ""  # the pod's sandbox (its network namespace's name); "" on the host's network
+
+
+class SandboxRecord(msgspec.Struct):
+    """A pod's `sandbox.json`: the process runtime's sandbox is a network namespace, plus the
+    hostname and resolv.conf its processes get."""
+
+    labels: dict[str, str]
+    netns: str
+    hostname: str
+    resolv_conf: str = ""  # path of the pod's resolv.conf; "" for the host's
 
 
 class Exit(msgspec.Struct):

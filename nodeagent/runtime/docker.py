@@ -27,8 +27,11 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 from aiodocker.execs import Exec
 
+from nodeagent.network import links
 from nodeagent.runtime.base import (
     LABEL_NODE,
+    LABEL_POD_UID,
+    LABEL_SANDBOX,
     ContainerInfo,
     ContainerNotFound,
     ContainerSpec,
@@ -39,10 +42,13 @@ from nodeagent.runtime.base import (
     ImagePullError,
     LineBuffer,
     RuntimeFailure,
+    Sandbox,
+    SandboxSpec,
     StartError,
     all_of,
     owner,
 )
+from nodeagent.runtime.sandboximage import SANDBOX_COMMAND, SANDBOX_IMAGE, NoBusybox, sandbox_image_tar
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,41 @@ def container_name(spec: ContainerSpec) -> str:
     return _NAME_UNSAFE.sub("-", raw)
 
 
+def sandbox_name(spec: SandboxSpec) -> str:
+    pod = f"{spec.pod_namespace}_{spec.pod_name}_{spec.pod_uid[:8]}"
+    return _NAME_UNSAFE.sub("-", f"steer_{spec.node}_{pod}_POD")
+
+
+def sandbox_config(spec: SandboxSpec, image: str) -> dict[str, Any]:
+    """A container that only holds the pod's namespaces (as the kubelet's pause container): no
+    network but its loopback until the agent plugs it in, the pod's hostname, its resolv.conf."""
+    config: dict[str, Any] = {
+        "Image": image,
+        "Cmd": SANDBOX_COMMAND,
+        "Labels": spec.labels(),
+        "Hostname": spec.hostname[:63],
+        "HostConfig": {"NetworkMode": "none", "RestartPolicy": {"Name": "no"}},
+    }
+    dns = _resolv_settings(spec.resolv_conf)
+    if dns:
+        config["HostConfig"].update(dns)
+    return config
+
+
+def _resolv_settings(text: str) -> dict[str, list[str]]:
+    """resolv.conf text as Docker's Dns, DnsSearch and DnsOptions."""
+    settings: dict[str, list[str]] = {"Dns": [], "DnsSearch": [], "DnsOptions": []}
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "nameserver":
+            settings["Dns"].append(rest.strip())
+        elif word == "search":
+            settings["DnsSearch"] += rest.split()
+        elif word == "options":
+            settings["DnsOptions"] += rest.split()
+    return {key: value for key, value in settings.items() if value}
+
+
 def container_config(spec: ContainerSpec) -> dict[str, Any]:
     """The create request. Kubernetes semantics for the command: `command` replaces the image's
     ENTRYPOINT (and then its CMD is dropped), `args` replace its CMD; with neither, the image's."""
@@ -70,6 +111,8 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
         "Env": [f"{key}={value}" for key, value in spec.env.items()],
         "HostConfig": {"NetworkMode": "host", "RestartPolicy": {"Name": "no"}},
     }
+    if spec.sandbox:  # the pod's network and hostname, as the kubelet's dockershim joined them
+        config["HostConfig"]["NetworkMode"] = f"container:{spec.sandbox}"
     if spec.command:
         config["Entrypoint"] = spec.command
     if spec.args:
@@ -119,6 +162,11 @@ class DockerRuntime:
         self._docker.connector._limit = 0
         self.address = url or os.environ.get("DOCKER_HOST") or "the local Docker socket"
         self._local = self._docker.docker_host.startswith("unix://")  # aiodocker's, once resolved
+
+    @property
+    def local(self) -> bool:
+        """Whether the engine runs on this host (its containers' namespaces are within reach)."""
+        return self._local
 
     async def version(self) -> str:
         with _errors("query the version"):
@@ -225,8 +273,77 @@ class DockerRuntime:
     async def containers(self, node: str) -> list[ContainerInfo]:
         with _errors("list containers"):
             listed = await self._docker.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={node}"]})
-        infos = await all_of([self._inspect_if_there(container.id) for container in listed])
+        apps = [c.id for c in listed if LABEL_SANDBOX not in (c._container.get("Labels") or {})]
+        infos = await all_of([self._inspect_if_there(container_id) for container_id in apps])
         return [info for info in infos if info is not None]
+
+    # -- sandboxes
+
+    async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        name = sandbox_name(spec)
+        netns = f"steer-{spec.pod_uid}"
+        for found in await self.sandboxes(spec.node):
+            if found.pod_uid == spec.pod_uid and found.running:
+                await self._name_netns(found.id, netns)
+                return found
+            if found.pod_uid == spec.pod_uid:
+                await self.remove_sandbox(found)  # exited (an engine restart): made again
+        image = await self._sandbox_image()
+        with _errors(f"create sandbox {name}"):
+            container = await self._docker.containers.create(sandbox_config(spec, image), name=name)
+        try:
+            with _errors(f"start sandbox {name}"):
+                await container.start()
+            await self._name_netns(container.id, netns)
+        except BaseException:
+            await asyncio.shield(self._discard(container.id))
+            raise
+        return Sandbox(id=container.id, pod_uid=spec.pod_uid, netns=netns)
+
+    async def _name_netns(self, container_id: str, netns: str) -> None:
+        """Name the sandbox's network namespace in /run/netns (the engine must be on this host)."""
+        with _errors("inspect the sandbox", container_id):
+            data = await self._docker.containers.container(container_id).show()
+        pid = int(data["State"].get("Pid") or 0)
+        if pid <= 0:
+            raise RuntimeFailure(f"sandbox {container_id[:12]} has no process")
+        await asyncio.to_thread(links.attach_netns, netns, pid)
+
+    async def _sandbox_image(self) -> str:
+        """The sandbox image, imported once from the host's static busybox (no registry needed)."""
+        if await self._image_id(SANDBOX_IMAGE) is not None:
+            return SANDBOX_IMAGE
+        try:
+            tar = await asyncio.to_thread(sandbox_image_tar)
+        except NoBusybox as err:
+            raise RuntimeFailure(str(err)) from None
+        repo, _, tag = SANDBOX_IMAGE.partition(":")
+        params = {"fromSrc": "-", "repo": repo, "tag": tag}
+        headers = {"Content-Type": "application/x-tar"}
+        with _errors("import the sandbox image"):
+            query = self._docker._query("images/create", "POST", params=params, data=tar, headers=headers)
+            async with query as response:
+                progress = await response.text()
+        if await self._image_id(SANDBOX_IMAGE) is None:
+            raise RuntimeFailure(f"docker: cannot import the sandbox image: {progress.strip()[-300:]}")
+        return SANDBOX_IMAGE
+
+    async def remove_sandbox(self, sandbox: Sandbox) -> None:
+        await asyncio.to_thread(links.remove_netns, sandbox.netns)
+        await self.remove(sandbox.id)
+
+    async def sandboxes(self, node: str) -> list[Sandbox]:
+        with _errors("list sandboxes"):
+            listed = await self._docker.containers.list(
+                all=True, filters={"label": [f"{LABEL_NODE}={node}", f"{LABEL_SANDBOX}=true"]}
+            )
+        found = []
+        for container in listed:
+            labels = container._container.get("Labels") or {}
+            uid = labels.get(LABEL_POD_UID, "")
+            running = container._container.get("State") == "running"
+            found.append(Sandbox(id=container.id, pod_uid=uid, netns=f"steer-{uid}", running=running))
+        return found
 
     async def _inspect_if_there(self, container_id: str) -> ContainerInfo | None:
         try:

@@ -34,6 +34,8 @@ from nodeagent.runtime.base import (
     ExecResult,
     ImageNeverPullError,
     ImagePullError,
+    Sandbox,
+    SandboxSpec,
     StartError,
     owner,
 )
@@ -221,6 +223,16 @@ class FakeRuntime:
     async def stats(self, container_id: str) -> ContainerStats:
         self._get(container_id)
         return ContainerStats(cpu_nanos=1_000_000, memory_bytes=4 << 20)
+
+    async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        """Hollow: no namespace is made (a hollow node runs on the host network)."""
+        return Sandbox(id=f"sandbox-{spec.pod_uid}", pod_uid=spec.pod_uid, netns="")
+
+    async def remove_sandbox(self, sandbox: Sandbox) -> None:
+        return None
+
+    async def sandboxes(self, node: str) -> list[Sandbox]:
+        return []
 
     async def close(self) -> None:
         """Nothing to release: hollow containers vanish with the object."""

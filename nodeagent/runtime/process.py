@@ -38,8 +38,10 @@ from pathlib import Path
 
 import msgspec
 
+from nodeagent.network import links
 from nodeagent.runtime.base import (
     LABEL_NODE,
+    LABEL_POD_UID,
     ContainerInfo,
     ContainerNotFound,
     ContainerSpec,
@@ -47,12 +49,15 @@ from nodeagent.runtime.base import (
     ExecResult,
     LineBuffer,
     RuntimeFailure,
+    Sandbox,
+    SandboxSpec,
     StartError,
     owner,
 )
 from nodeagent.runtime.containerdir import (
     Exit,
     Files,
+    SandboxRecord,
     State,
     discard,
     read_at,
@@ -62,6 +67,7 @@ from nodeagent.runtime.containerdir import (
     start_offset,
     write_atomically,
 )
+from nodeagent.runtime.entering import launcher
 from nodeagent.runtime.procfs import group_usage, read_stat
 
 log = logging.getLogger(__name__)
@@ -102,7 +108,9 @@ class ProcessRuntime:
             raise StartError(f"container {spec.name} attempt {spec.attempt} of pod {spec.pod_uid} exists")
         cwd = spec.working_dir or str(files.dir)
         env = {"PATH": self._search_path, "HOME": cwd, "LANG": "C.UTF-8", **spec.env}
-        argv = [*spec.command, *spec.args]
+        argv = [*self._entering(spec.pod_uid, spec.sandbox), *spec.command, *spec.args]
+        if spec.sandbox:
+            env.setdefault("HOSTNAME", self._sandbox_record(spec.pod_uid).hostname)
         started_at = datetime.now(UTC)
         out = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -130,6 +138,7 @@ class ProcessRuntime:
             image=spec.image,
             cwd=cwd,
             env=env,
+            sandbox=spec.sandbox,
         )
         write_atomically(files.state, msgspec.json.encode(state))
         self._paths[state.id] = files.state
@@ -254,8 +263,10 @@ class ProcessRuntime:
             raise StartError(f"container {container_id} is not running")
         if not command:
             raise StartError("exec needs a command")
+        prefix = self._entering(state.labels.get(LABEL_POD_UID, ""), state.sandbox)
         try:
             proc = await asyncio.create_subprocess_exec(
+                *prefix,
                 *command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -283,6 +294,61 @@ class ProcessRuntime:
             return ContainerStats(cpu_nanos=0, memory_bytes=0)
         cpu_nanos, memory_bytes = await asyncio.to_thread(group_usage, state.pid)
         return ContainerStats(cpu_nanos=cpu_nanos, memory_bytes=memory_bytes)
+
+    # -- sandboxes: a network namespace made here, a hostname and a resolv.conf
+
+    def _sandbox_path(self, pod_uid: str) -> Path:
+        return self.root_dir / safe_name(pod_uid) / "sandbox.json"
+
+    def _sandbox_record(self, pod_uid: str) -> SandboxRecord:
+        try:
+            return msgspec.json.decode(self._sandbox_path(pod_uid).read_bytes(), type=SandboxRecord)
+        except (OSError, msgspec.DecodeError) as err:
+            raise StartError(f"the sandbox of pod {pod_uid} is missing or unreadable: {err}") from None
+
+    def _entering(self, pod_uid: str, sandbox: str) -> list[str]:
+        """The launcher that puts a command into the pod's namespaces; none on the host network."""
+        if not sandbox:
+            return []
+        record = self._sandbox_record(pod_uid)
+        return launcher(str(links.NETNS_DIR / record.netns), record.hostname, record.resolv_conf)
+
+    async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        netns = f"steer-{spec.pod_uid}"
+        path = self._sandbox_path(spec.pod_uid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        resolv = ""
+        if spec.resolv_conf:
+            resolv_path = path.parent / "resolv.conf"
+            write_atomically(resolv_path, spec.resolv_conf.encode())
+            resolv = str(resolv_path)
+        record = SandboxRecord(
+            labels=spec.labels(), netns=netns, hostname=spec.hostname[:63], resolv_conf=resolv
+        )
+        write_atomically(path, msgspec.json.encode(record))
+        try:
+            await asyncio.to_thread(links.create_netns, netns)
+        except OSError as err:
+            raise RuntimeFailure(f"cannot create network namespace {netns}: {err}") from err
+        return Sandbox(id=netns, pod_uid=spec.pod_uid, netns=netns)
+
+    async def remove_sandbox(self, sandbox: Sandbox) -> None:
+        await asyncio.to_thread(links.remove_netns, sandbox.netns)
+        with contextlib.suppress(FileNotFoundError):
+            self._sandbox_path(sandbox.pod_uid).unlink()
+
+    async def sandboxes(self, node: str) -> list[Sandbox]:
+        found = []
+        for path in self.root_dir.glob("*/sandbox.json") if self.root_dir.is_dir() else []:
+            try:
+                record = msgspec.json.decode(path.read_bytes(), type=SandboxRecord)
+            except (OSError, msgspec.DecodeError):
+                continue
+            if record.labels.get(LABEL_NODE) == node:
+                uid = record.labels.get(LABEL_POD_UID, "")
+                running = (links.NETNS_DIR / record.netns).exists()
+                found.append(Sandbox(id=record.netns, pod_uid=uid, netns=record.netns, running=running))
+        return found
 
     async def close(self) -> None:
         """Stop watching; the processes keep running, for the next agent to adopt."""

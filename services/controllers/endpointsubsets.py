@@ -1,6 +1,9 @@
 """What a Service's Endpoints should hold, computed from its pods (pure, no I/O).
 
-Kubernetes' rules, with host networking: a pod counts when it is bound, has a node address
+A pod on the pod network (its `status.podIP` is its own, not its node's) is reached as in
+Kubernetes: at its pod IP, on the container port the `targetPort` names (a number needs no
+declaration; a name must be declared). A pod on the host's network is reached by Kubernetes'
+rules, with host networking: a pod counts when it is bound, has a node address
 (`status.hostIP`), is not terminating and has not finished. Its address is that node address,
 and each Service port resolves to the host port the node agent allocated for the container port
 that the `targetPort` names (by number or by name, and protocol), as pod status `hostPorts`
@@ -69,15 +72,23 @@ def target_of(port: ServicePort) -> int | str:
     return port.target_port if port.target_port is not None else port.port
 
 
+def on_pod_network(pod: Pod) -> bool:
+    return bool(pod.status.pod_ip) and pod.status.pod_ip != pod.status.host_ip
+
+
 def host_port(pod: Pod, port: ServicePort) -> int | MissingPort | None:
-    """The host port serving `port` on this pod; MissingPort if no container declares the target,
-    None if it is declared but its host port is not reported yet."""
+    """The port serving `port` on this pod (on the pod network its container port, else the host
+    port); MissingPort if no container declares the target (a number needs no declaration on the
+    pod network), None if it is declared but its host port is not reported yet."""
     target = target_of(port)
+    pod_network = on_pod_network(pod)
     for container in pod.spec.containers:
         for declared in container.ports:
             if declared.protocol != port.protocol:
                 continue
             if declared.name == target if isinstance(target, str) else declared.container_port == target:
+                if pod_network:
+                    return declared.container_port
                 for mapping in pod.status.host_ports:
                     if (mapping.container, mapping.container_port, mapping.protocol) == (
                         container.name,
@@ -86,6 +97,8 @@ def host_port(pod: Pod, port: ServicePort) -> int | MissingPort | None:
                     ):
                         return mapping.host_port
                 return None
+    if pod_network and isinstance(target, int):
+        return target
     return MissingPort(
         pod=pod.metadata.name,
         uid=pod.metadata.uid,
@@ -95,9 +108,16 @@ def host_port(pod: Pod, port: ServicePort) -> int | MissingPort | None:
     )
 
 
-def address_of(pod: Pod) -> EndpointAddress:
+def hostname_in(service: Service, pod: Pod) -> str:
+    """The pod's hostname in the Endpoints of a Service that selects it: set when the pod names the
+    Service as its `spec.subdomain`, so that DNS answers `<hostname>.<subdomain>.<ns>.svc.<domain>`."""
+    return pod.spec.hostname if pod.spec.subdomain == service.metadata.name else ""
+
+
+def address_of(pod: Pod, *, hostname: str = "") -> EndpointAddress:
     return EndpointAddress(
-        ip=pod.status.host_ip,
+        ip=pod.status.pod_ip if on_pod_network(pod) else pod.status.host_ip,
+        hostname=hostname,
         node_name=pod.spec.node_name,
         target_ref=ObjectReference(
             kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid
@@ -129,7 +149,8 @@ def endpoint_subsets(service: Service, pods: list[Pod]) -> tuple[list[EndpointSu
         if not ports:
             continue
         ready, not_ready = groups[tuple(sorted(ports))]
-        (ready if is_true(pod.status.conditions) else not_ready).append(address_of(pod))
+        address = address_of(pod, hostname=hostname_in(service, pod))
+        (ready if is_true(pod.status.conditions) else not_ready).append(address)
     subsets = [
         EndpointSubset(
             addresses=sorted(ready, key=_address_order),

@@ -56,6 +56,11 @@ TYPED: list[tuple[str, str]] = [
     ("IPAddress", "IPAddress"),
     ("ipaddress.networking.k8s.io", "IPAddress"),
     ("ipaddresses.networking.k8s.io", "IPAddress"),
+    ("netpol", "NetworkPolicy"),
+    ("networkpolicies", "NetworkPolicy"),
+    ("NetworkPolicy", "NetworkPolicy"),
+    ("networkpolicy.networking.k8s.io", "NetworkPolicy"),
+    ("netpol.networking.k8s.io", "NetworkPolicy"),
 ]
 
 
@@ -119,6 +124,14 @@ def test_resolve_unknown(typed: str) -> None:
             "ipaddress.networking.k8s.io",
             "ipaddresses.networking.k8s.io",
         ),
+        (
+            "NetworkPolicy",
+            "networking.k8s.io/v1",
+            "networking.k8s.io",
+            True,
+            "networkpolicy.networking.k8s.io",
+            "networkpolicies.networking.k8s.io",
+        ),
     ],
 )
 def test_kind_info(
@@ -151,6 +164,7 @@ def test_every_kind_is_in_the_table() -> None:
         "HorizontalPodAutoscaler",
         "Event",
         "Lease",
+        "NetworkPolicy",
     }
 
 

@@ -84,7 +84,14 @@ def test_each_reads_its_own_inbox_only(name: str) -> None:
         ("steer.api.get.pods.mine", False),
         ("steer.metrics.node.node-1", True),
         ("steer.metrics.node.node-2", False),
-        ("$JS.API.STREAM.INFO.KV_steer-pods", False),
+        ("$JS.API.STREAM.INFO.KV_steer-deployments", False),
+        ("$JS.API.CONSUMER.CREATE.KV_steer-services.c1.$KV.steer-services.>", False),
+        # What its NetworkPolicy enforcer watches, read-only
+        ("$JS.API.STREAM.INFO.KV_steer-pods", True),
+        ("$JS.API.CONSUMER.CREATE.KV_steer-networkpolicies.c1.$KV.steer-networkpolicies.>", True),
+        ("$JS.API.CONSUMER.CREATE.KV_steer-namespaces.c1.$KV.steer-namespaces.>", True),
+        ("$KV.steer-networkpolicies.mine.deny", False),
+        ("$JS.API.STREAM.PURGE.KV_steer-pods", False),
         ("_INBOX_alice.x.1", True),  # a log stream to a user who may ask for one
         ("_INBOX_vera.x.1", False),
     ],

@@ -884,6 +884,6 @@ def test_structural_causes_are_reported_together() -> None:
 
 
 def test_unsupported_fields_and_rules_are_reported_together() -> None:
-    manifest = patched(service(), {"spec.externalName": "db.example.com", "spec.ports[0].port": 0})
+    manifest = patched(service(), {"spec.externalName": "db.example", "spec.ports[0].port": 0})
     fields = {cause.field for cause in causes_of(manifest)}
     assert fields == {"spec.externalName", "spec.ports[0].port"}

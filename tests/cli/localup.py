@@ -145,6 +145,7 @@ def local_up(
     prefix = prefix or node_prefix()
     port = port or free_port()
     args = up_command(data_dir, port, "--nodes", str(nodes), "--runtime", runtime, "--node-prefix", prefix)
+    args += ["--network", "host"]  # the pod network's tests ask for it in `extra`
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
         [*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env

@@ -226,6 +226,34 @@ async def test_a_port_out_of_range_is_invalid(client: Client, ns: str, port: Ser
     assert [c.field for c in raised.value.causes] == [field]
 
 
+async def test_a_pod_whose_subdomain_is_the_service_has_its_hostname_in_the_endpoints(
+    client: Client, store: Store, ns: str, controller: None
+) -> None:
+    await client.create(web_service(ns))
+    for name, subdomain in (("a", "web"), ("b", "elsewhere")):
+        spec = PodSpec(
+            containers=[
+                Container(name="main", image="i", ports=[ContainerPort(container_port=8080, name="http")])
+            ],
+            node_name="n1",
+            hostname=f"{name}-host",
+            subdomain=subdomain,
+        )
+        pod = await client.create(
+            Pod(metadata=ObjectMeta(name=name, namespace=ns, labels={"app": "web"}), spec=spec)
+        )
+        pod.status = PodStatus(
+            phase="Running",
+            host_ip="127.0.0.11",
+            host_ports=[HostPortMapping(container="main", container_port=8080, host_port=20000, name="http")],
+            conditions=[PodCondition(type="Ready", status="True")],
+        )
+        await client.update_status(pod)
+    ep = await wait_for(store, Endpoints, ns, "web", lambda ep: len(addresses(ep)[0]) == 2)
+    hostnames = {a.target_ref.name: a.hostname for s in ep.subsets for a in s.addresses if a.target_ref}
+    assert hostnames == {"a": "a-host", "b": ""}
+
+
 async def test_the_condition_leaves_the_rest_of_the_status_alone(
     client: Client, store: Store, ns: str, controller: None
 ) -> None:

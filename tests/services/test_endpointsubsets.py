@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from bus.meta import ObjectMeta
@@ -177,3 +178,49 @@ def test_addresses_name_the_pod_and_its_node() -> None:
 def test_order_is_stable() -> None:
     pods = [pod(f"p{i}", ports={"http": 20000 + i % 3}, ip=f"127.0.0.{11 + i % 2}") for i in range(8)]
     assert endpoint_subsets(service(HTTP), pods) == endpoint_subsets(service(HTTP), list(reversed(pods)))
+
+
+def on_pod_network(p: Pod, address: str) -> Pod:
+    """The pod with an address of its own (the node's stays in hostIP), no host ports."""
+    p.status.pod_ip, p.status.host_ports = address, []
+    return p
+
+
+def test_a_pod_on_the_pod_network_is_reached_at_its_own_address_and_container_port() -> None:
+    pods = [
+        on_pod_network(pod("a", ports={"http": 0}), "10.244.1.2"),
+        on_pod_network(pod("b", ports={"http": 0}), "10.244.2.7"),
+        pod("h", ports={"http": 20001}),  # on the host's network: the node address and host port
+    ]
+    subsets, missing = endpoint_subsets(service(ServicePort(name="web", port=80, target_port="http")), pods)
+    assert not missing
+    by_port = {s.ports[0].port: sorted(a.ip for a in s.addresses) for s in subsets}
+    assert by_port == {8080: ["10.244.1.2", "10.244.2.7"], 20001: ["127.0.0.11"]}
+
+
+def test_on_the_pod_network_a_numeric_target_port_needs_no_declaration() -> None:
+    p = on_pod_network(pod("a", ports={}), "10.244.1.2")
+    assert host_port(p, ServicePort(port=80, target_port=9376)) == 9376
+    assert isinstance(host_port(p, ServicePort(port=80, target_port="metrics")), MissingPort)
+
+
+@pytest.mark.parametrize(
+    ("hostname", "subdomain", "expected"),
+    [
+        ("web-0", "web", "web-0"),  # the Service's name: DNS answers web-0.web.<ns>.svc.<domain>
+        ("web-0", "other", ""),
+        ("web-0", "", ""),
+        ("", "web", ""),
+    ],
+)
+def test_an_address_carries_the_hostname_of_a_pod_whose_subdomain_is_the_service(
+    hostname: str, subdomain: str, expected: str
+) -> None:
+    ready, not_ready = pod("a"), pod("b", ready=False)
+    for p in (ready, not_ready):
+        p.spec = msgspec.structs.replace(p.spec, hostname=hostname, subdomain=subdomain)
+    subsets, _ = endpoint_subsets(
+        service(ServicePort(port=80, name="http", target_port="http")), [ready, not_ready]
+    )
+    addresses = [a for s in subsets for a in [*s.addresses, *s.not_ready_addresses]]
+    assert [a.hostname for a in addresses] == [expected, expected]
