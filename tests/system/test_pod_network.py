@@ -66,13 +66,13 @@ async def cluster(plane: ControlPlane) -> AsyncIterator[tuple[Client, Store, str
         yield client, store, await plane.namespace(client)
 
 
-def web(ns: str, name: str, replicas: int, *, node: str = "") -> Deployment:
+def web(ns: str, name: str, replicas: int, *, node: str = "", host_port: int | None = None) -> Deployment:
     labels = {"app": name}
     container = Container(
         name="httpd",
         image=IMAGE,
         command=["busybox", "sh", "-c", SERVE_HOSTNAME],
-        ports=[ContainerPort(name="http", container_port=80)],
+        ports=[ContainerPort(name="http", container_port=80, host_port=host_port)],
         # Probed at the pod's own address: Ready means it answers there.
         readiness_probe=Probe(http_get=HTTPGetAction(path="/", port="http"), period_seconds=1),
     )
@@ -175,6 +175,27 @@ async def test_an_agent_killed_and_started_again_keeps_every_address(
     for pod in after:
         assert await asyncio.to_thread(fetch, pod.status.pod_ip) == pod.metadata.name
     assert sorted(os.listdir(agent.data_dir / "ipam")) == leases
+
+
+async def test_a_host_port_publishes_the_pod_on_its_node_address(
+    plane: ControlPlane, cluster: tuple[Client, Store, str]
+) -> None:
+    client, store, ns = cluster
+    agent = plane.agents[1]
+    host_port = 18000 + plane.subnet % 1000
+    await client.create(web(ns, "published", 1, node=agent.name, host_port=host_port))
+    (pod,) = await serving_pods(client, store, ns, "published", 1)
+    assert await asyncio.to_thread(fetch, f"{agent.address}:{host_port}") == pod.metadata.name
+    await client.delete(Deployment, "published", ns)
+
+    async def withdrawn() -> bool:
+        try:
+            await asyncio.to_thread(fetch, f"{agent.address}:{host_port}")
+        except OSError:
+            return True
+        return False
+
+    await eventually(withdrawn, within=60)
 
 
 async def restarted(agent: AgentProcess, *, within: float = 60.0) -> None:
