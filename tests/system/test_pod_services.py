@@ -73,6 +73,10 @@ async def test_requests_by_service_name_from_a_pod_spread_evenly_over_the_replic
     # The short name resolves through the pod's search path, to the ClusterIP.
     resolved = await asyncio.to_thread(in_pod, pod_plane, client_pod, "busybox nslookup web")
     assert created.spec.cluster_ip in resolved
+    # A replica reaches its own Service, itself included (hairpin).
+    replica = (await serving_pods(client, store, ns, "web", 3))[0]
+    script = "for i in 1 2 3 4 5 6; do busybox wget -q -O - http://web/; done"
+    assert set((await asyncio.to_thread(in_pod, pod_plane, replica, script)).split()) == replicas
 
 
 async def test_a_replica_that_fails_readiness_leaves_the_kernels_rules(
