@@ -36,8 +36,8 @@ print(json.dumps({"reached": {k: v.value for k, v in reached.items()}, "blocked"
 @pytest.fixture
 def host() -> Iterator[str]:
     """A namespace with `eth0` (a veth whose peer stays there) on 192.168.77.2/24, a router at
-    .254 to 10.9.0.0/16, and, already there, a route of someone else's and two of our protocol: a stale one inside
-    the cluster CIDR and one inside another cluster's."""
+    .254 to 10.9.0.0/16, and, already there, a route of someone else's and two of our protocol:
+    a stale one inside the cluster CIDR and one inside another cluster's."""
     sweep()
     name = f"{PREFIX}-{os.getpid()}-{secrets.token_hex(3)}-rt"
     netns.create(name)
