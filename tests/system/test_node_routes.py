@@ -13,13 +13,16 @@ the harness removes, after the pods have been deleted through the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from pyroute2 import IPRoute
 
@@ -28,6 +31,8 @@ from bus.resources import Deployment, Node, Pod
 from bus.store import Store
 from nodeagent.network import links, names
 from nodeagent.network.routetable import PROTO
+from nodeagent.runtime.containerdir import SandboxRecord, scan
+from nodeagent.runtime.procfs import read_stat
 from tests.agents import node_ready
 from tests.hosts import HostCluster, NodeAgent
 from tests.netns import Host
@@ -55,8 +60,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostCluster]:
         cluster.start_controllers("--cluster-cidr", cluster_cidr(cluster))
         for _ in range(2):
             cluster.start_agent(*pod_network(cluster))
-        yield cluster
-        asyncio.run(no_pods_left(cluster))
+        try:
+            yield cluster
+            asyncio.run(no_pods_left(cluster))
+        finally:
+            kill_leftovers(cluster)
 
 
 async def no_pods_left(cluster: HostCluster) -> None:
@@ -135,17 +143,37 @@ def steer(cluster: HostCluster, *args: str) -> subprocess.CompletedProcess[str]:
 async def fetched_from(cluster: HostCluster, client_pod: Pod, address: str) -> str:
     """What `busybox wget http://<address>/` prints, run in `client_pod` (steer exec)."""
     argv = ["exec", client_pod.metadata.name, "-n", client_pod.metadata.namespace, "--"]
-    argv += ["busybox", "wget", "-q", "-T", "5", "-O", "-", f"http://{address}/"]
+    argv += ["busybox", "wget", "-q", "-O", "-", f"http://{address}/"]
     done = await asyncio.to_thread(steer, cluster, *argv)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
-def start_again(cluster: HostCluster, agent: NodeAgent) -> None:
-    """Start the (stopped) agent again, as it was started."""
+def mount_holder(cluster: HostCluster, agent: NodeAgent) -> subprocess.Popen[bytes]:
+    """A process in the running agent's mount and network namespaces, keeping them for its
+    successor. On a real host the agent runs in the host's mount namespace, where the pods'
+    network namespaces are mounted (/run/netns); here `ip netns exec` gave it one of its own,
+    which would die with it."""
+    argv = ["nsenter", f"--target={agent.proc.pid}", "--mount", "--net", "sleep", "600"]
+    holder = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    cluster.procs.append(holder)  # inside the host's namespace: the harness ends it at the latest
+    return holder
+
+
+async def inside(pid: int, other: int) -> bool:
+    """Whether process `pid` is in the mount namespace of process `other` yet."""
+    with contextlib.suppress(OSError):
+        return os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink(f"/proc/{other}/ns/mnt")
+    return False
+
+
+def start_again(cluster: HostCluster, agent: NodeAgent, holder: subprocess.Popen[bytes]) -> None:
+    """Start the (stopped) agent again, as it was started, in the namespaces `holder` kept."""
+    argv = agent.proc.args[agent.proc.args.index(agent.host.netns) + 1 :]
+    enter = ["nsenter", f"--target={holder.pid}", "--mount", "--net"]
     with open(agent.log, "ab") as out:
         agent.proc = subprocess.Popen(
-            agent.proc.args,
+            [*enter, *argv],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -155,10 +183,30 @@ def start_again(cluster: HostCluster, agent: NodeAgent) -> None:
     cluster.procs.append(agent.proc)
 
 
-async def restarted(cluster: HostCluster, agent: NodeAgent, *, within: float = 60.0) -> None:
-    """Start the agent again and wait until it says it is ready a second time (it has adopted
-    its pods)."""
-    start_again(cluster, agent)
+def pod_pids(agent: NodeAgent) -> list[int]:
+    """The live processes of the agent's pods (the process runtime's state files say which)."""
+    found = []
+    for _, state in scan(agent.data_dir) if agent.data_dir.is_dir() else []:
+        stat = read_stat(state.pid)
+        if stat is not None and stat.start_ticks == state.start_ticks:
+            found.append(state.pid)
+    return found
+
+
+def kill_leftovers(cluster: HostCluster) -> None:
+    """Whatever a failed test left outside the hosts' namespaces, which the harness removes: the
+    pods' processes (they run in namespaces of their own) and their names in /run/netns."""
+    for agent in cluster.agents:
+        for pid in pod_pids(agent):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for sandbox in agent.data_dir.glob("*/sandbox.json") if agent.data_dir.is_dir() else []:
+            with contextlib.suppress(OSError):
+                links.remove_netns(msgspec.json.decode(sandbox.read_bytes(), type=SandboxRecord).netns)
+
+
+async def ready_again(agent: NodeAgent, *, within: float = 60.0) -> None:
+    """Until the agent started again says it is ready a second time (it has adopted its pods)."""
     ready = f"node agent {agent.name} ready"
 
     async def twice() -> bool:
@@ -198,8 +246,10 @@ async def test_a_restarted_agent_keeps_its_routes_and_corrects_what_it_finds(
     (far,) = await serving_pods(client, store, ns, "far", 1)
     (near,) = await serving_pods(client, store, ns, "near", 1)
 
+    holder = await asyncio.to_thread(mount_holder, cluster, first)
+    await eventually(lambda: inside(holder.pid, first.proc.pid))
     first.proc.kill()
-    first.proc.wait()
+    await asyncio.to_thread(first.proc.wait)
     # Routes outlive the agent that made them: the pods still reach each other meanwhile.
     assert (await asyncio.to_thread(routes, first.host))[other] == (second.host.address, PROTO)
     assert await fetched_from(cluster, far, near.status.pod_ip) == near.metadata.name
@@ -209,7 +259,10 @@ async def test_a_restarted_agent_keeps_its_routes_and_corrects_what_it_finds(
     await asyncio.to_thread(add_route, first.host, stale, second.host.address, PROTO)
     await asyncio.to_thread(add_route, first.host, foreign, second.host.address, STATIC)
 
-    await restarted(cluster, first)
+    start_again(cluster, first, holder)
+    await ready_again(first)
+    holder.kill()
+    await asyncio.to_thread(holder.wait)
     await unrouted(first.host, stale)
     now = await asyncio.to_thread(routes, first.host)
     assert now[other] == (second.host.address, PROTO)
@@ -222,9 +275,9 @@ async def test_a_deleted_node_takes_its_routes_with_it(
     cluster: HostCluster, connected: tuple[Client, Store, str]
 ) -> None:
     client, store, _ = connected
-    third = cluster.start_agent(*pod_network(cluster))
-    await wait_for(store, Node, "", third.name, node_ready)
-    cidr = await pod_cidr(client, third.name)
+    third = await asyncio.to_thread(cluster.start_agent, *pod_network(cluster))
+    found = await wait_for(store, Node, "", third.name, lambda n: node_ready(n) and bool(n.spec.pod_cidr))
+    cidr = found.spec.pod_cidr
     for agent in cluster.agents[:2]:
         await routed(agent.host, cidr, third.host.address)
     assert cidr not in await asyncio.to_thread(routes, third.host)  # its own: the bridge's
