@@ -11,7 +11,8 @@ request), so nats-server itself is the authorizer, as Kubernetes' RBAC and node 
   read-only JetStream on the buckets they watch.
 - `node` (one per node): only subjects carrying its own name, plus the cluster-wide Service and
   Endpoints feeds, and read-only JetStream on the NetworkPolicy, Namespace and Pod buckets (its
-  NetworkPolicy enforcer watches them: a policy's peers may be any pod of the cluster).
+  NetworkPolicy enforcer watches them: a policy's peers may be any pod of the cluster) and on the
+  Node bucket (its routes to the other nodes' pod CIDRs).
 - `admin`: every API request, logs and exec, read-only JetStream on everything.
 - `edit`, `view`: users, confined to their namespaces when they have any. `view` gets, lists and
   watches, and reads events; `edit` also writes, and may ask for logs and exec.
@@ -73,7 +74,10 @@ SCHEDULER_READS = ("pods", "nodes")
 # labels, named ports), so it needs every pod's address, labels and ports, every namespace's
 # labels and every policy, kept current by watches, as Kubernetes' policy agents (Calico,
 # Cilium, kube-router) list and watch them cluster-wide. Read-only: no put, purge or delete.
-NODE_READS = ("networkpolicies", "namespaces", "pods")
+# Nodes too, for the routes to other nodes' pod CIDRs (nodeagent/network/noderoutes.py): every
+# Node's podCIDR and InternalIP, kept current by a watch, as flannel and kube-router watch them
+# (a node's API subjects let it read only its own Node, and polling a list would be late).
+NODE_READS = ("networkpolicies", "namespaces", "pods", "nodes")
 # The kinds each watches: every kind the garbage collector follows (all but Events).
 CONTROLLERS_READS = tuple(info.plural for info in kinds.KINDS if info.kind != "Event")
 
@@ -220,7 +224,8 @@ def _metrics_reads() -> Permissions:
 def _node(name: str, everyone: Iterable[Identity]) -> Permissions:
     """Its own subjects only, plus the Service and Endpoints feeds every node's proxy needs (the
     same objects it may list through its own API subjects), and reads of what its NetworkPolicy
-    enforcer watches (NODE_READS). Log streams go to the inboxes of whoever may ask for them."""
+    enforcer and its routes to other nodes watch (NODE_READS). Log streams go to the inboxes of
+    whoever may ask for them."""
     askers = [i.name for i in everyone if i.role in ("admin", "edit")]
     grants = Permissions(
         publish=[

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import os
 import signal
 import sys
@@ -129,6 +130,9 @@ async def up(
             "where the node agents may make namespaces (as root), else host."
         ),
     ] = "auto",
+    cluster_cidr: Annotated[
+        str, typer.Option(help="Pod addresses: each node gets a /24 of it (on the pod network).")
+    ] = "10.244.0.0/16",
     restart_backoff: Annotated[
         str,
         typer.Option(
@@ -170,6 +174,10 @@ async def up(
         raise SteerError(f'unknown --runtime "{runtime}": use auto, docker, process or fake')
     if network not in ("auto", "pod", "host"):
         raise SteerError(f'unknown --network "{network}": use auto, pod or host')
+    try:
+        cluster_cidr = str(ipaddress.IPv4Network(cluster_cidr))
+    except ValueError as err:
+        raise SteerError(f"--cluster-cidr: {err}") from None
     if problems := dns1123_label(f"{node_prefix}-{max(nodes, 1)}"):
         raise SteerError(f'--node-prefix "{node_prefix}" makes invalid node names: {"; ".join(problems)}')
     try:
@@ -198,6 +206,7 @@ async def up(
             node_names=names,
             runtime=runtime,
             network=network,
+            cluster_cidr=cluster_cidr,
             credentials=creds,
         )
         return await _Up(cluster, backoff).run(apply or [])
@@ -250,6 +259,7 @@ def _cluster(
     node_names: list[str],
     runtime: str,
     network: str = "auto",
+    cluster_cidr: str = "10.244.0.0/16",
     credentials: registry.Registry | None = None,
 ) -> LocalCluster:
     logs = data_dir / "logs"
@@ -275,6 +285,8 @@ def _cluster(
             # A replica restarted under the same identity takes its leader lease back at once,
             # instead of waiting out the lease its killed predecessor held.
             args = [*python, f"services.{service}", "--nats", url, "--instance", name, *creds(service)]
+            if service == "controllers":
+                args += ["--cluster-cidr", cluster_cidr]
             services.append(Child(name, args, logs / f"{name}.log"))
     agents = []
     for i, name in enumerate(node_names):
@@ -282,7 +294,7 @@ def _cluster(
         ports = f"{20000 + 500 * i}-{20000 + 500 * i + 499}"
         args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
         args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports, *creds(name)]
-        args += ["--network", network]
+        args += ["--network", network, "--cluster-cidr", cluster_cidr]
         agents.append(Child(name, [*python, *args], logs / f"{name}.log"))
     return LocalCluster(data_dir, url, buses, services, agents, credentials)
 

@@ -36,6 +36,7 @@ from nodeagent import networking
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.config import AgentConfig
 from nodeagent.metrics import NodeMetricsPublisher, RunningContainer
+from nodeagent.network.hostports import HostPorts
 from nodeagent.network.mode import resolve_mode
 from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.ports import PortAllocator
@@ -95,6 +96,7 @@ class Agent:
             ),
             reaper=self.reaper,
             network=self.network,
+            host_ports=HostPorts(self.config.name, self.config.address) if self.network else None,
         )
 
     # -- pods
@@ -288,6 +290,8 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
             network = networking.pod_network(config) if config.network == "pod" else None
             agent = Agent(config, nc, client, runtime, tasks, reaper, network)
             if network is not None:
+                assert agent.context.host_ports is not None
+                tasks.create_task(agent.context.host_ports.run())
                 if config.proxy != "off":
                     tasks.create_task(networking.service_forwarding(config, feed).run())
                 pod_net = networking.run(

@@ -3,7 +3,8 @@
 - Service forwarding in the kernel (`NftServiceProxy`) from the moment the agent starts: its
   rules outlive an agent, so a restarted one only brings them up to date;
 - once the Node has a pod CIDR (the node IPAM controller gives it one soon after registration):
-  the bridge, then cluster DNS on the gateway address and the NetworkPolicy rules of the pods.
+  the bridge, then cluster DNS on the gateway address, the NetworkPolicy rules of the pods and
+  the routes to the pod CIDRs of nodes on other hosts.
 
 A failure of any of these is logged and tried again with back-off; none of them stops the agent.
 """
@@ -24,7 +25,7 @@ from bus.store import Store
 from nodeagent.config import AgentConfig
 from nodeagent.dns import serve
 from nodeagent.dns.source import MirrorSource
-from nodeagent.network import policyenforcer
+from nodeagent.network import noderoutes, policyenforcer
 from nodeagent.network.nft import Nft, Table
 from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.network.serviceproxy import NftServiceProxy
@@ -67,8 +68,8 @@ async def run(
     feed: ServiceFeed,
     ready: asyncio.Event,
 ) -> None:
-    """Bring the network up, set `ready` (pods may get their sandboxes), then serve DNS and
-    enforce NetworkPolicies until cancelled."""
+    """Bring the network up, set `ready` (pods may get their sandboxes), then serve DNS, enforce
+    NetworkPolicies and route to the other nodes' pods until cancelled."""
     cidr = await _pod_cidr(client, config.name)
     await _retrying(lambda: network.start(cidr), f"make the pod network of {config.name}")
     ready.set()
@@ -83,6 +84,18 @@ async def run(
         tasks.create_task(
             _retrying(
                 lambda: policyenforcer.run(store, node=config.name, pod_cidr=cidr), "enforce NetworkPolicies"
+            )
+        )
+        tasks.create_task(
+            _retrying(
+                lambda: noderoutes.run(
+                    store,
+                    node=config.name,
+                    pod_cidr=cidr,
+                    cluster_cidr=config.cluster_cidr,
+                    resync_interval=config.resync_interval,
+                ),
+                "route to the pods of other nodes",
             )
         )
 

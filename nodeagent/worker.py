@@ -26,6 +26,7 @@ from nodeagent.adoption import sort_out, stored_status
 from nodeagent.backoff import BackoffPolicy
 from nodeagent.containers import ContainerRun
 from nodeagent.discovery import service_env
+from nodeagent.network.hostports import HostPort, HostPorts
 from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.ports import PortAllocator, PortInUse, WantedPort, port_env
 from nodeagent.reaper import RETRY_CAP, RETRY_FIRST, ContainerReaper, dispose
@@ -54,6 +55,7 @@ class WorkerContext:
     # The node's pod network; None when the node runs every pod on the host's network.
     network: PodNetwork | None = None
     network_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    host_ports: HostPorts | None = None  # hostPorts of pods on the pod network
 
 
 class PodWorker:
@@ -229,7 +231,27 @@ class PodWorker:
             for container in self.pod.spec.containers
             for port in container.ports
         ]
-        return await self.sandbox.establish()
+        published = [port for c in self.pod.spec.containers for port in c.ports if port.host_port]
+        wanted = [WantedPort(p.name, p.container_port, p.host_port) for p in published]
+        try:
+            self.ctx.ports.allocate(self.uid, wanted)  # a hostPort is the node's: one pod each
+        except PortInUse as err:
+            return self._cannot_run("HostPortConflict", "FailedHostPort", str(err))
+        if not await self.sandbox.establish():
+            return False
+        if published and self.ctx.host_ports is not None:
+            ports = [
+                HostPort(p.protocol.lower(), int(p.host_port or 0), self.sandbox.address, p.container_port)
+                for p in published
+            ]
+            self.ctx.host_ports.publish(self.uid, ports)
+        return True
+
+    def _cannot_run(self, reason: str, event: str, message: str) -> bool:
+        self.failure = (reason, message)
+        self.spawn(self.ctx.recorder.warning(self.pod, event, message))
+        self.changed()
+        return False
 
     def _take_ports(self) -> bool:
         """Allocate the pod's host ports; after an agent restart, the same ones again."""
@@ -247,10 +269,7 @@ class PodWorker:
         try:
             bindings = self.ctx.ports.allocate(self.uid, wanted)
         except PortInUse as err:
-            self.failure = ("HostPortConflict", str(err))
-            self.spawn(self.ctx.recorder.warning(self.pod, "FailedHostPort", str(err)))
-            self.changed()
-            return False
+            return self._cannot_run("HostPortConflict", "FailedHostPort", str(err))
         self.bindings = list(zip(owners, bindings, strict=True))
         return True
 
@@ -299,6 +318,8 @@ class PodWorker:
         if self.ctx.reaper is not None:
             self.ctx.reaper.later(cid for run in self.runs.values() for cid in run.container_ids)
         self.ctx.ports.release(self.uid)
+        if self.ctx.host_ports is not None:
+            self.ctx.host_ports.withdraw(self.uid)
         if self.sandbox is not None:
             await self.sandbox.release()
         if not self.removed:

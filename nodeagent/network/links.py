@@ -115,6 +115,9 @@ def plug_pod(
         index = _index(ipr, veth)
         assert index is not None
         ipr.link("set", index=index, master=bridge_index, state="up")
+        # Hairpin: a pod reaching itself through its Service is DNATed back to its own address,
+        # and the bridge (which sees it with br_netfilter) must send it out the port it came in.
+        ipr.brport("set", index=index, mode=1)
     with IPRoute(netns=namespace) as ipr:
         lo = _index(ipr, "lo")
         if lo is not None:

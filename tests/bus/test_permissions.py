@@ -91,6 +91,9 @@ def test_each_reads_its_own_inbox_only(name: str) -> None:
         ("$JS.API.CONSUMER.CREATE.KV_steer-networkpolicies.c1.$KV.steer-networkpolicies.>", True),
         ("$JS.API.CONSUMER.CREATE.KV_steer-namespaces.c1.$KV.steer-namespaces.>", True),
         ("$KV.steer-networkpolicies.mine.deny", False),
+        # What its routes to other nodes' pods watch, read-only
+        ("$JS.API.CONSUMER.CREATE.KV_steer-nodes.c1.$KV.steer-nodes.>", True),
+        ("$KV.steer-nodes.node-2", False),
         ("$JS.API.STREAM.PURGE.KV_steer-pods", False),
         ("_INBOX_alice.x.1", True),  # a log stream to a user who may ask for one
         ("_INBOX_vera.x.1", False),

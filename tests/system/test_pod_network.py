@@ -13,110 +13,35 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
 
 from bus.client import Client
-from bus.meta import LabelSelector, ObjectMeta, is_true
+from bus.meta import ObjectMeta
 from bus.resources import Deployment, Event, Node, Pod
-from bus.resources.apps import DeploymentSpec
 from bus.resources.cluster import NodeSpec
-from bus.resources.pod import Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe
 from bus.store import Store
 from nodeagent.network import links, names
 from tests.agents import AgentProcess, node_ready
 from tests.cluster import ControlPlane
-from tests.nodeagent.conftest import IMAGE
-from tests.system.test_workloads import rolled_out, steer
+from tests.system.podnet import cluster_cidr, fetch, node_cidr, serving_pods, web
+from tests.system.test_workloads import steer
 from tests.waiting import eventually, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
-NODES = 2
-SERVE_HOSTNAME = "mkdir -p www && busybox hostname > www/index.html && exec busybox httpd -f -p 80 -h www"
-
-
-def cluster_cidr(plane: ControlPlane) -> str:
-    return f"10.{160 + plane.subnet % 40}.0.0/16"
-
-
-@pytest.fixture(scope="module", params=["process", "docker"])
-def plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    runtime = str(request.param)
-    if runtime == "docker":
-        request.getfixturevalue("docker_engine")
-    with ControlPlane.running(tmp_path_factory.mktemp(f"podnet-{runtime}")) as plane:
-        cidr = cluster_cidr(plane)
-        plane.start_scheduler()
-        plane.start_controllers("--cluster-cidr", cidr)
-        for _ in range(NODES):
-            plane.start_agent(runtime, "--network", "pod", "--cluster-cidr", cidr, "--lease", "4,1")
-        yield plane
-
-
-@pytest.fixture
-async def cluster(plane: ControlPlane) -> AsyncIterator[tuple[Client, Store, str]]:
-    async with plane.connect() as (client, store):
-        for agent in plane.agents:
-            await wait_for(store, Node, "", agent.name, node_ready)
-        yield client, store, await plane.namespace(client)
-
-
-def web(ns: str, name: str, replicas: int, *, node: str = "") -> Deployment:
-    labels = {"app": name}
-    container = Container(
-        name="httpd",
-        image=IMAGE,
-        command=["busybox", "sh", "-c", SERVE_HOSTNAME],
-        ports=[ContainerPort(name="http", container_port=80)],
-        # Probed at the pod's own address: Ready means it answers there.
-        readiness_probe=Probe(http_get=HTTPGetAction(path="/", port="http"), period_seconds=1),
-    )
-    selector = {"kubernetes.io/hostname": node} if node else {}
-    spec = PodSpec(containers=[container], node_selector=selector)
-    template = PodTemplateSpec(metadata=ObjectMeta(labels=labels), spec=spec)
-    return Deployment(
-        metadata=ObjectMeta(name=name, namespace=ns),
-        spec=DeploymentSpec(
-            replicas=replicas, selector=LabelSelector(match_labels=labels), template=template
-        ),
-    )
-
-
-async def serving_pods(client: Client, store: Store, ns: str, name: str, count: int) -> list[Pod]:
-    await wait_for(store, Deployment, ns, name, rolled_out(), within=120)
-    pods = [
-        p
-        for p in await client.list(Pod, ns, label_selector=f"app={name}")
-        if is_true(p.status.conditions) and p.metadata.deletion_timestamp is None
-    ]
-    assert len(pods) == count, [p.metadata.name for p in pods]
-    return pods
-
-
-def fetch(address: str) -> str:
-    with urllib.request.urlopen(f"http://{address}/", timeout=5) as response:  # noqa: S310 (a pod address)
-        return str(response.read().decode()).strip()
-
-
-async def node_cidr(client: Client, name: str) -> ipaddress.IPv4Network:
-    node = await client.get(Node, name, "")
-    return ipaddress.IPv4Network(node.spec.pod_cidr)
-
 
 async def test_replicas_on_one_node_each_have_an_address_a_hostname_and_port_80(
-    plane: ControlPlane, cluster: tuple[Client, Store, str]
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
 ) -> None:
-    client, store, ns = cluster
-    agent = plane.agents[0]
+    client, store, ns = pod_cluster
+    agent = pod_plane.agents[0]
     await client.create(web(ns, "web", 3, node=agent.name))
     pods = await serving_pods(client, store, ns, "web", 3)
     cidr = await node_cidr(client, agent.name)
-    assert cidr.subnet_of(ipaddress.IPv4Network(cluster_cidr(plane)))
+    assert cidr.subnet_of(ipaddress.IPv4Network(cluster_cidr(pod_plane)))
     addresses = {p.status.pod_ip for p in pods}
     assert len(addresses) == 3
     for pod in pods:
@@ -129,10 +54,10 @@ async def test_replicas_on_one_node_each_have_an_address_a_hostname_and_port_80(
 
 
 async def test_a_pod_reaches_a_pod_on_another_node_by_its_address(
-    plane: ControlPlane, cluster: tuple[Client, Store, str]
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
 ) -> None:
-    client, store, ns = cluster
-    first, second = plane.agents[0], plane.agents[1]
+    client, store, ns = pod_cluster
+    first, second = pod_plane.agents[0], pod_plane.agents[1]
     await client.create(web(ns, "one", 1, node=first.name))
     await client.create(web(ns, "two", 1, node=second.name))
     (client_pod,) = await serving_pods(client, store, ns, "one", 1)
@@ -141,7 +66,7 @@ async def test_a_pod_reaches_a_pod_on_another_node_by_its_address(
     url = f"http://{server_pod.status.pod_ip}/"
     done = await asyncio.to_thread(
         steer,
-        plane,
+        pod_plane,
         "exec",
         client_pod.metadata.name,
         "-n",
@@ -159,10 +84,10 @@ async def test_a_pod_reaches_a_pod_on_another_node_by_its_address(
 
 
 async def test_an_agent_killed_and_started_again_keeps_every_address(
-    plane: ControlPlane, cluster: tuple[Client, Store, str]
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
 ) -> None:
-    client, store, ns = cluster
-    agent = plane.agents[0]
+    client, store, ns = pod_cluster
+    agent = pod_plane.agents[0]
     await client.create(web(ns, "kept", 2, node=agent.name))
     before = {p.metadata.name: p.status.pod_ip for p in await serving_pods(client, store, ns, "kept", 2)}
     leases = sorted(os.listdir(agent.data_dir / "ipam"))
@@ -177,6 +102,27 @@ async def test_an_agent_killed_and_started_again_keeps_every_address(
     assert sorted(os.listdir(agent.data_dir / "ipam")) == leases
 
 
+async def test_a_host_port_publishes_the_pod_on_its_node_address(
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
+) -> None:
+    client, store, ns = pod_cluster
+    agent = pod_plane.agents[1]
+    host_port = 18000 + pod_plane.subnet % 1000
+    await client.create(web(ns, "published", 1, node=agent.name, host_port=host_port))
+    (pod,) = await serving_pods(client, store, ns, "published", 1)
+    assert await asyncio.to_thread(fetch, f"{agent.address}:{host_port}") == pod.metadata.name
+    await client.delete(Deployment, "published", ns)
+
+    async def withdrawn() -> bool:
+        try:
+            await asyncio.to_thread(fetch, f"{agent.address}:{host_port}")
+        except OSError:
+            return True
+        return False
+
+    await eventually(withdrawn, within=60)
+
+
 async def restarted(agent: AgentProcess, *, within: float = 60.0) -> None:
     """Until the agent started again has adopted its pods and says it is ready (a second time)."""
     ready = f"node agent {agent.name} ready"
@@ -188,12 +134,12 @@ async def restarted(agent: AgentProcess, *, within: float = 60.0) -> None:
 
 
 async def test_what_a_killed_agent_left_half_made_is_removed_when_it_starts_again(
-    plane: ControlPlane, cluster: tuple[Client, Store, str]
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
 ) -> None:
     """An agent killed between taking an address and plugging the pod in leaves an address file,
     a namespace and a veth of a pod that does not exist (any more): the next start removes them."""
-    client, store, _ = cluster
-    agent = plane.agents[1]
+    client, store, _ = pod_cluster
+    agent = pod_plane.agents[1]
     cidr = await node_cidr(client, agent.name)
     agent.kill()
     ghost = "00000000-dead-4000-8000-000000000000"
@@ -227,17 +173,17 @@ async def until_gone(path: Path, netns: str, veth: str, *, within: float = 30.0)
 
 
 async def test_a_full_pod_cidr_keeps_the_next_pod_waiting_with_an_event(
-    plane: ControlPlane, cluster: tuple[Client, Store, str]
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
 ) -> None:
     """A node whose pod CIDR holds one pod address: a second pod waits in ContainerCreating with
     FailedCreatePodSandBox, and runs once the first is gone."""
-    client, store, ns = cluster
-    tiny = ipaddress.IPv4Network(cluster_cidr(plane)).network_address + (255 << 8) + 252
-    name = f"tiny-{plane.subnet}"
+    client, store, ns = pod_cluster
+    tiny = ipaddress.IPv4Network(cluster_cidr(pod_plane)).network_address + (255 << 8) + 252
+    name = f"tiny-{pod_plane.subnet}"
     await client.create(Node(metadata=ObjectMeta(name=name), spec=NodeSpec(pod_cidr=f"{tiny}/30")))
-    runtime = plane.agents[0].args[plane.agents[0].args.index("--runtime") + 1]
-    cidr = cluster_cidr(plane)
-    agent = plane.start_agent(
+    runtime = pod_plane.agents[0].args[pod_plane.agents[0].args.index("--runtime") + 1]
+    cidr = cluster_cidr(pod_plane)
+    agent = pod_plane.start_agent(
         runtime, "--network", "pod", "--cluster-cidr", cidr, "--lease", "4,1", name=name
     )
     await wait_for(store, Node, "", agent.name, node_ready)
@@ -265,12 +211,12 @@ async def test_a_full_pod_cidr_keeps_the_next_pod_waiting_with_an_event(
     assert second.status.pod_ip == str(tiny + 2)
 
 
-def test_the_clean_up_removes_every_namespace_link_and_bridge(plane: ControlPlane) -> None:
+def test_the_clean_up_removes_every_namespace_link_and_bridge(pod_plane: ControlPlane) -> None:
     """Last: what `steer down` runs for each node once its agent has stopped."""
-    agents: list[AgentProcess] = list(plane.agents)
+    agents: list[AgentProcess] = list(pod_plane.agents)
     uids = [line.read_text().split()[0] for a in agents for line in (a.data_dir / "ipam").iterdir()]
     assert uids, "the tests above left pods running"
-    plane.stop_agents()  # stops them and runs their clean-up (tests/agents.py)
+    pod_plane.stop_agents()  # stops them and runs their clean-up (tests/agents.py)
     made = {names.bridge(a.name) for a in agents} | {names.veth(uid) for uid in uids}
     with IPRoute() as ipr:
         left = {str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()} & made

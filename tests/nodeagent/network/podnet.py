@@ -131,6 +131,7 @@ class PodNet:
         with IPRoute(netns=self.node) as ipr:
             ipr.link("add", ifname=host_end, kind="veth", peer={"ifname": "eth0", "net_ns_fd": pod.netns})
             ipr.link("set", index=_index(ipr, host_end), master=_index(ipr, self.bridge), state="up")
+            ipr.brport("set", index=_index(ipr, host_end), mode=1)  # hairpin, as links.plug_pod
         with IPRoute(netns=pod.netns) as ipr:
             ipr.link("set", index=_index(ipr, "lo"), state="up")
             eth0 = _index(ipr, "eth0")

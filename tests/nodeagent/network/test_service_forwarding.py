@@ -161,12 +161,9 @@ async def test_a_nodeport_dialled_on_a_loopback_node_address_reaches_a_pod(net: 
     assert seen == {"b1": 5}
 
 
-@pytest.mark.xfail(
-    reason="the node's kernel drops the DNATed packet (source == destination) before the forward "
-    "hook, so the masquerade in postrouting never sees it; not solved yet",
-    strict=False,
-)
 async def test_a_pod_reaches_itself_through_its_service(net: PodNet) -> None:
+    """Hairpin: the DNATed packet goes back out the bridge port it came in by (hairpin mode on
+    the pod's port) and is masqueraded, so the reply comes back through the node."""
     cluster = Cluster()
     cluster.put(service("solo", "10.96.0.13"))
     cluster.backends("solo", ["b1"])

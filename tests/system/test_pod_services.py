@@ -1,0 +1,166 @@
+"""Services on the pod network: a ClusterIP from the API, forwarded by every node's kernel
+(nftables), found by name through the node's cluster DNS, with real pods of both runtimes.
+
+The load comes from inside a client pod (`steer exec` of busybox wget by the Service's DNS
+name), so the whole path is the one an application takes: resolv.conf, the node's DNS server,
+the ClusterIP, the node's nftables rules, the backend pod's address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections import Counter
+
+from bus.client import Client
+from bus.meta import ObjectMeta
+from bus.resources import Endpoints, Pod, Service
+from bus.resources.networking import ServicePort, ServiceSpec
+from bus.store import Store
+from nodeagent.network.nft import Nft, Table
+from tests.cluster import ControlPlane
+from tests.system.podnet import fetch, serving_pods, web
+from tests.system.test_workloads import steer
+from tests.waiting import eventually, wait_for
+
+SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
+
+
+def service(ns: str, name: str, port: int = 80) -> Service:
+    ports = [ServicePort(name="http", port=port, target_port="http")]
+    spec = ServiceSpec(ports=ports, selector={"app": name})
+    return Service(metadata=ObjectMeta(name=name, namespace=ns), spec=spec)
+
+
+def in_pod(plane: ControlPlane, pod: Pod, script: str, *, timeout: float = 120) -> str:
+    done = steer(
+        plane, "exec", pod.metadata.name, "-n", pod.metadata.namespace, "--timeout", str(timeout),
+        "--", "busybox", "sh", "-c", script, timeout=timeout + 30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+async def ready_endpoints(store: Store, ns: str, name: str, count: int) -> Endpoints:
+    def ready(e: Endpoints) -> bool:
+        return sum(len(s.addresses) for s in e.subsets) == count
+
+    return await wait_for(store, Endpoints, ns, name, ready, within=120)
+
+
+async def test_requests_by_service_name_from_a_pod_spread_evenly_over_the_replicas(
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
+) -> None:
+    client, store, ns = pod_cluster
+    server_node, client_node = pod_plane.agents[0].name, pod_plane.agents[1].name
+    created = await client.create(service(ns, "web"))
+    assert ipaddress.IPv4Address(created.spec.cluster_ip) in SERVICE_CIDR
+    await client.create(web(ns, "web", 3, node=server_node))
+    await client.create(web(ns, "client", 1, node=client_node))
+    replicas = {p.metadata.name for p in await serving_pods(client, store, ns, "web", 3)}
+    (client_pod,) = await serving_pods(client, store, ns, "client", 1)
+    await ready_endpoints(store, ns, "web", 3)
+    url = f"http://web.{ns}.svc.cluster.local/"
+    script = f"i=0; while [ $i -lt 300 ]; do busybox wget -q -O - {url}; i=$((i+1)); done"
+    answers = Counter(
+        line for line in (await asyncio.to_thread(in_pod, pod_plane, client_pod, script)).split()
+    )
+    print(f"\n300 requests to {url} from a pod: {dict(answers)}")
+    assert set(answers) == replicas and sum(answers.values()) == 300
+    assert max(answers.values()) / min(answers.values()) <= 1.2
+    # The short name resolves through the pod's search path, to the ClusterIP.
+    resolved = await asyncio.to_thread(in_pod, pod_plane, client_pod, "busybox nslookup web")
+    assert created.spec.cluster_ip in resolved
+    # A replica reaches its own Service, itself included (hairpin).
+    replica = (await serving_pods(client, store, ns, "web", 3))[0]
+    script = "for i in 1 2 3 4 5 6; do busybox wget -q -O - http://web/; done"
+    assert set((await asyncio.to_thread(in_pod, pod_plane, replica, script)).split()) == replicas
+
+
+async def test_a_replica_that_fails_readiness_leaves_the_kernels_rules(
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
+) -> None:
+    client, store, ns = pod_cluster
+    node = pod_plane.agents[0]
+    await client.create(service(ns, "web"))
+    await client.create(web(ns, "web", 3, node=node.name))
+    pods = await serving_pods(client, store, ns, "web", 3)
+    await ready_endpoints(store, ns, "web", 3)
+    nft, table = Nft(), Table.for_node(node.name)
+
+    async def rules_hold(address: str) -> bool:
+        return f"dnat to {address}:" in await nft_text(nft, table)
+
+    for pod in pods:
+        address = pod.status.pod_ip
+        await eventually(lambda address=address: rules_hold(address))  # type: ignore[misc]
+    leaving = pods[0]
+    started = time.monotonic()
+    await asyncio.to_thread(in_pod, pod_plane, leaving, "rm www/ready.html")
+
+    async def gone() -> bool:
+        return not await rules_hold(leaving.status.pod_ip)
+
+    await eventually(gone, within=30, every=0.02)
+    took = time.monotonic() - started
+    print(f"\nan unready replica left node {node.name}'s rules {took:.2f}s after its page went")
+    assert all([await rules_hold(p.status.pod_ip) for p in pods[1:]])
+
+
+async def nft_text(nft: Nft, table: Table) -> str:
+    return await nft.listing(table.name)
+
+
+async def test_the_kernel_keeps_forwarding_while_the_agent_is_away(
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
+) -> None:
+    client, store, ns = pod_cluster
+    agent = pod_plane.agents[0]
+    created = await client.create(service(ns, "web"))
+    await client.create(web(ns, "web", 2, node=agent.name))
+    names = {p.metadata.name for p in await serving_pods(client, store, ns, "web", 2)}
+    await ready_endpoints(store, ns, "web", 2)
+    address = created.spec.cluster_ip
+    await eventually(lambda: answers_from(address, names))
+    agent.kill()
+    try:
+        assert await answers_from(address, names, count=20)  # from the node itself: the output hook
+    finally:
+        agent.start()
+
+
+async def answers_from(address: str, names: set[str], *, count: int = 4) -> bool:
+    try:
+        return all([await asyncio.to_thread(fetch, address) in names for _ in range(count)])
+    except OSError:
+        return False
+
+
+async def test_a_port_change_keeps_open_connections_and_sends_new_ones_to_the_new_port(
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
+) -> None:
+    client, store, ns = pod_cluster
+    created = await client.create(service(ns, "web"))
+    await client.create(web(ns, "web", 1, node=pod_plane.agents[1].name))
+    (pod,) = await serving_pods(client, store, ns, "web", 1)
+    await ready_endpoints(store, ns, "web", 1)
+    address = created.spec.cluster_ip
+    await eventually(lambda: answers_from(address, {pod.metadata.name}))
+    with socket.create_connection((address, 80), timeout=10) as held:  # open before the change
+        changed = await client.get(Service, "web", ns)
+        changed.spec.ports[0].port = 8080
+        await client.update(changed)
+        await eventually(lambda: answers_from(f"{address}:8080", {pod.metadata.name}))
+        held.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        reply = await asyncio.to_thread(read_all, held)
+    assert reply.startswith(b"HTTP/1.") and pod.metadata.name.encode() in reply
+    assert not await answers_from(address, {pod.metadata.name}, count=1)  # port 80 is no more
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
