@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.lb_backend import served
 from bench.lb_cluster import REPO, Processes, control_plane
-from bench.lb_wrk import Target
+from bench.lb_wrk import Route, Target
 from bus.client import Client
 from bus.connection import connect
 from bus.errors import NotFound
@@ -39,6 +39,7 @@ from bus.meta import ObjectMeta
 from bus.resources import Endpoints, Namespace, Pod, Service
 from bus.resources.networking import ServicePort, ServiceSpec
 from bus.resources.pod import Container, ContainerPort, HTTPGetAction, PodSpec, Probe
+from nodeagent.network import links, names
 from nodeagent.runtime.base import LABEL_NODE
 from nodeagent.runtime.containerdir import scan
 from nodeagent.runtime.procfs import read_stat
@@ -50,20 +51,26 @@ SERVICE_PORT = 80
 IMAGE = "busybox:local"
 BACKEND = str(REPO / "bench" / "lb_backend.py")
 SLEEP = ["busybox", "sleep", "1000000"]
+# One client pod per path (direct, ClusterIP-1, ClusterIP-3): the connections of two paths never
+# share a reply tuple (backend address and port, client address and port), which conntrack would
+# refuse to hold twice while the first is in TIME_WAIT (120 s), dropping the second's SYN.
+CLIENTS = ["client-direct", "client-one", "client-all"]
 
 
-def _addresses() -> tuple[str, str, str]:
-    """(node address, cluster CIDR, ClusterIP) of this run."""
+def _addresses() -> tuple[str, str, dict[str, str]]:
+    """(node address, cluster CIDR, ClusterIP of each Service) of this run."""
     x = 2 + os.getpid() % 250
-    return f"127.0.251.{x}", f"10.{210 + os.getpid() % 30}.0.0/16", f"10.96.254.{x}"
+    cluster_ips = {"lb": f"10.96.254.{x}", "lb-one": f"10.96.253.{x}"}
+    return f"127.0.251.{x}", f"10.{210 + os.getpid() % 30}.0.0/16", cluster_ips
 
 
 @contextlib.contextmanager
 def running(tmp: Path, *, runtime: str, workers: int) -> Iterator[Target]:
     node = f"lb-{os.getpid()}"
-    address, cidr, cluster_ip = _addresses()
+    address, cidr, cluster_ips = _addresses()
     data = tmp / "nodes"
     servers: list[subprocess.Popen[bytes]] = []  # docker runtime: the backends, in the pods' namespaces
+    pods: list[Pod] = []
     with control_plane(tmp) as procs:
         procs.start("services.scheduler")
         procs.start("services.controllers", "--lease", "4,1", "--cluster-cidr", cidr)
@@ -72,27 +79,36 @@ def running(tmp: Path, *, runtime: str, workers: int) -> Iterator[Target]:
         agent_args += ["--backoff", "0.5,4,60", "--metrics-interval", "0"]
         agent = procs.start("nodeagent", *agent_args, log="nodeagent")
         try:
-            pods = asyncio.run(_deploy(procs, runtime=runtime, workers=workers, cluster_ip=cluster_ip))
+            pods = asyncio.run(_deploy(procs, runtime=runtime, workers=workers, cluster_ips=cluster_ips))
             if runtime == "docker":
                 for pod in pods[:BACKENDS]:
                     command = [*_enter(pod), sys.executable, BACKEND, "serve", "--workers", str(workers)]
                     command.append(f"{pod.metadata.name}={PORT}")
                     servers.append(subprocess.Popen(command, start_new_session=True))
-            backend_ips = asyncio.run(_ready(procs.url, cluster_ip))
-            client = pods[BACKENDS]
-            _tune_client(_enter(client))
-            _wait_balanced(_enter(client), f"{cluster_ip}:{SERVICE_PORT}")
-            direct = next(p.status.pod_ip for p in pods if p.metadata.name == "backend-0")
+            backend_ips = asyncio.run(_ready(procs.url))
+            clients = pods[BACKENDS:]
+            for client in clients:
+                _tune_client(_enter(client))
+            _wait_balanced(_enter(clients[0]), f"{cluster_ips['lb']}:{SERVICE_PORT}", BACKENDS)
+            _wait_balanced(_enter(clients[0]), f"{cluster_ips['lb-one']}:{SERVICE_PORT}", 1)
+            addresses = {
+                "direct": f"{backend_ips[0]}:{PORT}",
+                "ClusterIP-1": f"{cluster_ips['lb-one']}:{SERVICE_PORT}",
+                "ClusterIP-3": f"{cluster_ips['lb']}:{SERVICE_PORT}",
+            }
             yield Target(
                 description=(
                     f"node agent {node} ({runtime} runtime, pod network {cidr}), {BACKENDS} backend pods "
-                    f"x {workers} workers, ClusterIP {cluster_ip}:{SERVICE_PORT}; load from pod "
-                    f"{client.metadata.name} ({client.status.pod_ip})"
+                    f"x {workers} workers; load from pods {', '.join(c.metadata.name for c in clients)}\n"
+                    "  direct: backend-0's pod address; ClusterIP-1: Service lb-one, whose one endpoint is\n"
+                    f"  backend-0 (the same processes as direct); ClusterIP-3: Service lb, all {BACKENDS}"
                 ),
-                direct=f"{direct}:{PORT}",
-                balanced=f"{cluster_ip}:{SERVICE_PORT}",
+                paths={
+                    name: Route(address, tuple(_enter(client)))
+                    for (name, address), client in zip(addresses.items(), clients, strict=True)
+                },
+                balanced="ClusterIP-3",
                 counts=lambda: [served(ip, PORT) for ip in backend_ips],
-                enter=tuple(_enter(client)),
             )
         finally:
             for server in servers:
@@ -102,6 +118,8 @@ def running(tmp: Path, *, runtime: str, workers: int) -> Iterator[Target]:
             procs.stop(agent)
             _remove_pods(node, data / node, runtime)
             _clean_up_network(node, data)
+            if left := _left_behind(node, [p.metadata.uid for p in pods]):
+                print(f"warning: left behind: {', '.join(left)}", file=sys.stderr)
 
 
 def _enter(pod: Pod) -> list[str]:
@@ -121,33 +139,34 @@ def _backend(name: str, *, runtime: str, workers: int) -> Pod:
         # /_count is not counted: probes do not disturb the figures.
         readiness_probe=Probe(http_get=HTTPGetAction(path="/_count", port="http"), period_seconds=1),
     )
-    labels = {"app": "lb"}
+    labels = {"app": "lb", "backend": name}
     return Pod(
         metadata=ObjectMeta(name=name, namespace=NAMESPACE, labels=labels),
         spec=PodSpec(containers=[container]),
     )
 
 
-async def _deploy(procs: Processes, *, runtime: str, workers: int, cluster_ip: str) -> list[Pod]:
-    """Create the backends, the client and the Service; return the pods once they all run (backends
-    first, then the client)."""
+async def _deploy(procs: Processes, *, runtime: str, workers: int, cluster_ips: dict[str, str]) -> list[Pod]:
+    """Create the backends, the client and the Services (`lb` over every backend, `lb-one` over
+    backend-0); return the pods once they all run (backends first, then the clients)."""
     nc = await connect(procs.url, name="bench-lb")
     try:
         client = Client(nc)
         await client.create(Namespace(metadata=ObjectMeta(name=NAMESPACE)))
         for i in range(BACKENDS):
             await client.create(_backend(f"backend-{i}", runtime=runtime, workers=workers))
-        sleeper = Container(name="client", image=IMAGE, command=SLEEP)
-        await client.create(
-            Pod(metadata=ObjectMeta(name="client", namespace=NAMESPACE), spec=PodSpec(containers=[sleeper]))
-        )
-        spec = ServiceSpec(
-            ports=[ServicePort(name="http", port=SERVICE_PORT, target_port="http")],
-            selector={"app": "lb"},
-            cluster_ip=cluster_ip,
-        )
-        await client.create(Service(metadata=ObjectMeta(name="lb", namespace=NAMESPACE), spec=spec))
-        names = [f"backend-{i}" for i in range(BACKENDS)] + ["client"]
+        sleeper = PodSpec(containers=[Container(name="client", image=IMAGE, command=SLEEP)])
+        for name in CLIENTS:
+            await client.create(Pod(metadata=ObjectMeta(name=name, namespace=NAMESPACE), spec=sleeper))
+        selectors = {"lb": {"app": "lb"}, "lb-one": {"backend": "backend-0"}}
+        for name, selector in selectors.items():
+            spec = ServiceSpec(
+                ports=[ServicePort(name="http", port=SERVICE_PORT, target_port="http")],
+                selector=selector,
+                cluster_ip=cluster_ips[name],
+            )
+            await client.create(Service(metadata=ObjectMeta(name=name, namespace=NAMESPACE), spec=spec))
+        names = [f"backend-{i}" for i in range(BACKENDS)] + CLIENTS
         async with asyncio.timeout(120):
             while True:
                 pods = [await client.get(Pod, name, NAMESPACE) for name in names]
@@ -160,7 +179,7 @@ async def _deploy(procs: Processes, *, runtime: str, workers: int, cluster_ip: s
         await nc.close()
 
 
-async def _ready(url: str, cluster_ip: str) -> list[str]:
+async def _ready(url: str) -> list[str]:
     """The backends' addresses, once the Service's Endpoints hold all of them ready."""
     nc = await connect(url, name="bench-lb-ready")
     try:
@@ -184,24 +203,15 @@ def _tune_client(enter: list[str]) -> None:
     """As for any load generator: the client's namespace may reuse ports in TIME_WAIT and has the
     whole port range, else tens of thousands of new connections to one address exhaust it (the
     settings are the namespace's own; the node's are left alone)."""
-    settings = "echo 1 > /proc/sys/net/ipv4/tcp_tw_reuse; echo 1024 65535 > /proc/sys/net/ipv4/ip_local_port_range"
+    settings = "echo 1 > /proc/sys/net/ipv4/tcp_tw_reuse"
+    settings += "; echo 1024 65535 > /proc/sys/net/ipv4/ip_local_port_range"
     subprocess.run([*enter, "sh", "-c", settings], check=True)
 
 
-def _wait_balanced(enter: list[str], address: str) -> None:
-    """Until the ClusterIP answers from the client pod with every backend's name."""
-    command = [
-        *enter,
-        sys.executable,
-        BACKEND,
-        "names",
-        address,
-        "--expect",
-        str(BACKENDS),
-        "--timeout",
-        "30",
-    ]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+def _wait_balanced(enter: list[str], address: str, backends: int) -> None:
+    """Until the ClusterIP answers from the client pod with the names of all its backends."""
+    command = [*enter, sys.executable, BACKEND, "names", address, "--expect", str(backends)]
+    subprocess.run([*command, "--timeout", "30"], check=True, stdout=subprocess.DEVNULL)
 
 
 def _remove_pods(node: str, node_dir: Path, runtime: str) -> None:
@@ -228,3 +238,11 @@ def _clean_up_network(node: str, data: Path) -> None:
     )
     if done.returncode != 0:
         print(f"warning: the node's clean-up failed: {done.stderr.strip()}", file=sys.stderr)
+
+
+def _left_behind(node: str, uids: list[str]) -> list[str]:
+    """What of the node's pod network is still there (nothing, after a clean-up)."""
+    left = [n for n in map(names.netns, uids) if n in links.netns_names()]
+    left += [n for n in [names.bridge(node), *map(names.veth, uids)] if Path("/sys/class/net", n).exists()]
+    listed = subprocess.run(["nft", "list", "table", "ip", names.table(node)], capture_output=True)
+    return left + ([f"nftables table {names.table(node)}"] if listed.returncode == 0 else [])

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.lb_backend import served
 from bench.lb_cluster import control_plane
 from bench.lb_podnet import BACKEND
-from bench.lb_wrk import Target
+from bench.lb_wrk import Route, Target
 from bus import metrics, subjects
 from bus.client import Client
 from bus.connection import connect
@@ -50,8 +50,8 @@ def running(tmp: Path, *, policy: str) -> Iterator[Target]:
             yield Target(
                 description=f"userspace proxy of node agent {NODE} on {HOST}:{service_port} ({policy}), "
                 f"{BACKENDS} backends x 1 worker; load from the host",
-                direct=f"{HOST}:{ports[0]}",
-                balanced=f"{HOST}:{service_port}",
+                paths={"direct": Route(f"{HOST}:{ports[0]}"), "proxy": Route(f"{HOST}:{service_port}")},
+                balanced="proxy",
                 counts=lambda: [served(HOST, port) for port in ports],
             )
     finally:

@@ -1,10 +1,10 @@
 """What bench/lb.py loads, and the load itself: `wrk` (Debian package `wrk`) as a separate process,
 optionally inside a pod's network namespace.
 
-A `Target` is a direct address (one backend) and a balanced one (a ClusterIP, or the userspace
-proxy's port), a command prefix that puts the load generator where the clients of the cluster
-are (`nsenter --net=/run/netns/steer-<pod uid>`), and a way to read how many requests each
-backend has served.
+A `Target` is a direct address (one backend) and balanced ones (ClusterIPs, or the userspace
+proxy's port), each with the command prefix that puts the load generator where the clients of
+the cluster are (`nsenter --net=/run/netns/steer-<pod uid>`), and a way to read how many
+requests each backend has served.
 """
 
 from __future__ import annotations
@@ -19,12 +19,17 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Route:
+    address: str  # host:port
+    enter: tuple[str, ...] = ()  # prefix of the load generator's command
+
+
+@dataclass(frozen=True)
 class Target:
     description: str
-    direct: str  # host:port of one backend
-    balanced: str  # host:port that balances over every backend
+    paths: dict[str, Route]  # the first is "direct" (one backend)
+    balanced: str  # the name of the path over every backend (its new-connection run: fairness)
     counts: Callable[[], list[int]]  # requests served so far, per backend
-    enter: tuple[str, ...] = ()  # prefix of the load generator's command
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,11 @@ def ensure_wrk() -> str:
     )
 
 
-def run_wrk(
-    wrk: str, target: Target, address: str, *, connections: int, threads: int, seconds: float, close: bool
-) -> Load:
-    command = [*target.enter, wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+def run_wrk(wrk: str, route: Route, *, connections: int, threads: int, seconds: float, close: bool) -> Load:
+    command = [*route.enter, wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     if close:
         command += ["-H", "Connection: close"]
-    command.append(f"http://{address}/")
+    command.append(f"http://{route.address}/")
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout.strip()}")
