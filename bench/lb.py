@@ -6,12 +6,12 @@ A control plane (nats-server, API, scheduler, controllers with a cluster CIDR of
 and one node agent with `--network pod` run as separate processes, as the tests start them
 (bench/lb_podnet.py). Three backend pods (bench/lb_backend.py: a small asyncio HTTP server,
 `--workers` processes per pod, default one per core, each pod answering its own name and
-counting requests) are behind Services with explicit ClusterIPs (the API allocates none yet),
-and three client pods only sleep: the load generator, `wrk`, runs in a client pod's network
-namespace (`nsenter --net=/run/netns/steer-<pod uid>`). Every packet so crosses the pod's veth, the node's bridge
+counting requests) are behind Services with explicit ClusterIPs, and three client pods only
+sleep: the load generator, `wrk`, runs in a client pod's network namespace (`nsenter
+--net=/run/netns/steer-<pod uid>`). Every packet so crosses the pod's veth, the node's bridge
 and the node's routing and netfilter hooks, both ways, direct or not; the ClusterIP adds the
-`service-ips` map lookup, the random choice of an endpoint and the DNAT (and its un-NAT on
-replies by conntrack).
+`service-ips` map lookup, the choice of an endpoint and the DNAT (and its un-NAT on replies by
+conntrack).
 
 Three paths, each loaded from a client pod of its own: `direct` (backend-0's pod address),
 `ClusterIP-1` (a Service whose one endpoint is backend-0: the same processes as direct, so this
