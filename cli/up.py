@@ -133,6 +133,7 @@ async def up(
     cluster_cidr: Annotated[
         str, typer.Option(help="Pod addresses: each node gets a /24 of it (on the pod network).")
     ] = "10.244.0.0/16",
+    service_cidr: Annotated[str, typer.Option(help="ClusterIPs: one per Service.")] = "10.96.0.0/16",
     restart_backoff: Annotated[
         str,
         typer.Option(
@@ -178,6 +179,10 @@ async def up(
         cluster_cidr = str(ipaddress.IPv4Network(cluster_cidr))
     except ValueError as err:
         raise SteerError(f"--cluster-cidr: {err}") from None
+    try:
+        service_cidr = str(ipaddress.IPv4Network(service_cidr))
+    except ValueError as err:
+        raise SteerError(f"--service-cidr: {err}") from None
     if problems := dns1123_label(f"{node_prefix}-{max(nodes, 1)}"):
         raise SteerError(f'--node-prefix "{node_prefix}" makes invalid node names: {"; ".join(problems)}')
     try:
@@ -207,6 +212,7 @@ async def up(
             runtime=runtime,
             network=network,
             cluster_cidr=cluster_cidr,
+            service_cidr=service_cidr,
             credentials=creds,
         )
         return await _Up(cluster, backoff).run(apply or [])
@@ -260,6 +266,7 @@ def _cluster(
     runtime: str,
     network: str = "auto",
     cluster_cidr: str = "10.244.0.0/16",
+    service_cidr: str = "10.96.0.0/16",
     credentials: registry.Registry | None = None,
 ) -> LocalCluster:
     logs = data_dir / "logs"
@@ -287,6 +294,8 @@ def _cluster(
             args = [*python, f"services.{service}", "--nats", url, "--instance", name, *creds(service)]
             if service == "controllers":
                 args += ["--cluster-cidr", cluster_cidr]
+            if service == "api":
+                args += ["--service-cidr", service_cidr]
             services.append(Child(name, args, logs / f"{name}.log"))
     agents = []
     for i, name in enumerate(node_names):
@@ -294,7 +303,7 @@ def _cluster(
         ports = f"{20000 + 500 * i}-{20000 + 500 * i + 499}"
         args = ["nodeagent", "--name", name, "--address", f"127.0.0.{11 + i}", "--runtime", runtime]
         args += ["--nats", url, "--data-dir", str(data_dir / "nodes"), "--ports", ports, *creds(name)]
-        args += ["--network", network, "--cluster-cidr", cluster_cidr]
+        args += ["--network", network, "--cluster-cidr", cluster_cidr, "--service-cidr", service_cidr]
         agents.append(Child(name, [*python, *args], logs / f"{name}.log"))
     return LocalCluster(data_dir, url, buses, services, agents, credentials)
 

@@ -55,6 +55,8 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
             index = _index(ipr, name)
         assert index is not None
         held = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)}
+        for address, length in held - {(gateway, prefixlen)}:  # a pod CIDR the node had before
+            ipr.addr("del", index=index, address=address, prefixlen=length)
         if (gateway, prefixlen) not in held:
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
         ipr.link("set", index=index, state="up")

@@ -34,8 +34,12 @@ def test_a_pod_namespace_is_plugged_in_found_again_and_made_again_after_a_crash(
     scratch: tuple[str, str, str],
 ) -> None:
     bridge, veth, netns = scratch
+    links.ensure_bridge(bridge, "10.251.9.1", 24)  # a pod CIDR the node had in an earlier life
     links.ensure_bridge(bridge, "10.251.7.1", 24)
     links.ensure_bridge(bridge, "10.251.7.1", 24)  # idempotent
+    with IPRoute() as ipr:
+        held = [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=2, label=bridge)]
+    assert held == ["10.251.7.1"]
     links.create_netns(netns)
     assert links.pod_address(netns) is None
     plug = dict(bridge=bridge, veth=veth, namespace=netns, address="10.251.7.5", gateway="10.251.7.1")
