@@ -55,7 +55,13 @@ def service_forwarding(config: AgentConfig, feed: ServiceFeed) -> NftServiceProx
     if config.proxy == "least-connections":
         log.warning("--proxy least-connections is the userspace proxy's; the kernel balances in turn")
     return NftServiceProxy(
-        config.name, config.address, feed, Nft(), resync_interval=config.resync_interval, balancing=balancing
+        config.name,
+        config.address,
+        feed,
+        Nft(),
+        resync_interval=config.resync_interval,
+        balancing=balancing,
+        cluster_cidr=config.cluster_cidr,
     )
 
 

@@ -48,10 +48,12 @@ class NftServiceProxy:
         retry_cap: float = 30.0,
         stale_after: float = 1.0,
         balancing: Balancing = "round-robin",
+        cluster_cidr: str = "",
     ) -> None:
         self.node = node
         self.address = address
         self.balancing: Balancing = balancing
+        self.cluster_cidr = cluster_cidr
         self.source = source
         self.nft = nft
         self.table = Table.for_node(node)
@@ -129,6 +131,7 @@ class NftServiceProxy:
             ruleset,
             existing_chains=names(listing, "chain"),
             existing_sets=names(listing, "set"),
+            cluster_cidr=self.cluster_cidr,
         )
         await self.nft.run(script)
         now = asyncio.get_running_loop().time()

@@ -65,8 +65,11 @@ MAP_TYPES = {
 }
 
 
-def skeleton(table: Table, node_address: str) -> list[str]:
-    """The fixed objects, created or emptied, with their rules; the maps emptied."""
+def skeleton(table: Table, node_address: str, cluster_cidr: str = "") -> list[str]:
+    """The fixed objects, created or emptied, with their rules; the maps emptied. Connections to
+    a Service from outside `cluster_cidr` (the node's own processes, other hosts) are
+    masqueraded, as kube-proxy's `--cluster-cidr` has it: a pod routes only cluster addresses
+    back through its node, so it could not answer them."""
     lines = [f'add table {table} {{ comment "{table.comment}" ; }}']
     for name, kind, hook, priority in BASE_CHAINS:
         lines.append(f"add chain {table} {name} {{ type {kind} hook {hook} priority {priority} ; }}")
@@ -77,6 +80,9 @@ def skeleton(table: Table, node_address: str) -> list[str]:
         lines.append(f'add map {table} {name} {{ type {kind} ; comment "{comment}" ; }}')
         lines.append(f"flush map {table} {name}")
     node = ipv4(node_address)
+    off_cluster = [(MASQUERADING_CHAIN, f"ip saddr != {cluster_cidr} ct status dnat masquerade")]
+    if not cluster_cidr:
+        off_cluster = []
     rules = [
         ("nat-prerouting", f"jump {SERVICES_CHAIN}"),
         ("nat-output", f"jump {SERVICES_CHAIN}"),
@@ -88,6 +94,7 @@ def skeleton(table: Table, node_address: str) -> list[str]:
         (REJECT_CHAIN, "reject"),
         (MARK_MASQ_CHAIN, f"meta mark set meta mark or {MASQUERADE_MARK}"),
         (MASQUERADING_CHAIN, "ip saddr 127.0.0.0/8 ip daddr != 127.0.0.0/8 ct status dnat masquerade"),
+        *off_cluster,
         (MASQUERADING_CHAIN, f"meta mark & {MASQUERADE_MARK} == 0 return"),
         (MASQUERADING_CHAIN, f"meta mark set meta mark xor {MASQUERADE_MARK}"),
         (MASQUERADING_CHAIN, "masquerade fully-random"),
@@ -108,12 +115,13 @@ def full_script(
     *,
     existing_chains: Iterable[str] = (),
     existing_sets: Iterable[str] = (),
+    cluster_cidr: str = "",
 ) -> tuple[str, tuple[str, ...]]:
     """The whole Service part of the table rewritten; and the chains it leaves stale (ours, found
     in the table, no longer wanted: flushed, to be deleted later)."""
     stale = tuple(sorted({c for c in existing_chains if is_owned_chain(c)} - set(ruleset.chains)))
     gone_sets = tuple(sorted({s for s in existing_sets if is_owned_set(s)} - set(ruleset.affinity_sets)))
-    lines = skeleton(table, node_address)
+    lines = skeleton(table, node_address, cluster_cidr)
     lines += _sets(table, ruleset.affinity_sets)
     lines += _chains(table, ruleset.chains)
     lines += _elements(table, "add", sorted(ruleset.element_items()))

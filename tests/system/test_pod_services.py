@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import subprocess
 import time
 from collections import Counter
 
 from bus.client import Client
-from bus.meta import ObjectMeta
+from bus.meta import ObjectMeta, is_true
 from bus.resources import Endpoints, Pod, Service
 from bus.resources.networking import ServicePort, ServiceSpec
 from bus.store import Store
-from nodeagent.network.nft import Nft, Table
+from nodeagent.network.nft import Table
 from tests.cluster import ControlPlane
 from tests.system.podnet import fetch, serving_pods, web
 from tests.system.test_workloads import steer
@@ -70,9 +71,11 @@ async def test_requests_by_service_name_from_a_pod_spread_evenly_over_the_replic
     print(f"\n300 requests to {url} from a pod: {dict(answers)}")
     assert set(answers) == replicas and sum(answers.values()) == 300
     assert max(answers.values()) / min(answers.values()) <= 1.2
-    # The short name resolves through the pod's search path, to the ClusterIP.
-    resolved = await asyncio.to_thread(in_pod, pod_plane, client_pod, "busybox nslookup web")
-    assert created.spec.cluster_ip in resolved
+    # The name resolves to the ClusterIP, and the short name through the pod's search path.
+    lookup = f"busybox nslookup web.{ns}.svc.cluster.local. 2>&1; true"  # (it fails on AAAA)
+    assert created.spec.cluster_ip in await asyncio.to_thread(in_pod, pod_plane, client_pod, lookup)
+    short = await asyncio.to_thread(in_pod, pod_plane, client_pod, "busybox wget -q -O - http://web/")
+    assert short.strip() in replicas
     # A replica reaches its own Service, itself included (hairpin).
     replica = (await serving_pods(client, store, ns, "web", 3))[0]
     script = "for i in 1 2 3 4 5 6; do busybox wget -q -O - http://web/; done"
@@ -88,29 +91,34 @@ async def test_a_replica_that_fails_readiness_leaves_the_kernels_rules(
     await client.create(web(ns, "web", 3, node=node.name))
     pods = await serving_pods(client, store, ns, "web", 3)
     await ready_endpoints(store, ns, "web", 3)
-    nft, table = Nft(), Table.for_node(node.name)
+    table = Table.for_node(node.name)
 
     async def rules_hold(address: str) -> bool:
-        return f"dnat to {address}:" in await nft_text(nft, table)
+        return f"dnat to {address}:" in await nft_text(table)
 
     for pod in pods:
         address = pod.status.pod_ip
         await eventually(lambda address=address: rules_hold(address))  # type: ignore[misc]
     leaving = pods[0]
-    started = time.monotonic()
     await asyncio.to_thread(in_pod, pod_plane, leaving, "rm www/ready.html")
+    await wait_for(store, Pod, ns, leaving.metadata.name, lambda p: not is_true(p.status.conditions))
+    unready = time.monotonic()  # the node agent has written the pod's Ready condition False
 
     async def gone() -> bool:
         return not await rules_hold(leaving.status.pod_ip)
 
     await eventually(gone, within=30, every=0.02)
-    took = time.monotonic() - started
-    print(f"\nan unready replica left node {node.name}'s rules {took:.2f}s after its page went")
+    took = time.monotonic() - unready
+    print(f"\nan unready replica left node {node.name}'s rules {took:.2f}s after it was marked unready")
     assert all([await rules_hold(p.status.pod_ip) for p in pods[1:]])
 
 
-async def nft_text(nft: Nft, table: Table) -> str:
-    return await nft.listing(table.name)
+async def nft_text(table: Table) -> str:
+    """The table as `nft list table` prints it (rules as written)."""
+    listed = await asyncio.to_thread(
+        subprocess.run, ["nft", "list", "table", *str(table).split()], capture_output=True, text=True
+    )
+    return listed.stdout
 
 
 async def test_the_kernel_keeps_forwarding_while_the_agent_is_away(
