@@ -61,23 +61,36 @@ async def pod_cluster(pod_plane: ControlPlane) -> AsyncIterator[tuple[Client, St
         yield client, store, await pod_plane.namespace(client)
 
 
-def web(ns: str, name: str, replicas: int, *, node: str = "", host_port: int | None = None) -> Deployment:
-    labels = {"app": name}
+def web(
+    ns: str,
+    name: str,
+    replicas: int,
+    *,
+    node: str = "",
+    host_port: int | None = None,
+    labels: dict[str, str] | None = None,
+    host_network: bool = False,
+) -> Deployment:
+    """`replicas` busybox httpd pods serving their hostname on port 80 (on the host network: on
+    $PORT, the host port the agent gives them)."""
+    selected = {"app": name}
+    serve = SERVE_HOSTNAME.replace("-p 80", "-p $PORT") if host_network else SERVE_HOSTNAME
+    labels = {**selected, **(labels or {})}
     container = Container(
         name="httpd",
         image=IMAGE,
-        command=["busybox", "sh", "-c", SERVE_HOSTNAME],
+        command=["busybox", "sh", "-c", serve],
         ports=[ContainerPort(name="http", container_port=80, host_port=host_port)],
         # Probed at the pod's own address: Ready means it answers there.
         readiness_probe=Probe(http_get=HTTPGetAction(path="/ready.html", port="http"), period_seconds=1),
     )
     selector = {"kubernetes.io/hostname": node} if node else {}
-    spec = PodSpec(containers=[container], node_selector=selector)
+    spec = PodSpec(containers=[container], node_selector=selector, host_network=host_network)
     template = PodTemplateSpec(metadata=ObjectMeta(labels=labels), spec=spec)
     return Deployment(
         metadata=ObjectMeta(name=name, namespace=ns),
         spec=DeploymentSpec(
-            replicas=replicas, selector=LabelSelector(match_labels=labels), template=template
+            replicas=replicas, selector=LabelSelector(match_labels=selected), template=template
         ),
     )
 

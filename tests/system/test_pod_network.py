@@ -123,6 +123,19 @@ async def test_a_host_port_publishes_the_pod_on_its_node_address(
     await eventually(withdrawn, within=60)
 
 
+async def test_a_host_network_pod_keeps_the_node_address_and_a_host_port(
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
+) -> None:
+    client, store, ns = pod_cluster
+    agent = pod_plane.agents[0]
+    await client.create(web(ns, "hostnet", 1, node=agent.name, host_network=True))
+    (pod,) = await serving_pods(client, store, ns, "hostnet", 1)
+    assert pod.status.pod_ip == pod.status.host_ip == agent.address
+    (mapping,) = pod.status.host_ports
+    assert mapping.container_port == 80 and mapping.host_port != 80  # $PORT: a host port of its own
+    assert await asyncio.to_thread(fetch, f"{agent.address}:{mapping.host_port}")
+
+
 async def restarted(agent: AgentProcess, *, within: float = 60.0) -> None:
     """Until the agent started again has adopted its pods and says it is ready (a second time)."""
     ready = f"node agent {agent.name} ready"

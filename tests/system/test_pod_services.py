@@ -15,10 +15,12 @@ import subprocess
 import time
 from collections import Counter
 
+import msgspec
+
 from bus.client import Client
 from bus.meta import ObjectMeta, is_true
 from bus.resources import Endpoints, Pod, Service
-from bus.resources.networking import ServicePort, ServiceSpec
+from bus.resources.networking import NetworkPolicy, ServicePort, ServiceSpec
 from bus.store import Store
 from nodeagent.network.nft import Table
 from tests.cluster import ControlPlane
@@ -172,3 +174,58 @@ def read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def test_containers_find_services_at_their_cluster_ip_in_the_environment(
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
+) -> None:
+    client, store, ns = pod_cluster
+    created = await client.create(service(ns, "web"))
+    await client.create(web(ns, "client", 1, node=pod_plane.agents[0].name))  # started after the Service
+    (client_pod,) = await serving_pods(client, store, ns, "client", 1)
+    env = await asyncio.to_thread(in_pod, pod_plane, client_pod, "echo $WEB_SERVICE_HOST:$WEB_SERVICE_PORT")
+    assert env.strip() == f"{created.spec.cluster_ip}:80"
+
+
+def policy(ns: str, name: str, spec: dict[str, object]) -> NetworkPolicy:
+    return msgspec.convert({"metadata": {"name": name, "namespace": ns}, "spec": spec}, NetworkPolicy)
+
+
+async def test_network_policies_let_only_the_frontend_reach_the_database(
+    pod_plane: ControlPlane, pod_cluster: tuple[Client, Store, str]
+) -> None:
+    """Kubernetes' default-deny-ingress example, then a policy that lets only `role=frontend`
+    reach the `role=db` pod: enforced by the database node's agent, in its kernel."""
+    client, store, ns = pod_cluster
+    here, there = pod_plane.agents[0].name, pod_plane.agents[1].name
+    await client.create(web(ns, "db", 1, node=here, labels={"role": "db"}))
+    await client.create(web(ns, "frontend", 1, node=there, labels={"role": "frontend"}))
+    await client.create(web(ns, "other", 1, node=here, labels={"role": "other"}))
+    (db,) = await serving_pods(client, store, ns, "db", 1)
+    (frontend,) = await serving_pods(client, store, ns, "frontend", 1)
+    (other,) = await serving_pods(client, store, ns, "other", 1)
+    probe = (
+        f"busybox timeout 3 busybox wget -q -O - http://{db.status.pod_ip}/ && echo reached || echo blocked"
+    )
+
+    async def reach(pod: Pod) -> str:
+        return (await asyncio.to_thread(in_pod, pod_plane, pod, probe)).split()[-1]
+
+    async def both(frontend_sees: str, other_sees: str) -> bool:
+        return (await reach(frontend), await reach(other)) == (frontend_sees, other_sees)
+
+    seen = (await reach(frontend), await reach(other))
+    assert seen == ("reached", "reached"), seen  # no policy selects the database: all allowed
+    await client.create(policy(ns, "default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}))
+    await eventually(lambda: both("blocked", "blocked"), within=60, every=0.5)
+    frontend_only = {
+        "podSelector": {"matchLabels": {"role": "db"}},
+        "ingress": [
+            {"from": [{"podSelector": {"matchLabels": {"role": "frontend"}}}], "ports": [{"port": 80}]}
+        ],
+    }
+    await client.create(policy(ns, "db-from-frontend", frontend_only))  # the union of both policies
+    await eventually(lambda: both("reached", "blocked"), within=60, every=0.5)
+    await client.delete(NetworkPolicy, "default-deny-ingress", ns)
+    await client.delete(NetworkPolicy, "db-from-frontend", ns)
+    await eventually(lambda: both("reached", "reached"), within=60, every=0.5)
