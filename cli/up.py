@@ -280,7 +280,7 @@ def _cluster(
     services = [
         Child(
             f"api-{i + 1}",
-            [*python, "services.api", "--nats", url, *store, *creds("api")],
+            [*python, "services.api", "--nats", url, *store, "--service-cidr", service_cidr, *creds("api")],
             logs / f"api-{i + 1}.log",
         )
         for i in range(replicas["api"])
@@ -294,8 +294,6 @@ def _cluster(
             args = [*python, f"services.{service}", "--nats", url, "--instance", name, *creds(service)]
             if service == "controllers":
                 args += ["--cluster-cidr", cluster_cidr]
-            if service == "api":
-                args += ["--service-cidr", service_cidr]
             services.append(Child(name, args, logs / f"{name}.log"))
     agents = []
     for i, name in enumerate(node_names):

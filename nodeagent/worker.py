@@ -135,9 +135,10 @@ class PodWorker:
         """The container's env, over where it must listen and who it is, over the discovery
         variables of the namespace's Services (SteerError if they cannot be read)."""
         env = {
-            # On the pod network the kernel forwards each ClusterIP; on the host network the
-            # userspace proxy serves each Service on the node's address.
-            **service_env(await self._services(), self.ctx.address, cluster_ips=self.sandbox is not None),
+            # A node on the pod network forwards each ClusterIP in its kernel (for its pods and
+            # its own processes, hostNetwork pods too); on the host network the userspace proxy
+            # serves each Service on the node's address.
+            **service_env(await self._services(), self.ctx.address, cluster_ips=self.ctx.network is not None),
             "POD_NAME": self.name,
             "POD_NAMESPACE": self.namespace,
             "POD_UID": self.uid,

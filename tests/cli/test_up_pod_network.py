@@ -5,6 +5,7 @@ bridge and nftables table the nodes made."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import signal
@@ -43,6 +44,15 @@ spec:
 """
 
 
+SERVICE = """apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+"""
+
+
 def pods(up: LocalUp) -> dict[str, tuple[str, str, int]]:
     """name -> (uid, pod IP, restarts) of the running pods."""
     listed = up.steer("get", "pods", "-o", "json")
@@ -64,7 +74,15 @@ def fetch(address: str) -> str:
 
 def test_ctrl_c_keeps_the_pod_networks_for_the_next_up_and_down_removes_them(tmp_path: Path) -> None:
     data_dir, prefix = tmp_path / "cluster", node_prefix()
-    cidr = ("--network", "pod", "--cluster-cidr", f"10.{150 + os.getpid() % 10}.0.0/16")
+    service_cidr = f"10.{140 + os.getpid() % 10}.0.0/16"
+    cidr = (
+        "--network",
+        "pod",
+        "--cluster-cidr",
+        f"10.{150 + os.getpid() % 10}.0.0/16",
+        "--service-cidr",
+        service_cidr,
+    )
     with local_up(data_dir, *cidr, nodes=2, prefix=prefix) as up:
         assert up.steer("apply", "-f", "-", stdin=WEB).returncode == 0
         available = up.steer("wait", "--for=condition=Available", "deploy/web", "--timeout", "90s")
@@ -72,6 +90,9 @@ def test_ctrl_c_keeps_the_pod_networks_for_the_next_up_and_down_removes_them(tmp
         before = pods(up)
         for name, (_, address, _) in before.items():
             assert fetch(address) == name
+        assert up.steer("apply", "-f", "-", stdin=SERVICE).returncode == 0
+        listed = json.loads(up.steer("get", "svc", "web", "-o", "json").stdout)
+        assert ipaddress.IPv4Address(listed["spec"]["clusterIP"]) in ipaddress.IPv4Network(service_cidr)
         up.proc.send_signal(signal.SIGINT)
         assert up.proc.wait(60) == 0
     uids = {uid for uid, _, _ in before.values()}
