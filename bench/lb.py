@@ -39,35 +39,22 @@ Every new connection leaves a conntrack entry in the node's namespace (the host'
 bench waits for old entries to expire. The client pods may reuse ports in TIME_WAIT and use
 ports 1024-65535 (their own namespaces' settings).
 
-Measured (2 cores, shared with other work: load average 1.3 before the run; process runtime;
-wrk 1 thread, 16 connections; `--duration 5 --rounds 3`; medians, ratios to direct):
+Measured (2 cores, shared with other work: load average 0.5 before the run; process runtime;
+wrk 1 thread, 16 connections; `--duration 5 --rounds 3`; Services balancing in turn; medians,
+ratios to direct):
 
     load            path            req/s   p99 ms   /direct: req/s   p99
-    keep-alive      direct          44392     7.95
-                    ClusterIP-1     55359     3.73             1.25  0.47
-                    ClusterIP-3     43877     4.26             0.99  0.54
-    new connection  direct           6359     8.15
-                    ClusterIP-1      6571     5.96             1.03  0.73
-                    ClusterIP-3      7328     6.32             1.15  0.78
-    fairness (ClusterIP-3, new connection): max/min 1.022 (37700, 37654, 37427 requests)
+    keep-alive      direct          84680     2.72
+                    ClusterIP-1     76186     3.02             0.90  1.11
+                    ClusterIP-3     66574     0.93             0.79  0.34
+    new connection  direct          12410     2.54
+                    ClusterIP-1     10992     2.82             0.89  1.11
+                    ClusterIP-3     10040     6.17             0.81  2.43
+    fairness (ClusterIP-3, new connection): max/min 1.000 (50248, 50250, 50250 requests)
 
-The run right after it (load average 3.3) gave throughput ratios 1.33, 1.15 (keep-alive) and
-1.01, 0.95 (new connection), p99 ratios 1.50, 0.70, 1.15, 1.53, fairness 1.008: the rounds of
-one path scatter by 30% and its p99 by 3x on this machine, more than the paths differ. The
-throughput target holds in every run; the p99 target is within the noise. `--mode userspace`
-(same machine, 2 s runs): the proxy gives 0.38 (keep-alive) and 0.33 (new connection) of
-direct throughput.
-
-`--mode userspace` runs the earlier measurement instead: the userspace proxy of host-network
-mode (bench/lb_userspace.py), on 127.0.0.1, with the load from the host.
-
-    .venv/bin/python bench/lb.py [--duration 5] [--rounds 3] [--connections 16] [--threads 1]
-        [--runtime process|docker] [--workers N] [--mode pod|userspace]
-
-Needs root for the pod network, `nft` and `nsenter`, and `wrk` (installed from Debian when
-missing and root). `--runtime docker` needs a Docker engine with `busybox:local`
-(scripts/docker-engine). Leaves nothing behind on any exit: pods, the node's namespaces, veths,
-bridge and nftables table, and every process it started.
+Rounds of one path scatter by 15-30% on this machine, more than the paths differ; ClusterIP-3
+runs six backend processes on two cores where direct runs two (docs/networking.md,
+"Performance").
 """
 
 from __future__ import annotations
