@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from bus.meta import Resource
@@ -107,3 +108,13 @@ async def eventually(
             if found := await check():
                 return found
             await asyncio.sleep(every)
+
+
+async def logged(log: Path, text: str, *, times: int = 1, within: float = 60.0) -> None:
+    """Until `text` stands `times` times in a process's log (a restarted agent's second "ready")."""
+
+    async def often_enough() -> bool:
+        content = await asyncio.to_thread(log.read_text, errors="replace")
+        return content.count(text) >= times
+
+    await eventually(often_enough, within=within)

@@ -37,7 +37,7 @@ from tests.agents import node_ready
 from tests.hosts import HostCluster, NodeAgent
 from tests.netns import Host
 from tests.system.test_pod_network import serving_pods, web
-from tests.waiting import eventually, wait_for, wait_for_all
+from tests.waiting import eventually, logged, wait_for, wait_for_all
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -205,14 +205,9 @@ def kill_leftovers(cluster: HostCluster) -> None:
                 links.remove_netns(msgspec.json.decode(sandbox.read_bytes(), type=SandboxRecord).netns)
 
 
-async def ready_again(agent: NodeAgent, *, within: float = 60.0) -> None:
+async def ready_again(agent: NodeAgent) -> None:
     """Until the agent started again says it is ready a second time (it has adopted its pods)."""
-    ready = f"node agent {agent.name} ready"
-
-    async def twice() -> bool:
-        return agent.log.read_text(errors="replace").count(ready) >= 2
-
-    await eventually(twice, within=within)
+    await logged(agent.log, f"node agent {agent.name} ready", times=2)
 
 
 async def test_a_pod_reaches_a_pod_on_another_host_through_the_node_routes(

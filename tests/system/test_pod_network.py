@@ -28,7 +28,7 @@ from tests.agents import AgentProcess, node_ready
 from tests.cluster import ControlPlane
 from tests.system.podnet import cluster_cidr, fetch, node_cidr, serving_pods, web
 from tests.system.test_workloads import steer
-from tests.waiting import eventually, wait_for
+from tests.waiting import eventually, logged, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -136,14 +136,9 @@ async def test_a_host_network_pod_keeps_the_node_address_and_a_host_port(
     assert await asyncio.to_thread(fetch, f"{agent.address}:{mapping.host_port}")
 
 
-async def restarted(agent: AgentProcess, *, within: float = 60.0) -> None:
+async def restarted(agent: AgentProcess) -> None:
     """Until the agent started again has adopted its pods and says it is ready (a second time)."""
-    ready = f"node agent {agent.name} ready"
-
-    async def twice() -> bool:
-        return agent.log.read_text(errors="replace").count(ready) >= 2
-
-    await eventually(twice, within=within)
+    await logged(agent.log, f"node agent {agent.name} ready", times=2)
 
 
 async def test_what_a_killed_agent_left_half_made_is_removed_when_it_starts_again(
