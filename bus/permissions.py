@@ -69,15 +69,15 @@ CONTROLLERS_VERBS: dict[str, tuple[str, ...]] = {
     "ipaddresses": ("get", "list", "delete"),
 }
 SCHEDULER_READS = ("pods", "nodes")
-# What a node's NetworkPolicy enforcer watches (nodeagent/network/policyenforcer.py): the peers
-# of a policy selecting one of its pods may be any pod of any namespace (by labels, namespace
-# labels, named ports), so it needs every pod's address, labels and ports, every namespace's
-# labels and every policy, kept current by watches, as Kubernetes' policy agents (Calico,
-# Cilium, kube-router) list and watch them cluster-wide. Read-only: no put, purge or delete.
-# Nodes too, for the routes to other nodes' pod CIDRs (nodeagent/network/noderoutes.py): every
-# Node's podCIDR and InternalIP, kept current by a watch, as flannel and kube-router watch them
-# (a node's API subjects let it read only its own Node, and polling a list would be late).
-NODE_READS = ("networkpolicies", "namespaces", "pods", "nodes")
+# What a node agent watches, read-only (no put, purge or delete): every NetworkPolicy and every
+# namespace's labels for its NetworkPolicy enforcer (nodeagent/network/policyenforcer.py), and
+# every Node's podCIDR and InternalIP for its routes to other nodes' pod CIDRs
+# (nodeagent/network/noderoutes.py), as flannel and kube-router watch them (a node's API
+# subjects let it read only its own Node, and polling a list would be late). Not the Pod
+# bucket: a node reads only the pods bound to it, whose specs (environment included) are its
+# business; the enforcer's view of the other pods' addresses and labels is not served to nodes
+# yet, so with credentials NetworkPolicies are not enforced (docs/networking.md, "Limits").
+NODE_READS = ("networkpolicies", "namespaces", "nodes")
 # The kinds each watches: every kind the garbage collector follows (all but Events).
 CONTROLLERS_READS = tuple(info.plural for info in kinds.KINDS if info.kind != "Event")
 

@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
+from bus import subjects
 from bus.client import Client
-from bus.errors import Internal, NotFound, Timeout, Unavailable
-from bus.resources import Node
+from bus.errors import Forbidden, Internal, NotFound, Timeout, Unavailable
+from bus.resources import Node, Pod
 from bus.store import Store
 from nodeagent.config import AgentConfig
 from nodeagent.dns import serve
@@ -88,9 +89,7 @@ async def run(
         )
         store = Store(nc.jetstream())
         tasks.create_task(
-            _retrying(
-                lambda: policyenforcer.run(store, node=config.name, pod_cidr=cidr), "enforce NetworkPolicies"
-            )
+            _retrying(lambda: _enforce_policies(store, config.name, cidr), "enforce NetworkPolicies")
         )
         tasks.create_task(
             _retrying(
@@ -104,6 +103,17 @@ async def run(
                 "route to the pods of other nodes",
             )
         )
+
+
+async def _enforce_policies(store: Store, node: str, pod_cidr: str) -> None:
+    """NetworkPolicies on this node's pods, unless the node's credential may not read every pod
+    (a cluster with credentials: docs/networking.md, "Limits"), which is said once."""
+    try:
+        await store.list(Pod, subjects.ALL)
+    except Forbidden:
+        log.warning("node %s does not enforce NetworkPolicies: its credential may not read every pod", node)
+        return
+    await policyenforcer.run(store, node=node, pod_cidr=pod_cidr)
 
 
 async def _pod_cidr(client: Client, node: str) -> str:

@@ -86,8 +86,9 @@ def test_each_reads_its_own_inbox_only(name: str) -> None:
         ("steer.metrics.node.node-2", False),
         ("$JS.API.STREAM.INFO.KV_steer-deployments", False),
         ("$JS.API.CONSUMER.CREATE.KV_steer-services.c1.$KV.steer-services.>", False),
-        # What its NetworkPolicy enforcer watches, read-only
-        ("$JS.API.STREAM.INFO.KV_steer-pods", True),
+        # What its NetworkPolicy enforcer watches, read-only; not every pod (their environment)
+        ("$JS.API.STREAM.INFO.KV_steer-pods", False),
+        ("$JS.API.CONSUMER.CREATE.KV_steer-pods.c1.$KV.steer-pods.>", False),
         ("$JS.API.CONSUMER.CREATE.KV_steer-networkpolicies.c1.$KV.steer-networkpolicies.>", True),
         ("$JS.API.CONSUMER.CREATE.KV_steer-namespaces.c1.$KV.steer-namespaces.>", True),
         ("$KV.steer-networkpolicies.mine.deny", False),
