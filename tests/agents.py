@@ -124,7 +124,7 @@ def clean_up(agent: AgentProcess) -> None:
     (both outlive an agent by design, for the next one to adopt)."""
     remove_containers(agent.name)
     kill_processes(agent.data_dir)
-    if agent.network == "pod":
+    if agent.network != "host" and os.geteuid() == 0:  # `auto` is the pod network as root
         remove_network(agent)
 
 
