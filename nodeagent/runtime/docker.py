@@ -27,7 +27,7 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 from aiodocker.execs import Exec
 
-from nodeagent.network import links
+from nodeagent.network import links, names
 from nodeagent.runtime.base import (
     LABEL_NODE,
     LABEL_POD_UID,
@@ -281,13 +281,12 @@ class DockerRuntime:
 
     async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
         name = sandbox_name(spec)
-        netns = f"steer-{spec.pod_uid}"
-        for found in await self.sandboxes(spec.node):
-            if found.pod_uid == spec.pod_uid and found.running:
+        netns = names.netns(spec.pod_uid)
+        for found in await self._sandboxes(spec.node, f"{LABEL_POD_UID}={spec.pod_uid}"):
+            if found.running:
                 await self._name_netns(found.id, netns)
                 return found
-            if found.pod_uid == spec.pod_uid:
-                await self.remove_sandbox(found)  # exited (an engine restart): made again
+            await self.remove_sandbox(found)  # exited (an engine restart): made again
         image = await self._sandbox_image()
         with _errors(f"create sandbox {name}"):
             container = await self._docker.containers.create(sandbox_config(spec, image), name=name)
@@ -333,16 +332,18 @@ class DockerRuntime:
         await self.remove(sandbox.id)
 
     async def sandboxes(self, node: str) -> list[Sandbox]:
+        return await self._sandboxes(node)
+
+    async def _sandboxes(self, node: str, *labels: str) -> list[Sandbox]:
+        """The node's sandboxes that carry `labels` too (the engine filters: one pod's at start)."""
+        wanted = [f"{LABEL_NODE}={node}", f"{LABEL_SANDBOX}=true", *labels]
         with _errors("list sandboxes"):
-            listed = await self._docker.containers.list(
-                all=True, filters={"label": [f"{LABEL_NODE}={node}", f"{LABEL_SANDBOX}=true"]}
-            )
+            listed = await self._docker.containers.list(all=True, filters={"label": wanted})
         found = []
         for container in listed:
-            labels = container._container.get("Labels") or {}
-            uid = labels.get(LABEL_POD_UID, "")
+            uid = (container._container.get("Labels") or {}).get(LABEL_POD_UID, "")
             running = container._container.get("State") == "running"
-            found.append(Sandbox(id=container.id, pod_uid=uid, netns=f"steer-{uid}", running=running))
+            found.append(Sandbox(id=container.id, pod_uid=uid, netns=names.netns(uid), running=running))
         return found
 
     async def _inspect_if_there(self, container_id: str) -> ContainerInfo | None:

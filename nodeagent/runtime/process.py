@@ -38,7 +38,7 @@ from pathlib import Path
 
 import msgspec
 
-from nodeagent.network import links
+from nodeagent.network import links, names
 from nodeagent.runtime.base import (
     LABEL_NODE,
     LABEL_POD_UID,
@@ -314,7 +314,7 @@ class ProcessRuntime:
         return launcher(str(links.NETNS_DIR / record.netns), record.hostname, record.resolv_conf)
 
     async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
-        netns = f"steer-{spec.pod_uid}"
+        netns = names.netns(spec.pod_uid)
         path = self._sandbox_path(spec.pod_uid)
         path.parent.mkdir(parents=True, exist_ok=True)
         resolv = ""
