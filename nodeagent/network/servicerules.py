@@ -14,6 +14,8 @@ nftables mode, cut to what steersman's Services have:
 - a Service port with no ready endpoint has elements in `no-endpoint-services` and
   `no-endpoint-nodeports` instead, which reject new connections (a TCP client is refused at
   once rather than left to time out);
+- the map `cluster-ips` holds every ClusterIP, for what is left after DNAT: a connection to a
+  ClusterIP on a port no Service serves is rejected, never routed off the node;
 - session affinity ClientIP: one set per endpoint of the clients it served (with the Service's
   timeout); the service chain sends a client found in a set back to that endpoint.
 
@@ -46,7 +48,8 @@ SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"
 NO_ENDPOINT_SERVICES = "no-endpoint-services"
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
-MAPS = (SERVICE_IPS, SERVICE_NODEPORTS, NO_ENDPOINT_SERVICES, NO_ENDPOINT_NODEPORTS)
+CLUSTER_IPS = "cluster-ips"
+MAPS = (SERVICE_IPS, SERVICE_NODEPORTS, NO_ENDPOINT_SERVICES, NO_ENDPOINT_NODEPORTS, CLUSTER_IPS)
 
 REJECT_CHAIN = "reject-chain"
 MARK_MASQ_CHAIN = "mark-for-masquerade"
@@ -118,6 +121,7 @@ def desired(
         if cluster_ip is None:  # headless, or not an address we can serve
             continue
         ns, name = service.metadata.namespace, service.metadata.name
+        elements[CLUSTER_IPS][cluster_ip] = f"goto {REJECT_CHAIN}"
         timeout = affinity_timeout(service)
         for port in service.spec.ports:
             if not valid_port(port.port):

@@ -16,7 +16,10 @@ The fixed part (the skeleton) hooks into netfilter as kube-proxy's nftables mode
 - `filter-prerouting` and `filter-output` (before DNAT) send new connections to a Service port
   without endpoints to `reject-chain` (ICMP port unreachable: a TCP client is refused at once).
   Rejecting in prerouting needs Linux 5.9 or later; it works whether or not the node has a
-  route for the ClusterIP.
+  route for the ClusterIP;
+- `filter-forward` and `filter-output-post-dnat` (after DNAT) send new connections still
+  addressed to a ClusterIP (a port no Service serves: nothing DNATed them) to `cluster-ips-check`,
+  which rejects them, so they are never routed off the node (kube-proxy's `cluster-ips` check).
 
 A full sync (the first, one after any failure, and periodically) writes the skeleton and every
 Service object afresh and clears the maps; a partial sync writes only `Changes`. Chains that are
@@ -30,6 +33,7 @@ from collections.abc import Iterable, Mapping
 
 from nodeagent.network.nft import Table
 from nodeagent.network.servicerules import (
+    CLUSTER_IPS,
     MARK_MASQ_CHAIN,
     NO_ENDPOINT_NODEPORTS,
     NO_ENDPOINT_SERVICES,
@@ -47,6 +51,7 @@ MASQUERADE_MARK = "0x4000"  # kube-proxy's default bit (14)
 SERVICES_CHAIN = "services"
 MASQUERADING_CHAIN = "masquerading"
 ENDPOINTS_CHECK_CHAIN = "endpoints-check"
+CLUSTER_IPS_CHECK_CHAIN = "cluster-ips-check"
 
 # name, type, hook, priority. nft takes `dstnat` (-100) only on prerouting, hence the numbers.
 BASE_CHAINS = (
@@ -55,13 +60,23 @@ BASE_CHAINS = (
     ("nat-prerouting", "nat", "prerouting", "-100"),
     ("nat-output", "nat", "output", "-100"),
     ("nat-postrouting", "nat", "postrouting", "100"),
+    ("filter-forward", "filter", "forward", "-110"),
+    ("filter-output-post-dnat", "filter", "output", "-90"),
 )
-FIXED_CHAINS = (SERVICES_CHAIN, MASQUERADING_CHAIN, MARK_MASQ_CHAIN, ENDPOINTS_CHECK_CHAIN, REJECT_CHAIN)
+FIXED_CHAINS = (
+    SERVICES_CHAIN,
+    MASQUERADING_CHAIN,
+    MARK_MASQ_CHAIN,
+    ENDPOINTS_CHECK_CHAIN,
+    CLUSTER_IPS_CHECK_CHAIN,
+    REJECT_CHAIN,
+)
 MAP_TYPES = {
     SERVICE_IPS: ("ipv4_addr . inet_proto . inet_service : verdict", "ClusterIP traffic"),
     SERVICE_NODEPORTS: ("inet_proto . inet_service : verdict", "NodePort and LoadBalancer traffic"),
     NO_ENDPOINT_SERVICES: ("ipv4_addr . inet_proto . inet_service : verdict", "Services without endpoints"),
     NO_ENDPOINT_NODEPORTS: ("inet_proto . inet_service : verdict", "nodePorts without endpoints"),
+    CLUSTER_IPS: ("ipv4_addr : verdict", "every ClusterIP, for ports no Service serves"),
 }
 
 
@@ -89,6 +104,9 @@ def skeleton(table: Table, node_address: str, cluster_cidr: str = "") -> list[st
         ("nat-postrouting", f"jump {MASQUERADING_CHAIN}"),
         ("filter-prerouting", f"ct state new jump {ENDPOINTS_CHECK_CHAIN}"),
         ("filter-output", f"ct state new jump {ENDPOINTS_CHECK_CHAIN}"),
+        ("filter-forward", f"ct state new jump {CLUSTER_IPS_CHECK_CHAIN}"),
+        ("filter-output-post-dnat", f"ct state new jump {CLUSTER_IPS_CHECK_CHAIN}"),
+        (CLUSTER_IPS_CHECK_CHAIN, f"ip daddr vmap @{CLUSTER_IPS}"),
         (SERVICES_CHAIN, f"ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}"),
         (ENDPOINTS_CHECK_CHAIN, f"ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}"),
         (REJECT_CHAIN, "reject"),

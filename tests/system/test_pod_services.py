@@ -166,7 +166,11 @@ async def test_a_port_change_keeps_open_connections_and_sends_new_ones_to_the_ne
         held.sendall(b"GET / HTTP/1.0\r\n\r\n")
         reply = await asyncio.to_thread(read_all, held)
     assert reply.startswith(b"HTTP/1.") and pod.metadata.name.encode() in reply
-    assert not await answers_from(address, {pod.metadata.name}, count=1)  # port 80 is no more
+
+    async def port_80_refused() -> bool:  # once every node's table has the change
+        return not await answers_from(address, {pod.metadata.name}, count=1)
+
+    await eventually(port_80_refused)
 
 
 def read_all(sock: socket.socket) -> bytes:

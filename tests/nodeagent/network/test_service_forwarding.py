@@ -8,6 +8,7 @@ import collections
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,6 +183,25 @@ async def test_a_service_without_endpoints_refuses_at_once(net: PodNet) -> None:
         seen, seconds = net.dial(where, "10.96.0.14", 80, timeout=3.0)
         print(f"\nno endpoints: {dict(seen)} in {seconds * 1000:.1f} ms")
         assert seen == {"refused": 1} and seconds < 1.0
+
+
+async def test_a_clusterip_refuses_a_port_that_no_service_serves(net: PodNet) -> None:
+    """Nothing DNATs it, and the node would send it out by its default route (here a veth in
+    the node's namespace whose peer is down, so it goes nowhere): the table rejects it
+    instead, from the node and from its pods alike."""
+    for command in (
+        ["ip", "link", "add", "off", "type", "veth", "peer", "name", "off-peer"],
+        ["ip", "link", "set", "off", "up"],
+    ):
+        subprocess.run([*net.in_node(), *command], check=True)
+    subprocess.run([*net.in_node(), "ip", "route", "add", "default", "dev", "off"], check=True)
+    proxy = make_proxy(net, web_cluster())
+    assert await proxy.sync(full=True)
+    for where in (from_pod(net, "client"), net.in_node()):
+        seen, seconds = net.dial(where, WEB_IP, 81, timeout=3.0)
+        assert seen == {"refused": 1} and seconds < 1.0, (seen, seconds)
+        seen, _ = net.dial(where, WEB_IP, 80, count=3)
+        assert set(seen) <= set(BACKENDS) and sum(seen.values()) == 3, seen
 
 
 async def test_client_ip_affinity_sends_a_client_to_one_backend(net: PodNet) -> None:

@@ -9,6 +9,7 @@ import pytest
 from bus.resources import Endpoints, Service
 from nodeagent.network.servicerules import (
     AFFINITY_PREFIX,
+    CLUSTER_IPS,
     ENDPOINT_PREFIX,
     EXTERNAL_PREFIX,
     NO_ENDPOINT_NODEPORTS,
@@ -21,6 +22,7 @@ from nodeagent.network.servicerules import (
     chain_name,
     desired,
     diff,
+    ipv4,
 )
 from tests.nodeagent.network.objects import by_key, endpoints, service
 
@@ -153,7 +155,8 @@ def test_desired(
     want_chains: set[str],
 ) -> None:
     ruleset = desired(services, by_key(*eps))
-    assert elements(ruleset) == want_elements
+    cluster_ips = {ip: REJECT for s in services if (ip := ipv4(s.spec.cluster_ip))}  # every one, any port
+    assert elements(ruleset) == want_elements | ({CLUSTER_IPS: cluster_ips} if cluster_ips else {})
     assert set(ruleset.chains) == want_chains
     assert all(NFT_NAME.match(name) and len(name) <= 255 for name in ruleset.chains)
 
@@ -263,6 +266,7 @@ def test_a_service_that_goes_leaves_its_chains_stale_and_its_elements_deleted() 
     assert set(changes.delete_elements) == {
         (SERVICE_IPS, "10.96.0.20 . tcp . 80"),
         (SERVICE_NODEPORTS, "tcp . 30080"),
+        (CLUSTER_IPS, "10.96.0.20"),
     }
     assert not changes.write_chains and not changes.add_elements
 
