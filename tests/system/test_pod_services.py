@@ -222,7 +222,7 @@ async def test_network_policies_let_only_the_frontend_reach_the_database(
     await eventually(lambda: both("reached", "reached"), within=60, every=0.5)
     await client.create(policy(ns, "default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}))
     await eventually(lambda: both("blocked", "blocked"), within=60, every=0.5)
-    frontend_only = {
+    frontend_only: dict[str, object] = {
         "podSelector": {"matchLabels": {"role": "db"}},
         "ingress": [
             {"from": [{"podSelector": {"matchLabels": {"role": "frontend"}}}], "ports": [{"port": 80}]}

@@ -152,6 +152,14 @@ class PodNet:
         with IPRoute(netns=self.node) as ipr:
             ipr.addr("add", index=_index(ipr, "lo"), address=address, prefixlen=32)
 
+    def add_default_route_to_nowhere(self) -> None:
+        """A default route out of the node, as a host has, over a veth whose peer is down: what
+        takes it goes nowhere (never off this machine)."""
+        with IPRoute(netns=self.node) as ipr:
+            ipr.link("add", ifname="off", kind="veth", peer="off-peer")
+            ipr.link("set", index=_index(ipr, "off"), state="up")
+            ipr.route("add", dst="0.0.0.0/0", oif=_index(ipr, "off"))
+
     def serve(self, pod: Pod, port: int) -> None:
         """A server in the pod answering each connection with the pod's name; returns once it listens."""
         proc = subprocess.Popen(

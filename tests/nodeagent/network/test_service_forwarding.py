@@ -8,7 +8,6 @@ import collections
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,12 +188,7 @@ async def test_a_clusterip_refuses_a_port_that_no_service_serves(net: PodNet) ->
     """Nothing DNATs it, and the node would send it out by its default route (here a veth in
     the node's namespace whose peer is down, so it goes nowhere): the table rejects it
     instead, from the node and from its pods alike."""
-    for command in (
-        ["ip", "link", "add", "off", "type", "veth", "peer", "name", "off-peer"],
-        ["ip", "link", "set", "off", "up"],
-    ):
-        subprocess.run([*net.in_node(), *command], check=True)
-    subprocess.run([*net.in_node(), "ip", "route", "add", "default", "dev", "off"], check=True)
+    await asyncio.to_thread(net.add_default_route_to_nowhere)
     proxy = make_proxy(net, web_cluster())
     assert await proxy.sync(full=True)
     for where in (from_pod(net, "client"), net.in_node()):
