@@ -206,6 +206,7 @@ class Client:
         label_selector: str = "",
         field_selector: str = "",
         page_size: int = 0,
+        view: str = "",
     ) -> tuple[list[Resource], str]:
         """Objects of a kind in `namespace` (`*` for all) and the list's resourceVersion.
 
@@ -215,7 +216,12 @@ class Client:
         items: list[Resource] = []
         version = ""
         async for page, page_version in self.list_pages(
-            info, namespace, label_selector=label_selector, field_selector=field_selector, page_size=page_size
+            info,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            page_size=page_size,
+            view=view,
         ):
             items += page
             version = version or page_version
@@ -229,13 +235,18 @@ class Client:
         label_selector: str = "",
         field_selector: str = "",
         page_size: int = 0,
+        view: str = "",
     ) -> AsyncIterator[tuple[list[Resource], str]]:
         """Each page of a list with its resourceVersion, as the API serves them (`limit`/`continue`)."""
         token = ""
         seen: set[str] = set()
         while True:
             request = ListRequest(
-                label_selector=label_selector, field_selector=field_selector, limit=page_size, continue_=token
+                label_selector=label_selector,
+                field_selector=field_selector,
+                limit=page_size,
+                continue_=token,
+                view=view,
             )
             data = await self.request("list", info, namespace, encode(request))
             try:
@@ -291,11 +302,18 @@ class Client:
         return True
 
     async def list(
-        self, cls: type[R], namespace: str = "default", *, label_selector: str = "", field_selector: str = ""
+        self,
+        cls: type[R],
+        namespace: str = "default",
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        view: str = "",
     ) -> list[R]:
+        """Objects of a kind; `view="network"` lists pods as the network sees them (bus/podview.py)."""
         info = kinds.BY_KIND[cls.__name__]
         items, _ = await self.list_kind(
-            info, namespace, label_selector=label_selector, field_selector=field_selector
+            info, namespace, label_selector=label_selector, field_selector=field_selector, view=view
         )
         return items  # type: ignore[return-value]
 

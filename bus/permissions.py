@@ -74,9 +74,9 @@ SCHEDULER_READS = ("pods", "nodes")
 # every Node's podCIDR and InternalIP for its routes to other nodes' pod CIDRs
 # (nodeagent/network/noderoutes.py), as flannel and kube-router watch them (a node's API
 # subjects let it read only its own Node, and polling a list would be late). Not the Pod
-# bucket: a node reads only the pods bound to it, whose specs (environment included) are its
-# business; the enforcer's view of the other pods' addresses and labels is not served to nodes
-# yet, so with credentials NetworkPolicies are not enforced (docs/networking.md, "Limits").
+# bucket: a node reads in full only the pods bound to it, whose specs (environment included)
+# are its business; of every pod, the enforcer gets the network view (bus/podview.py) from the
+# API's list and the `steer.feed.pods` feed.
 NODE_READS = ("networkpolicies", "namespaces", "nodes")
 # The kinds each watches: every kind the garbage collector follows (all but Events).
 CONTROLLERS_READS = tuple(info.plural for info in kinds.KINDS if info.kind != "Event")
@@ -152,6 +152,7 @@ def _api() -> Permissions:
             subjects.node_feeds("*"),
             subjects.cluster_feed("services"),
             subjects.cluster_feed("endpoints"),
+            subjects.cluster_feed("pods"),
         ],
         subscribe=[subjects.api_all(), subjects.node_listen()],
     )
@@ -222,10 +223,11 @@ def _metrics_reads() -> Permissions:
 
 
 def _node(name: str, everyone: Iterable[Identity]) -> Permissions:
-    """Its own subjects only, plus the Service and Endpoints feeds every node's proxy needs (the
-    same objects it may list through its own API subjects), and reads of what its NetworkPolicy
-    enforcer and its routes to other nodes watch (NODE_READS). Log streams go to the inboxes of
-    whoever may ask for them."""
+    """Its own subjects only, plus the Service and Endpoints feeds every node's proxy needs and
+    the pods' network view its NetworkPolicy enforcer needs (the same objects it may list
+    through its own API subjects), and reads of the buckets its NetworkPolicy enforcer and its
+    routes to other nodes watch (NODE_READS). Log streams go to the inboxes of whoever may ask
+    for them."""
     askers = [i.name for i in everyone if i.role in ("admin", "edit")]
     grants = Permissions(
         publish=[
@@ -238,6 +240,7 @@ def _node(name: str, everyone: Iterable[Identity]) -> Permissions:
             subjects.node_feeds(name),
             subjects.cluster_feed("services"),
             subjects.cluster_feed("endpoints"),
+            subjects.cluster_feed("pods"),
             subjects.node_stream_pattern(name, "logs", "*"),
             subjects.node_stream_pattern(name, "exec", "*"),
             subjects.node_control_pattern(name),

@@ -49,12 +49,14 @@ class GetRequest(Request):
 
 class ListRequest(Request):
     """`limit` caps the items of one page (0: as many as fit in a reply); `continue` is the token
-    of the page before, from its `metadata.continue`, with the same selectors."""
+    of the page before, from its `metadata.continue`, with the same selectors. `view: network`
+    lists pods as the network sees them (bus/podview.py)."""
 
     label_selector: str = ""
     field_selector: str = ""
     limit: Int64 = 0
     continue_: str = msgspec.field(default="", name="continue")
+    view: str = ""
 
 
 class PatchRequest(Request):

@@ -137,7 +137,8 @@ def node_feed(node_name: str, plural: str = "pods") -> str:
 
 def cluster_feed(plural: str) -> str:
     """Where the API tells every node agent of changes to objects all nodes need (`services`,
-    `endpoints`: what the service proxy serves)."""
+    `endpoints`: what the service proxy serves; `pods`: every pod's network view, for the
+    NetworkPolicy enforcers)."""
     return _bounded(f"{PREFIX}.feed.{token(plural, 'resource')}")
 
 

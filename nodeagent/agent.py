@@ -251,12 +251,13 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
     log.info("node agent %s starting", config.name)
     resync_now = asyncio.Event()
     proxy_resync = asyncio.Event()
+    network_resync = asyncio.Event()
 
     def reconnected() -> None:
         # The feeds are core NATS: what was published while we were away is lost, so list now.
         log.info("re-listing pods, Services and Endpoints after the reconnect")
-        resync_now.set()
-        proxy_resync.set()
+        for event in (resync_now, proxy_resync, network_resync):
+            event.set()
 
     nc = await connect(
         config.servers,
@@ -301,6 +302,7 @@ async def run(config: AgentConfig, *, ready: asyncio.Event | None = None) -> Non
                     network=network,
                     feed=feed,
                     ready=agent.context.network_ready,
+                    resync_now=network_resync,
                 )
                 tasks.create_task(pod_net)
             elif config.proxy != "off" and requested != "host":

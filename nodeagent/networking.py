@@ -18,16 +18,16 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
-from bus import subjects
 from bus.client import Client
-from bus.errors import Forbidden, Internal, NotFound, Timeout, Unavailable
-from bus.resources import Node, Pod
+from bus.errors import Internal, NotFound, Timeout, Unavailable
+from bus.resources import Node
 from bus.store import Store
 from nodeagent.config import AgentConfig
 from nodeagent.dns import serve
 from nodeagent.dns.source import MirrorSource
 from nodeagent.network import noderoutes, policyenforcer
 from nodeagent.network.nft import Nft, Table
+from nodeagent.network.podfeed import PodAddresses
 from nodeagent.network.podnetwork import PodNetwork
 from nodeagent.network.serviceproxy import NftServiceProxy
 from nodeagent.network.servicerules import Balancing
@@ -74,9 +74,11 @@ async def run(
     network: PodNetwork,
     feed: ServiceFeed,
     ready: asyncio.Event,
+    resync_now: asyncio.Event | None = None,
 ) -> None:
     """Bring the network up, set `ready` (pods may get their sandboxes), then serve DNS, enforce
-    NetworkPolicies and route to the other nodes' pods until cancelled."""
+    NetworkPolicies and route to the other nodes' pods until cancelled. Set `resync_now` to
+    list every pod's network view again (after a reconnect)."""
     cidr = await _pod_cidr(client, config.name)
     await _retrying(lambda: network.start(cidr), f"make the pod network of {config.name}")
     ready.set()
@@ -88,8 +90,13 @@ async def run(
             )
         )
         store = Store(nc.jetstream())
+        pods = PodAddresses(nc, client, resync_interval=config.resync_interval, resync_now=resync_now)
+        tasks.create_task(_retrying(pods.run, "follow the pods' addresses"))
         tasks.create_task(
-            _retrying(lambda: _enforce_policies(store, config.name, cidr), "enforce NetworkPolicies")
+            _retrying(
+                lambda: policyenforcer.run(store, pods, node=config.name, pod_cidr=cidr),
+                "enforce NetworkPolicies",
+            )
         )
         tasks.create_task(
             _retrying(
@@ -103,17 +110,6 @@ async def run(
                 "route to the pods of other nodes",
             )
         )
-
-
-async def _enforce_policies(store: Store, node: str, pod_cidr: str) -> None:
-    """NetworkPolicies on this node's pods, unless the node's credential may not read every pod
-    (a cluster with credentials: docs/networking.md, "Limits"), which is said once."""
-    try:
-        await store.list(Pod, subjects.ALL)
-    except Forbidden:
-        log.warning("node %s does not enforce NetworkPolicies: its credential may not read every pod", node)
-        return
-    await policyenforcer.run(store, node=node, pod_cidr=pod_cidr)
 
 
 async def _pod_cidr(client: Client, node: str) -> str:

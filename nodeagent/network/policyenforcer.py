@@ -1,13 +1,15 @@
 """The NetworkPolicy enforcer of one node: keeps the node's nftables rules in step with the cluster.
 
-It follows every NetworkPolicy, Pod and Namespace (informers over the read-only watches the node
-role grants, bus/permissions.py), and after a change, once the burst has settled (`settle`),
-computes the rules (`policyrules`) and applies them in one `nft -f -` transaction that replaces
-only our chains and sets. Identical scripts are not applied twice, except every
-`refresh_interval`, so rules someone removed by hand come back. A failed apply is logged and
-retried with a jittered back-off; the old rules stay in force meanwhile (a transaction applies
-whole or not at all). Until every source has synced nothing is applied: a half-known cluster
-would make a default-deny drop traffic its allow rules were about to let through.
+It follows every NetworkPolicy and Namespace (informers over the read-only watches the node role
+grants, bus/permissions.py) and every pod's network view (nodeagent/network/podfeed.py: a
+node's credential does not read other nodes' pods in full), and after a change, once the burst
+has settled (`settle`), computes the rules (`policyrules`) and applies them in one `nft -f -`
+transaction that replaces only our chains and sets. Identical scripts are not applied twice,
+except every `refresh_interval`, so rules someone removed by hand come back. A failed apply is
+logged and retried with a jittered back-off; the old rules stay in force meanwhile (a
+transaction applies whole or not at all). Until every source has synced nothing is applied: a
+half-known cluster would make a default-deny drop traffic its allow rules were about to let
+through.
 
 The nft runner is a Protocol so that the node's shared runner (nodeagent/network/nft.py) can
 replace the private one here; a runner that can also list the table lets the first apply after
@@ -136,14 +138,13 @@ class PolicyEnforcer:
         self.syncs += 1
 
 
-async def run(store: Store, *, node: str, pod_cidr: str, nft: Nft | None = None) -> None:
-    """Watch NetworkPolicies, Pods and Namespaces and enforce the policies on this node's pods,
-    until cancelled."""
+async def run(store: Store, pods: Source[Pod], *, node: str, pod_cidr: str, nft: Nft | None = None) -> None:
+    """Watch NetworkPolicies and Namespaces (and `pods`: every pod's network view) and enforce
+    the policies on this node's pods, until cancelled."""
     policies: Informer[NetworkPolicy] = Informer(store, NetworkPolicy)
-    pods: Informer[Pod] = Informer(store, Pod)
     namespaces: Informer[Namespace] = Informer(store, Namespace)
     enforcer = PolicyEnforcer(policies, pods, namespaces, node=node, pod_cidr=pod_cidr, nft=nft)
     async with asyncio.TaskGroup() as tasks:
-        for informer in (policies, pods, namespaces):
+        for informer in (policies, namespaces):
             tasks.create_task(informer.run())
         tasks.create_task(enforcer.run())

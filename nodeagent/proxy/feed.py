@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -92,22 +93,7 @@ class ServiceFeed(ServiceCache):
                     await sub.unsubscribe()
 
     def _feed(self, cls: type[Any], mirror: Mirror[Any]) -> Any:
-        decoder = self._decoders[cls]
-
-        async def on_message(msg: Msg) -> None:
-            try:
-                obj = decoder.decode(msg.data)
-            except msgspec.DecodeError as err:
-                log.warning("malformed %s on the feed (%s); ignored", cls.__name__, err)
-                return
-            deleted = (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED"
-            try:
-                if mirror.delete(obj) if deleted else mirror.put(obj):
-                    self.changed()
-            except Exception:  # what anyone may publish must not cost the proxy its feed
-                log.exception("service proxy: cannot take %s from the feed", cls.__name__)
-
-        return on_message
+        return mirror_feed(self._decoders[cls], mirror, self.changed, f"service proxy: {cls.__name__}")
 
     async def resync(self) -> None:
         """List every Service and Endpoints."""
@@ -118,3 +104,26 @@ class ServiceFeed(ServiceCache):
         self.endpoints.replace(endpoints, marks[1])
         self.listed.set()
         self.changed()  # even if nothing changed: what could not be applied may be now
+
+
+def mirror_feed(
+    decoder: msgspec.json.Decoder[Any], mirror: Mirror[Any], changed: Callable[[], None], what: str
+) -> Callable[[Msg], Awaitable[None]]:
+    """A subscription callback that keeps `mirror` in step with a feed and calls `changed`
+    after each change. What anyone may publish there is checked: a malformed message is
+    logged and ignored, never an end of the feed."""
+
+    async def on_message(msg: Msg) -> None:
+        try:
+            obj = decoder.decode(msg.data)
+        except msgspec.DecodeError as err:
+            log.warning("%s: malformed message on the feed (%s); ignored", what, err)
+            return
+        deleted = (msg.headers or {}).get(FEED_EVENT_HEADER) == "DELETED"
+        try:
+            if mirror.delete(obj) if deleted else mirror.put(obj):
+                changed()
+        except Exception:
+            log.exception("%s: cannot take a message from the feed", what)
+
+    return on_message

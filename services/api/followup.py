@@ -21,6 +21,8 @@ from bus import events as bus_events
 from bus import kinds, subjects
 from bus.codec import encode
 from bus.errors import AlreadyExists, SteerError, Timeout, Unavailable
+from bus.meta import Resource
+from bus.podview import network_view
 from bus.protocol import FEED_EVENT_HEADER
 from bus.resources import Endpoints, Event, Pod, Service
 from bus.store import Store
@@ -54,22 +56,25 @@ class Followup:
                 log.exception("follow-up of a request failed")
 
     async def feed(self, outcome: Outcome) -> None:
-        """Tell the node a changed pod is bound to, and every node of a changed Service or
-        Endpoints (their proxies serve them)."""
+        """Tell the node a changed pod is bound to, every node of a changed Service or Endpoints
+        (their proxies serve them), and every node of a changed pod's network view (their
+        NetworkPolicy enforcers need every pod's address and labels)."""
         obj = outcome.reply
         if not outcome.written:
             return
-        if isinstance(obj, Pod) and obj.spec.node_name:
-            subject = subjects.node_feed(obj.spec.node_name)
+        messages: list[tuple[str, Resource]] = []
+        if isinstance(obj, Pod):
+            if obj.spec.node_name:
+                messages.append((subjects.node_feed(obj.spec.node_name), obj))
+            messages.append((subjects.cluster_feed("pods"), network_view(obj)))
         elif isinstance(obj, Service | Endpoints):
-            subject = subjects.cluster_feed(kinds.of(obj).plural)
-        else:
-            return
+            messages.append((subjects.cluster_feed(kinds.of(obj).plural), obj))
         event = "DELETED" if outcome.deleted else "MODIFIED"
-        try:
-            await self.nc.publish(subject, encode(obj), headers={FEED_EVENT_HEADER: event})
-        except TRANSIENT as err:
-            log.warning("could not feed %s: %s", subject, err or type(err).__name__)
+        for subject, message in messages:
+            try:
+                await self.nc.publish(subject, encode(message), headers={FEED_EVENT_HEADER: event})
+            except TRANSIENT as err:
+                log.warning("could not feed %s: %s", subject, err or type(err).__name__)
 
     async def record(self, event: Event) -> None:
         """Store a lifecycle event, then publish it to the events stream."""

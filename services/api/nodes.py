@@ -2,8 +2,10 @@
 
 The node name in `steer.node.<node>.<verb>.<plural>.<namespace>` is trusted: NATS permissions
 confine each node's credential to its own subjects. With that name, an agent may register and
-update only its own Node and Lease, read and report on only the pods bound to it, read Services
-and Endpoints (its service proxy serves them all), and record events; everything else is Forbidden.
+update only its own Node and Lease, read and report on only the pods bound to it, list every
+pod as the network sees it (`view: network`, what its NetworkPolicy enforcer needs), read
+Services and Endpoints (its service proxy serves them all), and record events; everything else
+is Forbidden.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import msgspec
 
 from bus import kinds
 from bus.errors import BadRequest, Forbidden
+from bus.podview import NETWORK_VIEW
 from bus.protocol import NODE_LEASE_NAMESPACE, DeleteRequest, GetRequest, ListRequest
 from bus.resources import Pod
 from bus.store import Store
@@ -72,8 +75,11 @@ async def admit(
             _require(namespace == NODE_LEASE_NAMESPACE, node, f"use leases outside {NODE_LEASE_NAMESPACE}")
             _require(_request_name(verb, body) == node, node, f"{verb} a Lease other than its own")
         case "pods" if verb == "list":
-            # A node lists only its own pods, whatever selector it asked for.
+            # A node lists only its own pods, whatever selector it asked for; every pod only
+            # as the network sees it.
             request = parse_request(body, ListRequest) if body else ListRequest()
+            if request.view == NETWORK_VIEW:
+                return body
             own = f"spec.nodeName={node}"
             request.field_selector = f"{request.field_selector},{own}" if request.field_selector else own
             return msgspec.json.encode(request)

@@ -29,6 +29,7 @@ from bus.errors import (
 )
 from bus.events import make_event, now, reference
 from bus.meta import Resource
+from bus.podview import NETWORK_VIEW, network_view
 from bus.protocol import (
     FOREGROUND_FINALIZER,
     NODE_LEASE_NAMESPACE,
@@ -207,11 +208,15 @@ class Verbs:
         except ValueError as err:
             raise BadRequest(f"invalid field selector: {err}") from None
         unreadable: list[UnreadableEntry] = []
+        if request.view and (request.view != NETWORK_VIEW or info.kind != "Pod"):
+            raise BadRequest(f"view {request.view!r} is not served for {info.plural} (only pods: network)")
         items, revision = await self.store.list(
             info.type, namespace or subjects.ALL, selector=requirements, unreadable=unreadable
         )
         if field_selector:
             items = [item for item in items if fields.matches(field_selector, item)]
+        if request.view:
+            items = [network_view(item) for item in items if isinstance(item, Pod)]
         items.sort(key=lambda item: (item.metadata.namespace, item.metadata.name))
         page = listing.paginate(items, after=after, limit=request.limit, budget=self.page_budget)
         reply = ObjectList(kind=f"{info.kind}List", api_version=info.api_version, items=page.items)
