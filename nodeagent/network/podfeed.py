@@ -10,37 +10,23 @@ the enforcer: `synced` once the first listing is in, `items()`, and `on_change` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
-import nats.errors
-from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from bus import subjects
-from bus.client import Client
-from bus.connection import subscribe_checked
 from bus.podview import NETWORK_VIEW
 from bus.resources import Pod
-from nodeagent.proxy.feed import mirror_feed
+from nodeagent.proxy.feed import FeedFollower, mirror_feed
 from nodeagent.proxy.mirror import Mirror
-from nodeagent.resync import resync_loop
 
 
-class PodAddresses:
-    def __init__(
-        self,
-        nc: NATS,
-        client: Client,
-        *,
-        resync_interval: float = 30.0,
-        resync_now: asyncio.Event | None = None,
-    ) -> None:
-        self.nc = nc
-        self.client = client
-        self.resync_interval = resync_interval
-        self.resync_now = resync_now or asyncio.Event()  # set it to list now (after a reconnect)
+class PodAddressCache:
+    """The state alone: a `Source` of the enforcer."""
+
+    def __init__(self) -> None:
         self.pods: Mirror[Pod] = Mirror()
         self.synced = asyncio.Event()
         self._handlers: list[Callable[[Any, Any, Any], None]] = []
@@ -55,18 +41,13 @@ class PodAddresses:
         for handler in self._handlers:
             handler(None, None, None)
 
-    async def run(self) -> None:
-        """Follow the feed and list now and then, until cancelled."""
-        on_message = mirror_feed(msgspec.json.Decoder(Pod), self.pods, self.changed, "network policy: pods")
-        feed = await subscribe_checked(self.nc, subjects.cluster_feed("pods"), cb=on_message)
-        self.resync_now.set()
-        try:
-            await resync_loop(
-                self.resync, self.resync_interval, self.resync_now, "network policy: listing pods"
-            )
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await feed.unsubscribe()
+
+class PodAddresses(FeedFollower, PodAddressCache):
+    what = "listing the pods' addresses"
+
+    def feeds(self) -> list[tuple[str, Callable[[Msg], Awaitable[None]]]]:
+        on_message = mirror_feed(msgspec.json.Decoder(Pod), self.pods, self.changed, "pods' addresses")
+        return [(subjects.cluster_feed("pods"), on_message)]
 
     async def resync(self) -> None:
         mark = self.pods.mark()

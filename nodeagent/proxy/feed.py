@@ -53,7 +53,12 @@ class ServiceCache:
             event.set()
 
 
-class ServiceFeed(ServiceCache):
+class FeedFollower:
+    """Objects kept from the API's feeds (core NATS) and from listings, now and then and at once
+    when `resync_now` is set (after a reconnect). Subclasses say which feeds and how to list."""
+
+    what = "listing"  # for the log line of a failed listing
+
     def __init__(
         self,
         nc: NATS,
@@ -62,38 +67,43 @@ class ServiceFeed(ServiceCache):
         resync_interval: float = 30.0,
         resync_now: asyncio.Event | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # the cache's state (the next class in a subclass's order)
         self.nc = nc
         self.client = client
         self.resync_interval = resync_interval
-        self.resync_now = resync_now or asyncio.Event()  # set it to re-list (after a reconnect)
-        self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
-            Service: msgspec.json.Decoder(Service),
-            Endpoints: msgspec.json.Decoder(Endpoints),
-        }
+        self.resync_now = resync_now or asyncio.Event()
+
+    def feeds(self) -> list[tuple[str, Callable[[Msg], Awaitable[None]]]]:
+        """(subject, callback) of each feed followed."""
+        raise NotImplementedError
+
+    async def resync(self) -> None:
+        raise NotImplementedError
 
     async def run(self) -> None:
-        """Follow the feed and list now and then, until cancelled."""
-        feeds = [
-            await subscribe_checked(
-                self.nc, subjects.cluster_feed("services"), cb=self._feed(Service, self.services)
-            ),
-            await subscribe_checked(
-                self.nc, subjects.cluster_feed("endpoints"), cb=self._feed(Endpoints, self.endpoints)
-            ),
-        ]
+        """Follow the feeds and list now and then, until cancelled."""
+        subscriptions = [await subscribe_checked(self.nc, subject, cb=cb) for subject, cb in self.feeds()]
         self.resync_now.set()
         try:
-            await resync_loop(
-                self.resync, self.resync_interval, self.resync_now, "service proxy: listing Services"
-            )
+            await resync_loop(self.resync, self.resync_interval, self.resync_now, self.what)
         finally:
-            for sub in feeds:
+            for sub in subscriptions:
                 with contextlib.suppress(nats.errors.Error):
                     await sub.unsubscribe()
 
-    def _feed(self, cls: type[Any], mirror: Mirror[Any]) -> Any:
-        return mirror_feed(self._decoders[cls], mirror, self.changed, f"service proxy: {cls.__name__}")
+
+class ServiceFeed(FeedFollower, ServiceCache):
+    what = "service proxy: listing Services"
+
+    def feeds(self) -> list[tuple[str, Callable[[Msg], Awaitable[None]]]]:
+        return [
+            (subjects.cluster_feed("services"), self._feed(Service, self.services)),
+            (subjects.cluster_feed("endpoints"), self._feed(Endpoints, self.endpoints)),
+        ]
+
+    def _feed(self, cls: type[Any], mirror: Mirror[Any]) -> Callable[[Msg], Awaitable[None]]:
+        decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(cls)
+        return mirror_feed(decoder, mirror, self.changed, f"service proxy: {cls.__name__}")
 
     async def resync(self) -> None:
         """List every Service and Endpoints."""
