@@ -42,6 +42,19 @@ from bus.validation.rules import (
 from bus.validation.schema import join
 
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")  # the Service types that open a port on every node
+DEFAULT_NODE_PORT_RANGE = "30000-32767"  # Kubernetes' `--service-node-port-range`
+
+
+def node_port_range(text: str) -> tuple[int, int]:
+    """The first and last port of a `--service-node-port-range` (`30000-32767`); ValueError
+    saying what is wrong with it."""
+    low_text, dash, high_text = text.partition("-")
+    if not dash or not low_text.isdecimal() or not high_text.isdecimal():
+        raise ValueError(f"{text!r} is not a port range LOW-HIGH (e.g. {DEFAULT_NODE_PORT_RANGE})")
+    low, high = int(low_text), int(high_text)
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"{text!r}: the ports must be between 1 and 65535, the first not above the last")
+    return low, high
 
 
 def service(svc: Service) -> list[StatusCause]:

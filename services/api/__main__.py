@@ -10,8 +10,9 @@ from bus import tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
 from bus.store import StoreConfig
+from bus.validation.networking import DEFAULT_NODE_PORT_RANGE
 from services.api.iprange import DEFAULT_SERVICE_CIDR, ServiceRange
-from services.api.portrange import DEFAULT_NODE_PORT_RANGE, NodePortRange
+from services.api.portrange import NodePortRange
 from services.api.server import ApiConfig, run
 
 

@@ -16,7 +16,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-DEFAULT_NODE_PORT_RANGE = "30000-32767"
+from bus.validation.networking import node_port_range
+
 _BAND_MIN, _BAND_MAX, _BAND_STEP = 16, 128, 32
 
 
@@ -29,13 +30,7 @@ class NodePortRange:
     def parse(cls, text: str) -> NodePortRange:
         """The range a `--service-node-port-range` names (`30000-32767`); ValueError saying
         what is wrong with it."""
-        low_text, dash, high_text = text.partition("-")
-        if not dash or not low_text.isdecimal() or not high_text.isdecimal():
-            raise ValueError(f"{text!r} is not a port range LOW-HIGH (e.g. 30000-32767)")
-        low, high = int(low_text), int(high_text)
-        if not 1 <= low <= high <= 65535:
-            raise ValueError(f"{text!r}: the ports must be between 1 and 65535, the first not above the last")
-        return cls(low, high)
+        return cls(*node_port_range(text))
 
     def __str__(self) -> str:
         return f"{self.low}-{self.high}"

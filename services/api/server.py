@@ -36,6 +36,7 @@ from bus.resources import Event, Namespace
 from bus.store import Store, StoreConfig
 from bus.unreadable import UnreadableReporter
 from bus.validation import requests
+from bus.validation.networking import DEFAULT_NODE_PORT_RANGE
 from services.api import nodes, replies
 from services.api.admission import requested_uid
 from services.api.allocations import Allocations
@@ -44,7 +45,7 @@ from services.api.followup import Followup
 from services.api.iprange import DEFAULT_SERVICE_CIDR, ServiceRange
 from services.api.namespaces import NamespaceCache
 from services.api.nodeports import NodePorts
-from services.api.portrange import DEFAULT_NODE_PORT_RANGE, NodePortRange
+from services.api.portrange import NodePortRange
 from services.api.verbs import COMPONENT, Outcome, Verbs
 
 log = logging.getLogger(__name__)
