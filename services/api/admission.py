@@ -94,6 +94,23 @@ def keep_allocated(new: Service, old: Service) -> None:
     keep_node_ports(new, old)
 
 
+def drop_unchanged_node_ports(raw: object, current: object) -> None:
+    """Kubernetes' `dropTypeDependentFields`: a Service (`raw`, the body before validation) whose
+    type becomes one that takes no nodePorts, with its ports' nodePorts as `current` has them,
+    loses them instead of being refused for them (`kubectl edit` changes the type alone)."""
+    if not isinstance(current, Service) or current.spec.type not in NODE_PORT_TYPES:
+        return
+    spec = raw.get("spec") if isinstance(raw, dict) else None
+    if not isinstance(spec, dict) or spec.get("type", "ClusterIP") in NODE_PORT_TYPES:
+        return
+    ports = spec.get("ports")
+    if not isinstance(ports, list) or not all(isinstance(port, dict) for port in ports):
+        return
+    if [port.get("nodePort") for port in ports] == [port.node_port for port in current.spec.ports]:
+        for port in ports:
+            port.pop("nodePort", None)
+
+
 def keep_node_ports(new: Service, old: Service) -> None:
     """A port that leaves its nodePort out keeps the one it had, as Kubernetes does: the old
     port of the same name, else of the same number and protocol, unless another port of the

@@ -26,6 +26,7 @@ from bus.errors import (
     Invalid,
     NotFound,
     StatusCause,
+    SteerError,
     invalid,
 )
 from bus.events import make_event, now, reference
@@ -49,7 +50,7 @@ from bus.validation import decode_object, requests
 from bus.validation.rules import at_least
 from bus.validation.schema import wrong_type
 from services.api import listing
-from services.api.admission import prepare_create, prepare_update
+from services.api.admission import drop_unchanged_node_ports, prepare_create, prepare_update
 from services.api.allocations import Allocations, Claims
 from services.api.bodies import REPLY_HEADROOM, check_size, object_limit, parse_json, parse_request
 from services.api.namespaces import NamespaceCache
@@ -224,7 +225,10 @@ class Verbs:
         return Outcome(reply, warnings=[left_out(info, unreadable)] if unreadable else [])
 
     async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
-        new = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
+        raw = parse_json(body, limit=self.object_limit)
+        if info.kind == "Service":
+            await self._drop_node_ports(info, namespace, raw)
+        new = self._decode_for(info, namespace, raw)
         _check_precondition(new)
 
         async def write(current: Resource) -> Outcome:
@@ -233,6 +237,19 @@ class Verbs:
             return await self._replace(info, copy.deepcopy(new), current)
 
         return await self._retrying(info, namespace, new.metadata.name, new.metadata.resource_version, write)
+
+    async def _drop_node_ports(self, info: kinds.KindInfo, namespace: str, raw: Any) -> None:
+        """A Service update that changes the type to ClusterIP and leaves the nodePorts as they
+        were drops them, as Kubernetes does, rather than being refused for them. The stored
+        Service is a hint here: the write itself compares and sets."""
+        name = raw.get("metadata", {}).get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str) or requests.lookup_name(name):
+            return
+        try:
+            current = await self.store.get(info.type, namespace, name)
+        except SteerError:
+            return  # the verb itself reports what is wrong
+        drop_unchanged_node_ports(raw, current)
 
     async def _retrying(
         self,
@@ -297,6 +314,7 @@ class Verbs:
             if not isinstance(metadata, dict) or metadata.get("name") != request.name:
                 raise BadRequest("a patch may not change metadata.name")
             patched.get("metadata", {}).pop("resourceVersion", None)
+            drop_unchanged_node_ports(patched, current)
             return await self._replace(info, self._decode_for(info, namespace, patched), current)
 
         return await self._retrying(info, namespace, request.name, precondition, write)

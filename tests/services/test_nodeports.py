@@ -174,3 +174,14 @@ async def test_delete_gives_the_ports_back(client: Client, ns: str) -> None:
         client, ns, "again", type="NodePort", ports=ports(80, 443, node_ports=tuple(node_ports(svc)))
     )
     assert node_ports(again) == node_ports(svc)
+
+
+async def test_a_type_change_alone_drops_the_node_ports(client: Client, ns: str) -> None:
+    """`kubectl edit` of the type only: the nodePorts sent back as they were are dropped, as in
+    Kubernetes, and given back."""
+    svc = await create(client, ns, type="NodePort", ports=ports(80))
+    plain = await update(client, ns, ports=ports(80, node_ports=tuple(node_ports(svc))))
+    assert node_ports(plain) == [] and await held_by(client, ns) == {}
+    again = await create(client, ns, "again", type="NodePort", ports=ports(80))
+    patched = await client.patch(Service, "again", {"spec": {"type": "ClusterIP"}}, ns)
+    assert node_ports(again) and node_ports(patched) == [] and await held_by(client, ns) == {}
