@@ -20,6 +20,7 @@ from bus.resources import (
     Namespace,
     NetworkPolicy,
     Node,
+    NodePort,
     Pod,
     ReplicaSet,
     Service,
@@ -86,6 +87,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo(
         "IPAddress", "ipaddresses", IPAddress, namespaced=False, short_names=("ip",), lifecycle_events=False
     ),
+    # The same for each nodePort.
+    KindInfo("NodePort", "nodeports", NodePort, namespaced=False, lifecycle_events=False),
 )
 
 BY_KIND: dict[str, KindInfo] = {info.kind: info for info in KINDS}

@@ -65,8 +65,9 @@ CONTROLLERS_VERBS: dict[str, tuple[str, ...]] = {
     "nodes": ("get", "list", "patch", "status"),
     # The endpoints controller's EndpointsManaged condition and ServiceLB's ingress.
     "services": ("get", "list", "patch", "delete", "status"),
-    # The ClusterIP repair pass deletes IPAddresses no Service holds.
+    # The repair passes delete IPAddresses and NodePorts no Service holds.
     "ipaddresses": ("get", "list", "delete"),
+    "nodeports": ("get", "list", "delete"),
 }
 SCHEDULER_READS = ("pods", "nodes")
 # What a node agent watches, read-only (no put, purge or delete): every NetworkPolicy and every

@@ -5,9 +5,10 @@ apply, and any API replica serves it): each kind is listed across all namespaces
 and written out as served, resourceVersion and uid included (docs/operations.md, Backup and
 restore; cli/backupfile.py, the format). Events and Leases are left out: events are a time
 window of history with a TTL, and leases are liveness (node heartbeats, leader election) that
-must not outlive the processes that held them. IPAddresses are left out too: they are the API's
-record of the Services' ClusterIPs, made again when the Services are restored with their
-addresses (restored first, they would make each address look taken by another).
+must not outlive the processes that held them. IPAddresses and NodePorts are left out too: they
+are the API's record of the Services' ClusterIPs and nodePorts, made again when the Services
+are restored with their addresses and ports (restored first, they would make each look taken
+by another).
 
 A restore recreates the objects through the API, owners before dependents (cli/restoreplan.py),
 and then their status. An object that exists already is reported and left as it is, as `kubectl
@@ -30,7 +31,7 @@ from cli import backupfile, restoreplan
 from cli.errors import report, run_async
 from cli.session import session
 
-SKIPPED_KINDS = ("Event", "Lease", "IPAddress")
+SKIPPED_KINDS = ("Event", "Lease", "IPAddress", "NodePort")
 PAGE_SIZE = 500
 
 
@@ -39,7 +40,7 @@ async def backup(
     file: Annotated[str, typer.Argument(help="The file to write (JSON lines).")],
     page_size: Annotated[int, typer.Option(help="Objects asked for in each list request.")] = PAGE_SIZE,
 ) -> int:
-    """Write every object of every kind (but events, leases and IP addresses) to FILE."""
+    """Write every object of every kind (but events, leases, IP addresses and node ports) to FILE."""
     backed_up = [info for info in kinds.KINDS if info.kind not in SKIPPED_KINDS]
     counts: Counter[str] = Counter()
     versions: dict[str, str] = {}

@@ -17,6 +17,7 @@ from bus.resources import (
     Namespace,
     NetworkPolicy,
     Node,
+    NodePort,
     Pod,
     ReplicaSet,
     Service,
@@ -105,7 +106,7 @@ def external_ip(svc: Service) -> str:
     return "<none>"
 
 
-def _ip_address(record: IPAddress, wide: bool) -> Row:
+def _allocation(record: IPAddress | NodePort, wide: bool) -> Row:
     ref = record.spec.parent_ref
     resource = f"{ref.resource}.{ref.group}" if ref.group else ref.resource
     parent = "/".join(part for part in (resource, ref.namespace, ref.name) if part)
@@ -212,7 +213,8 @@ COLUMNS: dict[str, Columns] = {
     "NetworkPolicy": (["POD-SELECTOR", "AGE"], [], _network_policy),
     "Event": (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     "Lease": (["HOLDER", "AGE"], [], _lease),
-    "IPAddress": (["PARENTREF", "AGE"], [], _ip_address),
+    "IPAddress": (["PARENTREF", "AGE"], [], _allocation),
+    "NodePort": (["PARENTREF", "AGE"], [], _allocation),
 }
 
 

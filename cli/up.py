@@ -41,6 +41,7 @@ from bus.connection import ComponentInfo, discover
 from bus.errors import SteerError, Timeout, Unavailable
 from bus.meta import is_true
 from bus.resources import Namespace, Node
+from bus.validation.networking import DEFAULT_NODE_PORT_RANGE, node_port_range
 from bus.validation.rules import dns1123_label
 from cli import datadir, manifests, portowner, registry
 from cli.apply import apply_manifest
@@ -134,6 +135,12 @@ async def up(
         str, typer.Option(help="Pod addresses: each node gets a /24 of it (on the pod network).")
     ] = "10.244.0.0/16",
     service_cidr: Annotated[str, typer.Option(help="ClusterIPs: one per Service.")] = "10.96.0.0/16",
+    service_node_port_range: Annotated[
+        str,
+        typer.Option(
+            metavar="LOW-HIGH", help="nodePorts of NodePort and LoadBalancer Services: one per port."
+        ),
+    ] = DEFAULT_NODE_PORT_RANGE,
     restart_backoff: Annotated[
         str,
         typer.Option(
@@ -183,6 +190,10 @@ async def up(
         service_cidr = str(ipaddress.IPv4Network(service_cidr))
     except ValueError as err:
         raise SteerError(f"--service-cidr: {err}") from None
+    try:
+        node_port_range(service_node_port_range)
+    except ValueError as err:
+        raise SteerError(f"--service-node-port-range: {err}") from None
     if problems := dns1123_label(f"{node_prefix}-{max(nodes, 1)}"):
         raise SteerError(f'--node-prefix "{node_prefix}" makes invalid node names: {"; ".join(problems)}')
     try:
@@ -213,6 +224,7 @@ async def up(
             network=network,
             cluster_cidr=cluster_cidr,
             service_cidr=service_cidr,
+            node_port_range=service_node_port_range,
             credentials=creds,
         )
         return await _Up(cluster, backoff).run(apply or [])
@@ -267,6 +279,7 @@ def _cluster(
     network: str = "auto",
     cluster_cidr: str = "10.244.0.0/16",
     service_cidr: str = "10.96.0.0/16",
+    node_port_range: str = DEFAULT_NODE_PORT_RANGE,
     credentials: registry.Registry | None = None,
 ) -> LocalCluster:
     logs = data_dir / "logs"
@@ -277,10 +290,11 @@ def _cluster(
     python = [sys.executable, "-m"]
     # Buckets and the events stream at three replicas on a cluster: a server may die.
     store = ["--replicas", str(natscluster.REPLICAS)] if len(buses) > 1 else []
+    ranges = ["--service-cidr", service_cidr, "--service-node-port-range", node_port_range]
     services = [
         Child(
             f"api-{i + 1}",
-            [*python, "services.api", "--nats", url, *store, "--service-cidr", service_cidr, *creds("api")],
+            [*python, "services.api", "--nats", url, *store, *ranges, *creds("api")],
             logs / f"api-{i + 1}.log",
         )
         for i in range(replicas["api"])

@@ -3,7 +3,7 @@
 from bus.resources.apps import Deployment, ReplicaSet
 from bus.resources.autoscaling import HorizontalPodAutoscaler
 from bus.resources.cluster import Namespace, Node
-from bus.resources.networking import Endpoints, IPAddress, NetworkPolicy, Service
+from bus.resources.networking import Endpoints, IPAddress, NetworkPolicy, NodePort, Service
 from bus.resources.pod import Pod
 from bus.resources.records import Event, Lease
 
@@ -17,6 +17,7 @@ __all__ = [
     "Namespace",
     "NetworkPolicy",
     "Node",
+    "NodePort",
     "Pod",
     "ReplicaSet",
     "Service",

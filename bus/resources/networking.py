@@ -1,6 +1,7 @@
 """Service and Endpoints (core/v1); NetworkPolicy and IPAddress (networking.k8s.io/v1), the
 latter the record of one Service's ClusterIP, which makes two Services holding one address
-impossible (docs/networking.md)."""
+impossible; NodePort (networking.steersman.io/v1), the record of one Service's nodePort, which
+does the same for a port opened on every node (docs/networking.md)."""
 
 from __future__ import annotations
 
@@ -186,3 +187,21 @@ class IPAddress(Resource):
 
     API_VERSION: ClassVar[str] = "networking.k8s.io/v1"
     spec: IPAddressSpec
+
+
+# The label on the NodePorts the API's nodePort allocator makes: the repair pass deletes no other.
+NODE_PORT_MANAGED_BY_LABEL = "nodeport.steersman.io/managed-by"
+NODE_PORT_ALLOCATOR = "nodeportallocator.steersman.io"
+
+
+class NodePortSpec(Base):
+    parent_ref: ParentReference
+
+
+class NodePort(Resource):
+    """One allocated nodePort, named by the port number (`30080`); cluster-scoped. Kubernetes
+    keeps a bitmap of the range instead; one object per port lets a create-only compare-and-set
+    decide which of two API replicas gets a port."""
+
+    API_VERSION: ClassVar[str] = "networking.steersman.io/v1"
+    spec: NodePortSpec

@@ -1,4 +1,4 @@
-"""Rules of Service, Endpoints and IPAddress.
+"""Rules of Service, Endpoints, IPAddress and NodePort.
 
 Ports are what the node proxies listen on and dial, so every one must be a real TCP/UDP port;
 port names must be present and unique as soon as there is more than one, because targetPorts,
@@ -6,7 +6,8 @@ endpoints and `<NAME>_SERVICE_PORT_<PORT>` variables refer to ports by name.
 
 The cluster is single-stack IPv4: a Service's clusterIP is `None` (headless) or one IPv4
 address, `clusterIPs` holds at most that one, and dual stack cannot be required. Whether an
-address lies in the service CIDR and is free is the API's to say (services/api/clusterips.py):
+address lies in the service CIDR and is free is the API's to say (services/api/clusterips.py),
+and so is whether a nodePort lies in the API's range and is free (services/api/nodeports.py):
 these rules see one object, not the store.
 """
 
@@ -20,6 +21,8 @@ from bus.resources.networking import (
     EndpointAddress,
     Endpoints,
     IPAddress,
+    NodePort,
+    ParentReference,
     Service,
     ServicePort,
     ServiceSpec,
@@ -38,8 +41,20 @@ from bus.validation.rules import (
 )
 from bus.validation.schema import join
 
-NODE_PORT_RANGE = (30000, 32767)
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")  # the Service types that open a port on every node
+DEFAULT_NODE_PORT_RANGE = "30000-32767"  # Kubernetes' `--service-node-port-range`
+
+
+def node_port_range(text: str) -> tuple[int, int]:
+    """The first and last port of a `--service-node-port-range` (`30000-32767`); ValueError
+    saying what is wrong with it."""
+    low_text, dash, high_text = text.partition("-")
+    if not dash or not low_text.isdecimal() or not high_text.isdecimal():
+        raise ValueError(f"{text!r} is not a port range LOW-HIGH (e.g. {DEFAULT_NODE_PORT_RANGE})")
+    low, high = int(low_text), int(high_text)
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"{text!r}: the ports must be between 1 and 65535, the first not above the last")
+    return low, high
 
 
 def service(svc: Service) -> list[StatusCause]:
@@ -67,12 +82,10 @@ def _service_port(path: str, port: ServicePort, *, service_type: str) -> list[St
         causes += port_number_or_name(join(path, "targetPort"), port.target_port)
     if port.node_port is not None:
         node_port_path = join(path, "nodePort")
-        low, high = NODE_PORT_RANGE
         if service_type not in NODE_PORT_TYPES:
             causes.append(forbidden(node_port_path, f"may not be used when `type` is '{service_type}'"))
-        elif not low <= port.node_port <= high:
-            detail = f"provided port is not in the valid range. The range of valid ports is {low}-{high}"
-            causes.append(invalid_value(node_port_path, port.node_port, detail))
+        else:
+            causes += port_number(node_port_path, port.node_port)
     return causes
 
 
@@ -137,8 +150,26 @@ def ip_address(obj: IPAddress) -> list[StatusCause]:
     causes: list[StatusCause] = []
     if obj.metadata.generate_name:
         causes.append(forbidden("metadata.generateName", "an IPAddress is named by its address"))
-    ref = obj.spec.parent_ref
-    causes += formatted("spec.parentRef.resource", ref.resource, dns1123_subdomain)
+    return causes + _parent_ref(obj.spec.parent_ref)
+
+
+def node_port(obj: NodePort) -> list[StatusCause]:
+    """Named by the port it records, and pointing at its owner."""
+    causes: list[StatusCause] = []
+    if obj.metadata.generate_name:
+        causes.append(forbidden("metadata.generateName", "a NodePort is named by its port number"))
+    return causes + _parent_ref(obj.spec.parent_ref)
+
+
+def port_number_name(value: str) -> list[str]:
+    """A port number in decimal, as a NodePort's name (`30080`; no leading zeros)."""
+    if not value.isascii() or not value.isdigit() or str(int(value)) != value or not 1 <= int(value) <= 65535:
+        return ["must be a port number between 1 and 65535 in decimal, without leading zeros"]
+    return []
+
+
+def _parent_ref(ref: ParentReference) -> list[StatusCause]:
+    causes = formatted("spec.parentRef.resource", ref.resource, dns1123_subdomain)
     causes += formatted("spec.parentRef.name", ref.name, dns1123_subdomain)
     if ref.group:
         causes += formatted("spec.parentRef.group", ref.group, dns1123_subdomain)

@@ -21,6 +21,7 @@ from bus.resources import (
     Lease,
     NetworkPolicy,
     Node,
+    NodePort,
     Pod,
     ReplicaSet,
     Service,
@@ -45,12 +46,14 @@ from bus.validation.rules import (
 def validate(obj: Resource) -> list[StatusCause]:
     """Every semantic cause against `obj`; an empty list means it may be stored."""
     # Event names carry a generated suffix after a dot (`web-1.17a2b3c4`), as in Kubernetes.
-    # An IPAddress is named by its address (`10.96.0.10`), as in Kubernetes.
+    # An IPAddress is named by its address (`10.96.0.10`), as in Kubernetes; a NodePort by its port.
     name_format = (
         dns1123_subdomain
         if isinstance(obj, Event)
         else networking.ipv4_address
         if isinstance(obj, IPAddress)
+        else networking.port_number_name
+        if isinstance(obj, NodePort)
         else dns1123_label
     )
     causes = object_meta(obj.metadata, name_format=name_format)
@@ -67,6 +70,8 @@ def validate(obj: Resource) -> list[StatusCause]:
             causes += networking.endpoints(obj)
         case IPAddress():
             causes += networking.ip_address(obj)
+        case NodePort():
+            causes += networking.node_port(obj)
         case NetworkPolicy():
             causes += networkpolicy.network_policy(obj)
         case HorizontalPodAutoscaler():

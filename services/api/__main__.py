@@ -10,7 +10,9 @@ from bus import tlsclient
 from bus.connection import Credentials
 from bus.runner import run_service
 from bus.store import StoreConfig
+from bus.validation.networking import DEFAULT_NODE_PORT_RANGE
 from services.api.iprange import DEFAULT_SERVICE_CIDR, ServiceRange
+from services.api.portrange import NodePortRange
 from services.api.server import ApiConfig, run
 
 
@@ -35,6 +37,12 @@ def parse_args(argv: list[str]) -> ApiConfig:
         metavar="CIDR",
         help="the IPv4 range Services' ClusterIPs come from (/12 to /30)",
     )
+    parser.add_argument(
+        "--service-node-port-range",
+        default=DEFAULT_NODE_PORT_RANGE,
+        metavar="LOW-HIGH",
+        help="the ports NodePort and LoadBalancer Services' nodePorts come from",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.replicas <= 5:
         parser.error("--replicas must be between 1 and 5")
@@ -46,6 +54,10 @@ def parse_args(argv: list[str]) -> ApiConfig:
         service_range = ServiceRange.parse(args.service_cidr)
     except ValueError as err:
         parser.error(f"--service-cidr: {err}")
+    try:
+        node_port_range = NodePortRange.parse(args.service_node_port_range)
+    except ValueError as err:
+        parser.error(f"--service-node-port-range: {err}")
     store = StoreConfig(replicas=args.replicas, history=args.history)
     store.ttl["events"] = args.event_retention
     return ApiConfig(
@@ -56,6 +68,7 @@ def parse_args(argv: list[str]) -> ApiConfig:
         store=store,
         event_retention=timedelta(seconds=args.event_retention),
         service_range=service_range,
+        node_port_range=node_port_range,
     )
 
 

@@ -91,6 +91,44 @@ def keep_allocated(new: Service, old: Service) -> None:
     spec.cluster_ip = spec.cluster_ip or next(iter(spec.cluster_ips), "")
     if before.cluster_ip:
         set_defaults(new)
+    keep_node_ports(new, old)
+
+
+def drop_unchanged_node_ports(raw: object, current: object) -> None:
+    """Kubernetes' `dropTypeDependentFields`: a Service (`raw`, the body before validation) whose
+    type becomes one that takes no nodePorts, with its ports' nodePorts as `current` has them,
+    loses them instead of being refused for them (`kubectl edit` changes the type alone)."""
+    if not isinstance(current, Service) or current.spec.type not in NODE_PORT_TYPES:
+        return
+    spec = raw.get("spec") if isinstance(raw, dict) else None
+    if not isinstance(spec, dict) or spec.get("type", "ClusterIP") in NODE_PORT_TYPES:
+        return
+    ports = spec.get("ports")
+    if not isinstance(ports, list) or not all(isinstance(port, dict) for port in ports):
+        return
+    if [port.get("nodePort") for port in ports] == [port.node_port for port in current.spec.ports]:
+        for port in ports:
+            port.pop("nodePort", None)
+
+
+def keep_node_ports(new: Service, old: Service) -> None:
+    """A port that leaves its nodePort out keeps the one it had, as Kubernetes does: the old
+    port of the same name, else of the same number and protocol, unless another port of the
+    update uses that nodePort. Nothing is kept when either type opens no nodePorts."""
+    if new.spec.type not in NODE_PORT_TYPES or old.spec.type not in NODE_PORT_TYPES:
+        return
+    used = {port.node_port for port in new.spec.ports if port.node_port is not None}
+    by_name = {port.name: port.node_port for port in old.spec.ports if port.node_port is not None}
+    by_number = {
+        (port.port, port.protocol): port.node_port for port in old.spec.ports if port.node_port is not None
+    }
+    for port in new.spec.ports:
+        if port.node_port is not None:
+            continue
+        kept = by_name.get(port.name) or by_number.get((port.port, port.protocol))
+        if kept is not None and kept not in used:
+            port.node_port = kept
+            used.add(kept)
 
 
 def prepare_update(new: Resource, old: Resource) -> None:

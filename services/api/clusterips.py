@@ -132,6 +132,11 @@ class ClusterIPs:
             return
         await self._delete(record)
 
+    async def give_back(self, record: IPAddress | None) -> None:
+        """Delete the IPAddress made for a Service that was never written."""
+        if record is not None:
+            await self._delete(record)
+
     async def release(self, service: Service) -> None:
         """After `service` was removed from the store: delete its IPAddress (if it is its own).
         Never raises: what is left behind is the repair pass's."""

@@ -36,12 +36,16 @@ from bus.resources import Event, Namespace
 from bus.store import Store, StoreConfig
 from bus.unreadable import UnreadableReporter
 from bus.validation import requests
+from bus.validation.networking import DEFAULT_NODE_PORT_RANGE
 from services.api import nodes, replies
 from services.api.admission import requested_uid
+from services.api.allocations import Allocations
 from services.api.clusterips import ClusterIPs
 from services.api.followup import Followup
 from services.api.iprange import DEFAULT_SERVICE_CIDR, ServiceRange
 from services.api.namespaces import NamespaceCache
+from services.api.nodeports import NodePorts
+from services.api.portrange import NodePortRange
 from services.api.verbs import COMPONENT, Outcome, Verbs
 
 log = logging.getLogger(__name__)
@@ -63,16 +67,19 @@ class ApiConfig:
     event_retention: timedelta = bus_events.DEFAULT_RETENTION
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     service_range: ServiceRange = field(default_factory=lambda: ServiceRange.parse(DEFAULT_SERVICE_CIDR))
+    node_port_range: NodePortRange = NodePortRange.parse(DEFAULT_NODE_PORT_RANGE)
 
 
 class ApiServer:
-    def __init__(self, nc: NATS, store: Store, tasks: asyncio.TaskGroup, service_range: ServiceRange) -> None:
+    def __init__(self, nc: NATS, store: Store, tasks: asyncio.TaskGroup, config: ApiConfig) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=5.0)
         self.store = store
         self.namespaces = NamespaceCache(store)
-        self.clusterips = ClusterIPs(store, service_range)
-        self.verbs = Verbs(store, self.namespaces, self.clusterips, max_payload=nc.max_payload)
+        self.clusterips = ClusterIPs(store, config.service_range)
+        self.nodeports = NodePorts(store, config.node_port_range)
+        allocations = Allocations(self.clusterips, self.nodeports)
+        self.verbs = Verbs(store, self.namespaces, allocations, max_payload=nc.max_payload)
         self.followup = Followup(nc, self.js, store)
         self.tasks = tasks
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -157,7 +164,7 @@ class ApiServer:
             outcome = await self.verbs.create(info, scope, body, uid=uid)
         else:
             outcome = await handler(info, scope, body)
-            await self.verbs.release_addresses(outcome)
+            await self.verbs.release_allocations(outcome)
         if (
             info.kind == "Event"
             and outcome.written
@@ -246,12 +253,13 @@ async def run(config: ApiConfig, *, ready: asyncio.Event | None = None) -> None:
         await _prepare_store(js, store, config)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(fail_when_closed(nc))
-            server = ApiServer(nc, store, tasks, config.service_range)
+            server = ApiServer(nc, store, tasks, config)
             reporter = UnreadableReporter(server.record_unreadable, component=COMPONENT)
             store.on_unreadable(reporter)
             tasks.create_task(reporter.run())
             tasks.create_task(server.namespaces.run())
             tasks.create_task(server.clusterips.run())
+            tasks.create_task(server.nodeports.run())
             await server.seed()
             service = await announce(
                 nc, "api", description="steersman API server", metadata={"instance": config.instance}

@@ -8,6 +8,7 @@ written until the request has been fully validated, so bad input never changes s
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from bus.errors import (
     Invalid,
     NotFound,
     StatusCause,
+    SteerError,
     invalid,
 )
 from bus.events import make_event, now, reference
@@ -49,9 +51,9 @@ from bus.validation import decode_object, requests
 from bus.validation.rules import at_least
 from bus.validation.schema import wrong_type
 from services.api import listing
-from services.api.admission import prepare_create, prepare_update
+from services.api.admission import drop_unchanged_node_ports, prepare_create, prepare_update
+from services.api.allocations import Allocations, Claims
 from services.api.bodies import REPLY_HEADROOM, check_size, object_limit, parse_json, parse_request
-from services.api.clusterips import ClusterIPs
 from services.api.namespaces import NamespaceCache
 from services.api.patch import merge_patch
 
@@ -87,11 +89,11 @@ class Outcome:
 
 class Verbs:
     def __init__(
-        self, store: Store, namespaces: NamespaceCache, clusterips: ClusterIPs, *, max_payload: int
+        self, store: Store, namespaces: NamespaceCache, allocations: Allocations, *, max_payload: int
     ) -> None:
         self.store = store
         self.namespaces = namespaces
-        self.clusterips = clusterips
+        self.allocations = allocations
         self.object_limit = object_limit(max_payload)
         self.page_budget = max_payload - REPLY_HEADROOM
 
@@ -148,10 +150,10 @@ class Verbs:
         prepare_create(obj, info, uid=uid)
         check_size(obj, self.object_limit)
         try:
-            record = await self.clusterips.claim(obj) if isinstance(obj, Service) else None
+            claims = await self.allocations.claim(obj) if isinstance(obj, Service) else Claims()
         except Invalid as refused:
-            # The address a Service asks for is taken, perhaps by the Service of this very name
-            # (a manifest created twice; a create sent again whose first attempt was stored):
+            # The address or a nodePort a Service asks for is taken, perhaps by the Service of this
+            # very name (a manifest created twice; a create sent again whose first attempt was stored):
             # then the name is what is wrong, as a create without an address would say.
             meta = obj.metadata
             try:
@@ -164,12 +166,12 @@ class Verbs:
         try:
             stored = await self.store.create(obj)
         except AlreadyExists as err:
-            await self.clusterips.unclaim(record, err)
+            await self.allocations.unclaim(claims, err)
             if not uid:
                 raise
             return Outcome(await self._created_before(info, obj, uid))
         except Exception as err:
-            await self.clusterips.unclaim(record, err)
+            await self.allocations.unclaim(claims, err)
             raise
         return Outcome(
             stored,
@@ -228,13 +230,31 @@ class Verbs:
         return Outcome(reply, warnings=[left_out(info, unreadable)] if unreadable else [])
 
     async def update(self, info: kinds.KindInfo, namespace: str, body: bytes) -> Outcome:
-        new = self._decode_for(info, namespace, parse_json(body, limit=self.object_limit))
+        raw = parse_json(body, limit=self.object_limit)
+        if info.kind == "Service":
+            await self._drop_node_ports(info, namespace, raw)
+        new = self._decode_for(info, namespace, raw)
         _check_precondition(new)
 
         async def write(current: Resource) -> Outcome:
-            return await self._replace(info, new, current)
+            # A copy for each attempt: the write fills in what it allocates, which a lost
+            # compare-and-set gives back.
+            return await self._replace(info, copy.deepcopy(new), current)
 
         return await self._retrying(info, namespace, new.metadata.name, new.metadata.resource_version, write)
+
+    async def _drop_node_ports(self, info: kinds.KindInfo, namespace: str, raw: Any) -> None:
+        """A Service update that changes the type to ClusterIP and leaves the nodePorts as they
+        were drops them, as Kubernetes does, rather than being refused for them. The stored
+        Service is a hint here: the write itself compares and sets."""
+        name = raw.get("metadata", {}).get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str) or requests.lookup_name(name):
+            return
+        try:
+            current = await self.store.get(info.type, namespace, name)
+        except SteerError:
+            return  # the verb itself reports what is wrong
+        drop_unchanged_node_ports(raw, current)
 
     async def _retrying(
         self,
@@ -271,14 +291,16 @@ class Verbs:
             deleted = self._lifecycle(new, "Deleted", f"Deleted {info.singular} {new.metadata.name}")
             return Outcome(new, deleted, written=True, deleted=True)
         check_size(new, self.object_limit)
-        record = None
-        if isinstance(new, Service) and isinstance(current, Service) and not current.spec.cluster_ip:
-            record = await self.clusterips.claim(new)  # stored before Services had addresses
+        claims = Claims()
+        if isinstance(new, Service) and isinstance(current, Service):
+            claims = await self.allocations.claim_update(new, current)
         try:
             stored = await self.store.update(new)
         except Exception as err:
-            await self.clusterips.unclaim(record, err)
+            await self.allocations.unclaim(claims, err)
             raise
+        if isinstance(stored, Service) and isinstance(current, Service):
+            await self.allocations.release_unused(stored, current)
         events = []
         if stored.metadata.generation != current.metadata.generation and info.update_events:
             message = (
@@ -297,6 +319,7 @@ class Verbs:
             if not isinstance(metadata, dict) or metadata.get("name") != request.name:
                 raise BadRequest("a patch may not change metadata.name")
             patched.get("metadata", {}).pop("resourceVersion", None)
+            drop_unchanged_node_ports(patched, current)
             return await self._replace(info, self._decode_for(info, namespace, patched), current)
 
         return await self._retrying(info, namespace, request.name, precondition, write)
@@ -338,12 +361,12 @@ class Verbs:
         except UnreadableError as err:
             return await self._delete_unreadable(err.entry, request.resource_version)
 
-    async def release_addresses(self, outcome: Outcome) -> None:
-        """Delete the IPAddresses of the Services an outcome removed from the store (a delete, the
-        last finalizer gone, a namespace emptied); never fails the request."""
+    async def release_allocations(self, outcome: Outcome) -> None:
+        """Delete the IPAddresses and NodePorts of the Services an outcome removed from the store
+        (a delete, the last finalizer gone, a namespace emptied); never fails the request."""
         for done in outcome.all():
             if done.deleted and isinstance(done.reply, Service):
-                await self.clusterips.release(done.reply)
+                await self.allocations.release(done.reply)
 
     async def _delete_unreadable(self, entry: UnreadableEntry, precondition: str = "") -> Outcome:
         """Remove a stored value that cannot be read (compare-and-set on its revision): there is

@@ -27,6 +27,7 @@ from bus.resources import (
     IPAddress,
     Lease,
     Node,
+    NodePort,
     Pod,
     ReplicaSet,
     Service,
@@ -47,6 +48,7 @@ from services.controllers.nodelifecycle import (
     DEFAULT_TOLERATION_SECONDS,
     node_lifecycle_controller,
 )
+from services.controllers.nodeportrepair import nodeport_repair_controller
 from services.controllers.podmetrics import PodMetricsCache
 from services.controllers.replicaset import replicaset_controller
 from services.controllers.servicelb import service_lb_controller
@@ -134,6 +136,9 @@ async def run(config: ControllersConfig) -> None:
         addresses: Informer[IPAddress] = Informer(store, IPAddress)
         informers.append(addresses)
         repair = ipaddress_repair_controller(client, addresses, services)
+        node_ports: Informer[NodePort] = Informer(store, NodePort)
+        informers.append(node_ports)
+        node_port_repair = nodeport_repair_controller(client, node_ports, services)
 
         hpas: Informer[HorizontalPodAutoscaler] = Informer(store, HorizontalPodAutoscaler)
         informers.append(hpas)
@@ -147,7 +152,16 @@ async def run(config: ControllersConfig) -> None:
         informers += [i for i in collected.values() if i not in informers]
         garbagecollector = garbage_collector(client, collected, workers=config.workers)
 
-        controllers = [replicaset, deployment, nodelifecycle, endpoint, repair, autoscaler, garbagecollector]
+        controllers = [
+            replicaset,
+            deployment,
+            nodelifecycle,
+            endpoint,
+            repair,
+            node_port_repair,
+            autoscaler,
+            garbagecollector,
+        ]
         if config.allocate_node_cidrs:
             controllers.append(node_ipam_controller(client, nodes, config.node_cidrs))
         if config.service_lb:

@@ -252,8 +252,18 @@ def ip_address() -> Manifest:
     }
 
 
+def node_port() -> Manifest:
+    return {
+        "apiVersion": "networking.steersman.io/v1",
+        "kind": "NodePort",
+        "metadata": {"name": "30080"},
+        "spec": {"parentRef": {"resource": "services", "namespace": "default", "name": "web"}},
+    }
+
+
 KINDS: list[Callable[[], Manifest]] = [
     ip_address,
+    node_port,
     pod,
     replica_set,
     deployment,
@@ -637,9 +647,9 @@ INVALID: list[Case] = [
     at(service, "spec.ports[0].nodePort", 30080, "Forbidden: may not be used when `type` is 'ClusterIP'"),
     case(
         service,
-        {"spec.type": "LoadBalancer", "spec.ports[0].nodePort": 80},
+        {"spec.type": "LoadBalancer", "spec.ports[0].nodePort": 70000},
         "spec.ports[0].nodePort",
-        "provided port is not in the valid range. The range of valid ports is 30000-32767",
+        "must be between 1 and 65535",
     ),
     at(service, "spec.clusterIP", "10.96.0.1000", "must be a valid IP address"),
     at(service, "spec.clusterIP", "10.96.000.10", "must be a valid IP address"),
@@ -689,11 +699,16 @@ INVALID: list[Case] = [
     at(ip_address, "metadata.generateName", "10.96.0.1", "an IPAddress is named by its address"),
     at(ip_address, "spec.parentRef.name", "Web", "RFC 1123 subdomain"),
     at(ip_address, "spec.parentRef.namespace", "a.b", "RFC 1123 label"),
+    at(node_port, "metadata.name", "web", "must be a port number between 1 and 65535"),
+    at(node_port, "metadata.name", "030080", "without leading zeros"),
+    at(node_port, "metadata.name", "70000", "must be a port number between 1 and 65535"),
+    at(node_port, "metadata.generateName", "300", "a NodePort is named by its port number"),
+    at(node_port, "spec.parentRef.name", "Web", "RFC 1123 subdomain"),
     case(
         service,
-        {"spec.type": "NodePort", "spec.ports[0].nodePort": 8080},
+        {"spec.type": "NodePort", "spec.ports[0].nodePort": 0},
         "spec.ports[0].nodePort",
-        "provided port is not in the valid range. The range of valid ports is 30000-32767",
+        "must be between 1 and 65535",
     ),
     case(
         service,

@@ -16,7 +16,7 @@ from bus import kinds
 from bus.client import Client
 from bus.errors import AlreadyExists, Invalid, NotFound
 from bus.meta import ObjectMeta
-from bus.resources import IPAddress, Namespace, Service
+from bus.resources import IPAddress, Namespace, NodePort, Service
 from bus.resources.networking import CLUSTER_IP_ALLOCATOR, MANAGED_BY_LABEL, IPAddressSpec, ParentReference
 from bus.store import Store
 from tests.waiting import wait_gone
@@ -47,6 +47,12 @@ async def free_static_address(client: Client) -> str:
     held = {record.metadata.name for record in await client.list(IPAddress, "")}
     choices = [str(CIDR.network_address + i) for i in range(1, 257)]
     return random.choice([c for c in choices if c not in held])
+
+
+async def free_node_port(client: Client) -> int:
+    """A port of the default nodePort range's lower band (30000-30085) no NodePort holds now."""
+    held = {int(record.metadata.name) for record in await client.list(NodePort, "")}
+    return random.choice([p for p in range(30000, 30086) if p not in held])
 
 
 async def refused(client: Client, namespace: str, **spec: Any) -> list[tuple[str, str]]:
@@ -206,12 +212,13 @@ async def test_the_address_cannot_change(client: Client, ns: str) -> None:
     svc = await create(client, ns)
     address = svc.spec.cluster_ip
     # An update that leaves the address out keeps it (a manifest applied again).
-    again = manifest("web", ns, type="LoadBalancer", ports=[{"port": 80, "nodePort": 30080}])
+    node_port = await free_node_port(client)
+    again = manifest("web", ns, type="LoadBalancer", ports=[{"port": 80, "nodePort": node_port}])
     again["metadata"]["resourceVersion"] = svc.metadata.resource_version
     updated = await client.update_raw(SERVICES, ns, again)
     assert isinstance(updated, Service)
     assert (updated.spec.cluster_ip, updated.spec.cluster_ips) == (address, [address])
-    assert updated.spec.ports[0].node_port == 30080 and updated.spec.type == "LoadBalancer"
+    assert updated.spec.ports[0].node_port == node_port and updated.spec.type == "LoadBalancer"
     # Changing it is refused, by update and by patch.
     other = str(IPv4Address(address) + 1 if IPv4Address(address) + 1 in CIDR else IPv4Address(address) - 1)
     changed = manifest("web", ns, clusterIP=other)
@@ -226,8 +233,9 @@ async def test_the_address_cannot_change(client: Client, ns: str) -> None:
 
 
 async def test_loadbalancer_takes_node_ports_as_nodeport_does(client: Client, ns: str) -> None:
-    svc = await create(client, ns, type="LoadBalancer", ports=[{"port": 80, "nodePort": 31080}])
-    assert svc.spec.ports[0].node_port == 31080
+    node_port = await free_node_port(client)
+    svc = await create(client, ns, type="LoadBalancer", ports=[{"port": 80, "nodePort": node_port}])
+    assert svc.spec.ports[0].node_port == node_port
     assert IPv4Address(svc.spec.cluster_ip) in CIDR
     assert [
         f for f, _ in await refused(client, ns, type="LoadBalancer", ports=[{"port": 80, "nodePort": 80}])
