@@ -32,22 +32,17 @@ from bus.resources.networking import (
     NODE_PORT_ALLOCATOR,
     NODE_PORT_MANAGED_BY_LABEL,
     NodePortSpec,
-    ParentReference,
 )
 from bus.store import Store
 from bus.validation.networking import NODE_PORT_TYPES
 from bus.validation.rules import invalid_value
 from services.api.admission import prepare_create
+from services.api.clusterips import parent_of
 from services.api.portrange import NodePortRange
 
 log = logging.getLogger(__name__)
 
 ALREADY_ALLOCATED = "provided port is already allocated"
-
-
-def parent_of(service: Service) -> ParentReference:
-    meta = service.metadata
-    return ParentReference(group="", resource="services", namespace=meta.namespace, name=meta.name)
 
 
 def held_ports(service: Service) -> set[int]:
