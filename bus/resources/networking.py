@@ -82,6 +82,23 @@ class Service(Resource):
     status: ServiceStatus = msgspec.field(default_factory=ServiceStatus)
 
 
+NODE_PORT_TYPES = ("NodePort", "LoadBalancer")  # the Service types that open a port on every node
+
+
+def held_cluster_ip(service: Service) -> str:
+    """The ClusterIP `service` holds (its IPAddress's name); "" for none (headless, or none yet)."""
+    address = service.spec.cluster_ip
+    return address if address != HEADLESS else ""
+
+
+def held_node_ports(service: Service) -> list[int]:
+    """The nodePorts `service` holds (its NodePorts' names): those of its ports, if its type
+    opens any."""
+    if service.spec.type not in NODE_PORT_TYPES:
+        return []
+    return [port.node_port for port in service.spec.ports if port.node_port is not None]
+
+
 class EndpointAddress(Base):
     ip: str
     hostname: str = ""

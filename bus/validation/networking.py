@@ -18,6 +18,7 @@ import ipaddress
 from bus.errors import StatusCause
 from bus.resources.networking import (
     HEADLESS,
+    NODE_PORT_TYPES,
     EndpointAddress,
     Endpoints,
     IPAddress,
@@ -41,7 +42,6 @@ from bus.validation.rules import (
 )
 from bus.validation.schema import join
 
-NODE_PORT_TYPES = ("NodePort", "LoadBalancer")  # the Service types that open a port on every node
 DEFAULT_NODE_PORT_RANGE = "30000-32767"  # Kubernetes' `--service-node-port-range`
 
 

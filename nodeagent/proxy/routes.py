@@ -17,8 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bus.resources import Endpoints, Service
-from bus.resources.networking import ServicePort
-from bus.validation.networking import NODE_PORT_TYPES
+from bus.resources.networking import NODE_PORT_TYPES, ServicePort
 
 ServiceKey = tuple[str, str]  # (namespace, name)
 

@@ -19,8 +19,7 @@ from bus.errors import BadRequest, StatusCause, invalid
 from bus.events import now
 from bus.meta import Resource
 from bus.resources import Deployment, Node, Pod, ReplicaSet, Service
-from bus.resources.networking import HEADLESS
-from bus.validation.networking import NODE_PORT_TYPES
+from bus.resources.networking import HEADLESS, NODE_PORT_TYPES
 from bus.validation.rules import invalid_value
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bus.resources import IPAddress, NodePort, Service
+from bus.resources.networking import held_node_ports
 from services.api.clusterips import ClusterIPs
-from services.api.nodeports import NodePorts, held_ports
+from services.api.nodeports import NodePorts
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Allocations:
         a Service stored before Services had addresses, and the nodePorts it newly uses."""
         address = await self.clusterips.claim(new) if not current.spec.cluster_ip else None
         try:
-            ports = await self.nodeports.claim(new, held=held_ports(current))
+            ports = await self.nodeports.claim(new, held=held_node_ports(current))
         except Exception:
             await self.clusterips.give_back(address)
             raise
@@ -54,7 +55,7 @@ class Allocations:
 
     async def release_unused(self, stored: Service, before: Service) -> None:
         """After an update: the nodePorts `before` held and `stored` does not."""
-        await self.nodeports.release(before, keep=held_ports(stored))
+        await self.nodeports.release(before, keep=held_node_ports(stored))
 
     async def release(self, service: Service) -> None:
         """After `service` was removed from the store: everything it held."""

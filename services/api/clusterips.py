@@ -22,8 +22,7 @@ import random
 from ipaddress import IPv4Address
 
 from bus import kinds
-from bus.errors import AlreadyExists, Conflict, Internal, NotFound, SteerError, Timeout, invalid
-from bus.informer import Informer
+from bus.errors import AlreadyExists, Internal, Timeout, invalid
 from bus.meta import ObjectMeta
 from bus.resources import IPAddress, Service
 from bus.resources.networking import (
@@ -31,21 +30,17 @@ from bus.resources.networking import (
     HEADLESS,
     MANAGED_BY_LABEL,
     IPAddressSpec,
-    ParentReference,
+    held_cluster_ip,
 )
 from bus.store import Store
 from bus.validation.rules import invalid_value
 from services.api.admission import prepare_create, set_defaults
+from services.api.heldrecords import HeldRecords, parent_of
 from services.api.iprange import ServiceRange
 
 log = logging.getLogger(__name__)
 
 ALREADY_ALLOCATED = "provided IP is already allocated"
-
-
-def parent_of(service: Service) -> ParentReference:
-    meta = service.metadata
-    return ParentReference(group="", resource="services", namespace=meta.namespace, name=meta.name)
 
 
 def record_of(service: Service, address: IPv4Address) -> IPAddress:
@@ -59,18 +54,13 @@ def record_of(service: Service, address: IPv4Address) -> IPAddress:
     return record
 
 
-class ClusterIPs:
+class ClusterIPs(HeldRecords[IPAddress]):
     def __init__(
         self, store: Store, service_range: ServiceRange, *, rng: random.Random | None = None
     ) -> None:
-        self.store = store
+        super().__init__(store, IPAddress)
         self.range = service_range
         self.rng = rng or random.Random()
-        self.informer: Informer[IPAddress] = Informer(store, IPAddress)
-
-    async def run(self) -> None:
-        """Keep the cache of IPAddresses current until cancelled."""
-        await self.informer.run()
 
     async def claim(self, service: Service) -> IPAddress | None:
         """Give a new Service its ClusterIP (the one it asks for, or a random free one) and fill
@@ -101,26 +91,17 @@ class ClusterIPs:
         raise invalid(service.kind, service.metadata.name, [cause])
 
     async def _claim_free(self, service: Service) -> IPAddress:
-        """The first address of a random walk over the range that the cache does not know as
-        taken and whose IPAddress this create makes. When the cache says the range is full, the
-        store is listed once more (the cache may not have seen a release yet)."""
-        for fresh in (False, True):
-            taken = await self._taken() if fresh else self.informer.cache
-            for address in self.range.candidates(self.rng):
-                if str(address) in taken:
-                    continue
-                try:
-                    return await self.store.create(record_of(service, address))
-                except AlreadyExists:
-                    continue  # another replica was quicker, or the cache behind: the next one
-        raise Internal(
-            f"failed to allocate a serviceIP: range is full (all {self.range.size} addresses of the "
-            f"service CIDR {self.range.cidr} are allocated)"
+        """The IPAddress of the first free address of a random walk over the range."""
+        record = await self.create_first_free(
+            lambda: map(str, self.range.candidates(self.rng)),
+            lambda name: record_of(service, IPv4Address(name)),
         )
-
-    async def _taken(self) -> dict[str, IPAddress]:
-        items, _ = await self.store.list(IPAddress)
-        return {item.metadata.name: item for item in items}
+        if record is None:
+            raise Internal(
+                f"failed to allocate a serviceIP: range is full (all {self.range.size} addresses of the "
+                f"service CIDR {self.range.cidr} are allocated)"
+            )
+        return record
 
     async def unclaim(self, record: IPAddress | None, failure: BaseException) -> None:
         """After a Service create failed: delete the IPAddress made for it, unless the Service
@@ -130,38 +111,14 @@ class ClusterIPs:
         if isinstance(failure, Timeout):
             log.info("kept IPAddress %s: the create of its Service timed out", record.metadata.name)
             return
-        await self._delete(record)
+        await self.delete(record)
 
     async def give_back(self, record: IPAddress | None) -> None:
         """Delete the IPAddress made for a Service that was never written."""
         if record is not None:
-            await self._delete(record)
+            await self.delete(record)
 
     async def release(self, service: Service) -> None:
-        """After `service` was removed from the store: delete its IPAddress (if it is its own).
-        Never raises: what is left behind is the repair pass's."""
-        address = service.spec.cluster_ip
-        if not address or address == HEADLESS:
-            return
-        try:
-            record = await self.store.get(IPAddress, "", address)
-        except NotFound:
-            return
-        except SteerError as err:
-            log.warning("could not release ClusterIP %s of service %s: %s", address, _name(service), err)
-            return
-        if record.spec.parent_ref != parent_of(service):
-            return
-        await self._delete(record)
-
-    async def _delete(self, record: IPAddress) -> None:
-        try:
-            await self.store.delete(record)
-        except (NotFound, Conflict):
-            pass  # gone, or rewritten since: not ours to remove any more
-        except SteerError as err:
-            log.warning("could not delete IPAddress %s (the repair pass will): %s", record.metadata.name, err)
-
-
-def _name(service: Service) -> str:
-    return f"{service.metadata.namespace}/{service.metadata.name}"
+        """After `service` was removed from the store: delete its IPAddress (if it is its own)."""
+        if address := held_cluster_ip(service):
+            await self.release_named(service, address, f"ClusterIP {address}")

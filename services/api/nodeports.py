@@ -24,32 +24,25 @@ import random
 from collections.abc import Iterable
 
 from bus import kinds
-from bus.errors import AlreadyExists, Conflict, Internal, NotFound, StatusCause, SteerError, Timeout, invalid
-from bus.informer import Informer
+from bus.errors import AlreadyExists, Internal, StatusCause, Timeout, invalid
 from bus.meta import ObjectMeta
 from bus.resources import NodePort, Service
 from bus.resources.networking import (
     NODE_PORT_ALLOCATOR,
     NODE_PORT_MANAGED_BY_LABEL,
+    NODE_PORT_TYPES,
     NodePortSpec,
+    held_node_ports,
 )
 from bus.store import Store
-from bus.validation.networking import NODE_PORT_TYPES
 from bus.validation.rules import invalid_value
 from services.api.admission import prepare_create
-from services.api.clusterips import parent_of
+from services.api.heldrecords import HeldRecords, parent_of
 from services.api.portrange import NodePortRange
 
 log = logging.getLogger(__name__)
 
 ALREADY_ALLOCATED = "provided port is already allocated"
-
-
-def held_ports(service: Service) -> set[int]:
-    """The nodePorts `service` holds: those of its ports, if its type opens any."""
-    if service.spec.type not in NODE_PORT_TYPES:
-        return set()
-    return {port.node_port for port in service.spec.ports if port.node_port is not None}
 
 
 def record_of(service: Service, port: int) -> NodePort:
@@ -63,16 +56,11 @@ def record_of(service: Service, port: int) -> NodePort:
     return record
 
 
-class NodePorts:
+class NodePorts(HeldRecords[NodePort]):
     def __init__(self, store: Store, port_range: NodePortRange, *, rng: random.Random | None = None) -> None:
-        self.store = store
+        super().__init__(store, NodePort)
         self.range = port_range
         self.rng = rng or random.Random()
-        self.informer: Informer[NodePort] = Informer(store, NodePort)
-
-    async def run(self) -> None:
-        """Keep the cache of NodePorts current until cancelled."""
-        await self.informer.run()
 
     async def claim(self, service: Service, *, held: Iterable[int] = ()) -> list[NodePort]:
         """Give every port of a NodePort or LoadBalancer `service` its nodePort: claim those it
@@ -114,26 +102,16 @@ class NodePorts:
         return ""
 
     async def _claim_free(self, service: Service) -> NodePort:
-        """The first port of a random walk over the range that the cache does not know as taken
-        and whose NodePort this create makes. When the cache says the range is full, the store
-        is listed once more (the cache may not have seen a release yet)."""
-        for fresh in (False, True):
-            taken = await self._taken() if fresh else set(self.informer.cache)
-            for port in self.range.candidates(self.rng):
-                if str(port) in taken:
-                    continue
-                try:
-                    return await self.store.create(record_of(service, port))
-                except AlreadyExists:
-                    continue  # another replica was quicker, or the cache behind: the next one
-        raise Internal(
-            f"failed to allocate a nodePort: range is full (all {self.range.size} ports of the "
-            f"node port range {self.range} are allocated)"
+        """The NodePort of the first free port of a random walk over the range."""
+        record = await self.create_first_free(
+            lambda: map(str, self.range.candidates(self.rng)), lambda name: record_of(service, int(name))
         )
-
-    async def _taken(self) -> set[str]:
-        items, _ = await self.store.list(NodePort)
-        return {item.metadata.name for item in items}
+        if record is None:
+            raise Internal(
+                f"failed to allocate a nodePort: range is full (all {self.range.size} ports of the "
+                f"node port range {self.range} are allocated)"
+            )
+        return record
 
     async def unclaim(self, records: list[NodePort], failure: BaseException) -> None:
         """After a Service write failed: delete the NodePorts made for it, unless the Service
@@ -145,34 +123,13 @@ class NodePorts:
 
     async def give_back(self, records: list[NodePort]) -> None:
         for record in records:
-            await self._delete(record)
+            await self.delete(record)
 
     async def release(self, service: Service, *, keep: Iterable[int] = ()) -> None:
         """After `service` was written without some of its nodePorts, or removed from the store:
-        delete the NodePorts it held but for `keep` (if they are its own). Never raises: what
-        is left behind is the repair pass's."""
-        for port in sorted(held_ports(service) - set(keep)):
-            try:
-                record = await self.store.get(NodePort, "", str(port))
-            except NotFound:
-                continue
-            except SteerError as err:
-                log.warning("could not release nodePort %d of service %s: %s", port, _name(service), err)
-                continue
-            if record.spec.parent_ref == parent_of(service):
-                await self._delete(record)
-
-    async def _delete(self, record: NodePort) -> None:
-        try:
-            await self.store.delete(record)
-        except (NotFound, Conflict):
-            pass  # gone, or rewritten since: not ours to remove any more
-        except SteerError as err:
-            log.warning("could not delete NodePort %s (the repair pass will): %s", record.metadata.name, err)
-
-
-def _name(service: Service) -> str:
-    return f"{service.metadata.namespace}/{service.metadata.name}"
+        delete the NodePorts it held but for `keep` (if they are its own)."""
+        for port in sorted(set(held_node_ports(service)) - set(keep)):
+            await self.release_named(service, str(port), f"nodePort {port}")
 
 
 def _names(records: list[NodePort]) -> str:

@@ -11,13 +11,13 @@ from bus.client import Client
 from bus.controller import Controller
 from bus.informer import Informer
 from bus.resources import IPAddress, Service
-from bus.resources.networking import CLUSTER_IP_ALLOCATOR, HEADLESS, MANAGED_BY_LABEL
+from bus.resources.networking import CLUSTER_IP_ALLOCATOR, MANAGED_BY_LABEL, held_cluster_ip
 from services.controllers.allocationrepair import MIN_AGE, RESYNC_EVERY, Allocator, repair_controller
 
 
 def held_addresses(service: Service) -> list[str]:
-    address = service.spec.cluster_ip
-    return [address] if address and address != HEADLESS else []
+    address = held_cluster_ip(service)
+    return [address] if address else []
 
 
 CLUSTER_IPS = Allocator("ipaddress-repair", IPAddress, MANAGED_BY_LABEL, CLUSTER_IP_ALLOCATOR, held_addresses)

@@ -12,19 +12,16 @@ from bus.client import Client
 from bus.controller import Controller
 from bus.informer import Informer
 from bus.resources import NodePort, Service
-from bus.resources.networking import NODE_PORT_ALLOCATOR, NODE_PORT_MANAGED_BY_LABEL
-from bus.validation.networking import NODE_PORT_TYPES
+from bus.resources.networking import NODE_PORT_ALLOCATOR, NODE_PORT_MANAGED_BY_LABEL, held_node_ports
 from services.controllers.allocationrepair import MIN_AGE, RESYNC_EVERY, Allocator, repair_controller
 
 
-def held_node_ports(service: Service) -> list[str]:
-    if service.spec.type not in NODE_PORT_TYPES:
-        return []
-    return [str(port.node_port) for port in service.spec.ports if port.node_port is not None]
+def held_names(service: Service) -> list[str]:
+    return [str(port) for port in held_node_ports(service)]
 
 
 NODE_PORTS = Allocator(
-    "nodeport-repair", NodePort, NODE_PORT_MANAGED_BY_LABEL, NODE_PORT_ALLOCATOR, held_node_ports
+    "nodeport-repair", NodePort, NODE_PORT_MANAGED_BY_LABEL, NODE_PORT_ALLOCATOR, held_names
 )
 
 

@@ -6,16 +6,19 @@ test's event loop with a short minimum age; IPAddresses are made by hand."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from bus.client import Client
+from bus.controller import Controller
 from bus.informer import Informer
 from bus.meta import ObjectMeta
-from bus.resources import IPAddress, Service
+from bus.resources import IPAddress, NodePort, Service
 from bus.resources.networking import (
     CLUSTER_IP_ALLOCATOR,
     MANAGED_BY_LABEL,
@@ -36,11 +39,20 @@ async def repairing(client: Client, store: Store) -> AsyncIterator[None]:
     addresses: Informer[IPAddress] = Informer(store, IPAddress)
     services: Informer[Service] = Informer(store, Service)
     control = ipaddress_repair_controller(client, addresses, services, min_age=MIN_AGE)
-    tasks = [asyncio.create_task(t) for t in (addresses.run(), services.run(), control.run())]
-    yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with running(addresses, services, control):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def running(*parts: Informer[Any] | Controller) -> AsyncIterator[None]:
+    """Run the informers and the controller in this event loop while the block runs."""
+    tasks = [asyncio.create_task(part.run()) for part in parts]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def outside_address() -> str:
@@ -54,9 +66,9 @@ def record(address: str, namespace: str, name: str, *, managed: bool = True) -> 
     return IPAddress(metadata=ObjectMeta(name=address, labels=labels), spec=IPAddressSpec(parent_ref=parent))
 
 
-async def deleted_after(store: Store, made: IPAddress) -> float:
-    """Wait until `made` is deleted; how long after its creation that was."""
-    await wait_gone(store, IPAddress, "", made.metadata.name, within=30)
+async def deleted_after(store: Store, made: IPAddress | NodePort) -> float:
+    """Wait until `made` (an allocator's record) is deleted; how long after its creation that was."""
+    await wait_gone(store, type(made), "", made.metadata.name, within=30)
     created = made.metadata.creation_timestamp
     assert created is not None
     return (datetime.now(UTC) - created).total_seconds()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 
@@ -24,10 +23,11 @@ from bus.resources.networking import (
     ParentReference,
     ServicePort,
     ServiceSpec,
+    ServiceType,
 )
 from bus.store import Store
 from services.controllers.nodeportrepair import NODE_PORTS, nodeport_repair_controller
-from tests.waiting import wait_gone
+from tests.services.test_ipaddressrepair import deleted_after, running
 
 MIN_AGE = 2.0
 
@@ -37,11 +37,8 @@ async def repairing(client: Client, store: Store) -> AsyncIterator[None]:
     node_ports: Informer[NodePort] = Informer(store, NodePort)
     services: Informer[Service] = Informer(store, Service)
     control = nodeport_repair_controller(client, node_ports, services, min_age=MIN_AGE)
-    tasks = [asyncio.create_task(t) for t in (node_ports.run(), services.run(), control.run())]
-    yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with running(node_ports, services, control):
+        yield
 
 
 def outside_ports(count: int) -> list[int]:
@@ -55,16 +52,8 @@ def record(port: int, namespace: str, name: str, *, managed: bool = True) -> Nod
     return NodePort(metadata=ObjectMeta(name=str(port), labels=labels), spec=NodePortSpec(parent_ref=parent))
 
 
-async def deleted_after(store: Store, made: NodePort) -> float:
-    """Wait until `made` is deleted; how long after its creation that was."""
-    await wait_gone(store, NodePort, "", made.metadata.name, within=30)
-    created = made.metadata.creation_timestamp
-    assert created is not None
-    return (datetime.now(UTC) - created).total_seconds()
-
-
 def node_port_service(
-    namespace: str, name: str, node_port: int, *, service_type: str = "NodePort"
+    namespace: str, name: str, node_port: int, *, service_type: ServiceType = "NodePort"
 ) -> Service:
     ports = [ServicePort(port=80, node_port=node_port if service_type != "ClusterIP" else None)]
     return Service(

@@ -17,19 +17,11 @@ from bus.client import Client
 from bus.errors import AlreadyExists, Invalid, NotFound
 from bus.resources import NodePort, Service
 from bus.resources.networking import NODE_PORT_ALLOCATOR, NODE_PORT_MANAGED_BY_LABEL, ParentReference
+from tests.services.test_clusterips import manifest
 
 LOW, HIGH = 30000, 32767
 BAND = 86  # the lower band of the default range
 SERVICES = kinds.BY_KIND["Service"]
-
-
-def manifest(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"ports": [{"port": 80}], **spec},
-    }
 
 
 def ports(*numbers: int, node_ports: tuple[int | None, ...] = ()) -> list[dict[str, Any]]:
