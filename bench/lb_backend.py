@@ -120,9 +120,9 @@ def serve(host: str, backends: list[tuple[bytes, int]], workers: int) -> None:
     stop()
 
 
-def ask(host: str, port: int) -> bytes:
-    with socket.create_connection((host, port), timeout=1) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+def ask(host: str, port: int, path: str = "/", *, timeout: float = 1) -> bytes:
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n".encode())
         reply = b""
         while chunk := s.recv(4096):
             reply += chunk
@@ -131,12 +131,7 @@ def ask(host: str, port: int) -> bytes:
 
 def served(host: str, port: int) -> int:
     """How many requests the backend listening at host:port has served."""
-    with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(b"GET /_count HTTP/1.1\r\nConnection: close\r\n\r\n")
-        reply = b""
-        while chunk := s.recv(4096):
-            reply += chunk
-    return int(reply.partition(b"\r\n\r\n")[2])
+    return int(ask(host, port, "/_count", timeout=5))
 
 
 def names(host: str, port: int, expect: int, timeout: float) -> int:
